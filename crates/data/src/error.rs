@@ -1,0 +1,91 @@
+//! Errors for loading image data. Each message is a single line that names the
+//! file, says what is wrong with it and how to fix it, so that a failed run can be
+//! diagnosed from its log alone.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while reading a dataset from disk.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{}: {}", path.display(), describe_io(source))]
+    Io { path: PathBuf, source: io::Error },
+
+    #[error(
+        "{}: truncated: expected {expected_bytes} bytes of IDX data but found {actual_bytes} \
+         (counted after decompression for .gz files); re-download or restore the file",
+        path.display()
+    )]
+    Truncated { path: PathBuf, expected_bytes: u64, actual_bytes: u64 },
+
+    #[error(
+        "{}: {} trailing bytes after the {expected_bytes} bytes its header declares; \
+         the file is corrupt or mislabelled, re-download or restore it",
+        path.display(), actual_bytes.saturating_sub(*expected_bytes)
+    )]
+    TrailingBytes { path: PathBuf, expected_bytes: u64, actual_bytes: u64 },
+
+    #[error(
+        "{}: not an IDX {} file (magic {found:#010x}, expected {expected:#010x}); \
+         check that the images and labels files are not swapped and re-download if needed",
+        path.display(), idx_kind(*expected)
+    )]
+    BadMagic { path: PathBuf, found: u32, expected: u32 },
+
+    #[error("{}: bad dimensions: {detail}; re-download or restore the file", path.display())]
+    BadDims { path: PathBuf, detail: String },
+
+    #[error(
+        "{}: gzip stream is corrupt or truncated ({detail}); re-download or restore the file",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+
+    #[error(
+        "{} holds {images} images but {} holds {labels} labels; \
+         the two files come from different splits or versions, restore a matching pair",
+        images_path.display(), labels_path.display()
+    )]
+    CountMismatch { images_path: PathBuf, labels_path: PathBuf, images: usize, labels: usize },
+
+    #[error(
+        "{}: sha256 is {actual} but SHA256SUMS lists {expected}; the file is damaged or was \
+         replaced, restore it (or regenerate SHA256SUMS if the change is intended)",
+        path.display()
+    )]
+    Checksum { path: PathBuf, expected: String, actual: String },
+
+    #[error(
+        "{}: line {line} is not `<sha256 hex>  <file name>`; \
+         regenerate it with `sha256sum *.gz > SHA256SUMS`",
+        path.display()
+    )]
+    ChecksumList { path: PathBuf, line: usize },
+
+    #[error(
+        "{}: label {label} at index {index} is outside 0..{classes}; \
+         the labels file is corrupt, re-download or restore it",
+        path.display()
+    )]
+    BadLabel { path: PathBuf, index: usize, label: u8, classes: usize },
+}
+
+pub type Result<T> = std::result::Result<T, DataError>;
+
+fn describe_io(err: &io::Error) -> String {
+    if err.kind() == io::ErrorKind::NotFound {
+        "file not found; check `data.dir` in the config and that the datasets/ folder was \
+         cloned (files may be raw or .gz)"
+            .to_string()
+    } else {
+        format!("cannot read file ({err}); check that it exists and is readable")
+    }
+}
+
+fn idx_kind(magic: u32) -> &'static str {
+    match magic {
+        crate::idx::IMAGES_MAGIC => "images (u8, 3 dims)",
+        crate::idx::LABELS_MAGIC => "labels (u8, 1 dim)",
+        _ => "u8",
+    }
+}

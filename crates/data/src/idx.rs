@@ -1,0 +1,159 @@
+//! Reader and writer for the IDX format of MNIST, restricted to u8 payloads.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+
+use crate::error::{DataError, Result};
+
+/// Magic of a u8 IDX file with 3 dims (images x rows x cols).
+pub const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// Magic of a u8 IDX file with 1 dim (labels).
+pub const LABELS_MAGIC: u32 = 0x0000_0801;
+
+const U8_TYPE: u32 = 0x08;
+
+/// A decoded u8 IDX file: `data` is row-major with shape `dims`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdxArray {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// Reads a raw or gzip-compressed u8 IDX file and checks that its magic is
+/// `expected_magic` and that its payload has exactly the declared size.
+pub fn read_idx(path: &Path, expected_magic: u32) -> Result<IdxArray> {
+    let bytes = read_file(path)?;
+    parse_idx(path, &bytes, expected_magic)
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+}
+
+/// Decodes file contents already in memory, so that callers which also hash the
+/// file read it only once. `path` is only used in error messages.
+pub(crate) fn parse_idx(path: &Path, bytes: &[u8], expected_magic: u32) -> Result<IdxArray> {
+    // Detect gzip by content rather than by file name: renamed files are common.
+    let decompressed;
+    let raw: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
+        decompressed = out;
+        &decompressed
+    } else {
+        bytes
+    };
+
+    let truncated = |expected: usize| DataError::Truncated {
+        path: path.to_path_buf(),
+        expected_bytes: expected as u64,
+        actual_bytes: raw.len() as u64,
+    };
+    let word = |at: usize| -> Option<u32> { raw.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) };
+
+    let found = word(0).ok_or_else(|| truncated(4))?;
+    if found != expected_magic || (found >> 8) & 0xff != U8_TYPE {
+        return Err(DataError::BadMagic { path: path.to_path_buf(), found, expected: expected_magic });
+    }
+    let ndims = (found & 0xff) as usize;
+    let header = 4 + 4 * ndims;
+    let mut dims = Vec::with_capacity(ndims);
+    for d in 0..ndims {
+        dims.push(word(4 + 4 * d).ok_or_else(|| truncated(header))? as usize);
+    }
+    let payload =
+        dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).and_then(|p| p.checked_add(header)).ok_or_else(
+            || DataError::BadDims {
+                path: path.to_path_buf(),
+                detail: format!("dims {dims:?} overflow the address space"),
+            },
+        )?;
+    if raw.len() < payload {
+        return Err(truncated(payload));
+    }
+    if raw.len() > payload {
+        return Err(DataError::TrailingBytes {
+            path: path.to_path_buf(),
+            expected_bytes: payload as u64,
+            actual_bytes: raw.len() as u64,
+        });
+    }
+    Ok(IdxArray { dims, data: raw[header..].to_vec() })
+}
+
+/// Writes a u8 IDX file; the number of dims is taken from `dims`, not from
+/// `magic`, so tests can also produce deliberately inconsistent files.
+pub fn write_idx(path: &Path, magic: u32, dims: &[usize], data: &[u8], gzip: bool) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(4 + 4 * dims.len() + data.len());
+    buf.extend_from_slice(&magic.to_be_bytes());
+    for &d in dims {
+        let d = u32::try_from(d).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "IDX dim exceeds u32"))?;
+        buf.extend_from_slice(&d.to_be_bytes());
+    }
+    buf.extend_from_slice(data);
+    if gzip {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(&buf)?;
+        buf = enc.finish()?;
+    }
+    fs::write(path, buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scratch_dir;
+
+    #[test]
+    fn round_trip_raw_and_gz() {
+        let dir = scratch_dir("idx-roundtrip");
+        let data: Vec<u8> = (0..2 * 3 * 4).map(|i| i as u8).collect();
+        for gzip in [false, true] {
+            let path = dir.join(format!("img-{gzip}"));
+            write_idx(&path, IMAGES_MAGIC, &[2, 3, 4], &data, gzip).unwrap();
+            let arr = read_idx(&path, IMAGES_MAGIC).unwrap();
+            assert_eq!(arr, IdxArray { dims: vec![2, 3, 4], data: data.clone() });
+        }
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn missing_file_names_path() {
+        let path = std::env::temp_dir().join("coppice-data-definitely-missing/train-images-idx3-ubyte");
+        let msg = read_idx(&path, IMAGES_MAGIC).unwrap_err().to_string();
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("not found") && msg.contains("data.dir"), "{msg}");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn truncated_trailing_and_wrong_magic() {
+        let dir = scratch_dir("idx-bad");
+        let path = dir.join("labels");
+        // Header declares 5 labels but only 3 follow.
+        write_idx(&path, LABELS_MAGIC, &[5], &[1, 2, 3], false).unwrap();
+        match read_idx(&path, LABELS_MAGIC) {
+            Err(DataError::Truncated { expected_bytes: 13, actual_bytes: 11, .. }) => {}
+            other => panic!("expected Truncated, got {other:?}"),
+        }
+        write_idx(&path, LABELS_MAGIC, &[2], &[1, 2, 3], true).unwrap();
+        assert!(matches!(read_idx(&path, LABELS_MAGIC), Err(DataError::TrailingBytes { .. })));
+        write_idx(&path, LABELS_MAGIC, &[3], &[1, 2, 3], false).unwrap();
+        let err = read_idx(&path, IMAGES_MAGIC).unwrap_err();
+        assert!(matches!(err, DataError::BadMagic { found: LABELS_MAGIC, expected: IMAGES_MAGIC, .. }));
+        assert!(err.to_string().contains("not an IDX images"), "{err}");
+        // A file cut inside its gzip stream must not pass as a short IDX file.
+        write_idx(&path, LABELS_MAGIC, &[3], &[1, 2, 3], true).unwrap();
+        let gz = fs::read(&path).unwrap();
+        fs::write(&path, &gz[..gz.len() - 6]).unwrap();
+        assert!(matches!(read_idx(&path, LABELS_MAGIC), Err(DataError::Corrupt { .. })));
+        let _ = fs::remove_dir_all(dir);
+    }
+}

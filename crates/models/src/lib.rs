@@ -1,0 +1,16 @@
+//! The networks coppice trains and prunes, and the description of their prunable structure.
+//!
+//! Nothing here knows about masks, schedules or files: a model only says which of its tensors
+//! are prunable, which slices are coupled, and how large it is.
+
+mod lenet5;
+mod mlp;
+mod network;
+mod params;
+mod structure;
+
+pub use lenet5::{LeNet5, LeNet5Config};
+pub use mlp::{Mlp, MlpConfig};
+pub use network::{Architecture, Classifier, InputShape, Network};
+pub use params::{ParamTensor, count_nonzero, edit_param, float_params};
+pub use structure::{LayerCost, LayerKind, Prunable, PrunableLayer, TensorSlice, UnitGroup};

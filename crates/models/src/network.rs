@@ -1,0 +1,98 @@
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::lenet5::{LeNet5, LeNet5Config};
+use crate::mlp::{Mlp, MlpConfig};
+use crate::structure::{Prunable, PrunableLayer, UnitGroup};
+
+/// Anything that maps a batch of images `[batch, channels, height, width]` to class logits.
+pub trait Classifier {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl InputShape {
+    pub fn pixels(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+/// Every network coppice can build. One enum rather than generics, because burn-train needs
+/// one concrete model type and the runner picks the network at run time.
+#[derive(Module, Debug)]
+pub enum Network {
+    Mlp(Mlp),
+    LeNet5(LeNet5),
+}
+
+/// The sizes that rebuild a network, as saved next to its weights (`architecture.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Architecture {
+    Mlp(MlpConfig),
+    Lenet5(LeNet5Config),
+}
+
+impl Architecture {
+    pub fn init(&self, device: &Device) -> Network {
+        match self {
+            Architecture::Mlp(config) => Network::Mlp(config.init(device)),
+            Architecture::Lenet5(config) => Network::LeNet5(config.init(device)),
+        }
+    }
+
+    pub fn input(&self) -> InputShape {
+        match self {
+            Architecture::Mlp(c) => InputShape { channels: 1, height: 1, width: c.inputs },
+            Architecture::Lenet5(c) => InputShape { channels: c.channels, height: c.height, width: c.width },
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        match self {
+            Architecture::Mlp(c) => c.classes,
+            Architecture::Lenet5(c) => c.classes,
+        }
+    }
+}
+
+impl Network {
+    /// Read back from the tensors, so a pruned network reports its smaller sizes.
+    pub fn architecture(&self) -> Architecture {
+        match self {
+            Network::Mlp(m) => Architecture::Mlp(m.config()),
+            Network::LeNet5(m) => Architecture::Lenet5(m.config()),
+        }
+    }
+}
+
+impl Classifier for Network {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Network::Mlp(m) => m.forward(images),
+            Network::LeNet5(m) => m.forward(images),
+        }
+    }
+}
+
+impl Prunable for Network {
+    fn prunable_layers(&self) -> Vec<PrunableLayer> {
+        match self {
+            Network::Mlp(m) => m.prunable_layers(),
+            Network::LeNet5(m) => m.prunable_layers(),
+        }
+    }
+
+    fn unit_groups(&self) -> Vec<UnitGroup> {
+        match self {
+            Network::Mlp(m) => m.unit_groups(),
+            Network::LeNet5(m) => m.unit_groups(),
+        }
+    }
+}

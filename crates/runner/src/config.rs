@@ -1,0 +1,346 @@
+//! The experiment config: one TOML file, every key documented in the README with its default.
+
+use std::path::{Path, PathBuf};
+
+use coppice_models::{Architecture, InputShape, LeNet5Config, MlpConfig};
+use coppice_train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendName;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub name: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub backend: BackendName,
+    #[serde(default)]
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// MNIST-format IDX files; Fashion-MNIST uses the same format and file names.
+    Mnist,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub dataset: DatasetKind,
+    /// Relative to the directory `coppice` runs in.
+    pub dir: PathBuf,
+    /// Fraction of the training file held out for validation.
+    pub valid_fraction: f64,
+    /// Use only this many training samples (after the split); 0 means all.
+    pub train_limit: usize,
+    /// Use only this many test samples; 0 means all.
+    pub test_limit: usize,
+    /// Pixels are scaled to [0, 1], then normalized as (x - mean) / std.
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetKind::Mnist,
+            dir: PathBuf::from("datasets/mnist"),
+            valid_fraction: 0.1,
+            train_limit: 0,
+            test_limit: 0,
+            mean: 0.1307,
+            std: 0.3081,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Mlp,
+    Lenet5,
+}
+
+/// `[model]`: `kind` picks the network; the other keys size it and default to the paper's sizes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// mlp: hidden layer widths (default [300, 100], LeNet-300-100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Vec<usize>>,
+    /// lenet5: filters of the first and second conv (default 20, 50) and fc1 width (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv1: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv2: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fc1: Option<usize>,
+}
+
+/// A config error: which file, which field, what is wrong and how to fix it, on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {field}: {problem}")]
+pub struct ConfigError {
+    pub file: String,
+    pub field: String,
+    pub problem: String,
+}
+
+impl Config {
+    /// Defaults everywhere but the data directory, for commands that only need the data.
+    pub fn for_data_dir(dir: PathBuf) -> Config {
+        Config {
+            name: "bench".into(),
+            seed: default_seed(),
+            backend: BackendName::default(),
+            data: DataConfig { dir, ..DataConfig::default() },
+            model: ModelConfig { kind: ModelKind::Mlp, hidden: None, conv1: None, conv2: None, fc1: None },
+            train: TrainConfig::default(),
+        }
+    }
+
+    /// Reads `path`, applies `--set key=value` overrides, and checks every range.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let error = |field: &str, problem: String| ConfigError { file: file.clone(), field: field.into(), problem };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            error(
+                "(file)",
+                format!("cannot read the config: {e}; fix: check the path, e.g. configs/lenet300-mnist.toml"),
+            )
+        })?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            let at = line.map_or(String::new(), |l| format!(" at line {l}"));
+            error("(syntax)", format!("invalid TOML{at}: {}", e.message().trim()))
+        })?;
+        for assignment in overrides {
+            apply_override(&mut table, assignment).map_err(|problem| error("--set", problem))?;
+        }
+        let config: Config = serde_path_to_error::deserialize(table).map_err(|e| {
+            let field = e.path().to_string();
+            let problem = e.inner().message().trim().replace('\n', " ");
+            let fix = if problem.contains("unknown field") {
+                "; fix: remove or rename the key (README, \"Config reference\", lists every key)"
+            } else if problem.contains("missing field") {
+                "; fix: add the key (README, \"Config reference\")"
+            } else {
+                ""
+            };
+            error(if field == "." { "(top level)" } else { &field }, format!("{problem}{fix}"))
+        })?;
+        config.validate().map_err(|(field, problem)| error(&field, problem))?;
+        Ok(config)
+    }
+
+    /// Range checks that serde's types cannot express. Returns the field and the problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err((
+                "name".into(),
+                format!("{:?} is not usable in a directory name; fix: use letters, digits and dashes", self.name),
+            ));
+        }
+        let data = &self.data;
+        if !(data.valid_fraction > 0.0 && data.valid_fraction < 1.0) {
+            return Err(("data.valid_fraction".into(), format!("{} must be in (0, 1), e.g. 0.1", data.valid_fraction)));
+        }
+        if !(data.std.is_finite() && data.std > 0.0) || !data.mean.is_finite() {
+            return Err((
+                "data.std".into(),
+                format!("mean {} / std {} must be finite with std > 0", data.mean, data.std),
+            ));
+        }
+        self.train.validate().map_err(|e| (e.field.to_string(), format!("{} {}", e.value, e.reason)))?;
+        self.model.check_keys()
+    }
+
+    /// The architecture this config builds for inputs of `input` with `classes` outputs.
+    pub fn architecture(&self, input: InputShape, classes: usize) -> Result<Architecture, (String, String)> {
+        let m = &self.model;
+        let zero = |name: &str, values: &[usize]| {
+            if values.contains(&0) {
+                Err((format!("model.{name}"), "layer sizes must be at least 1".to_string()))
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match m.kind {
+            ModelKind::Mlp => {
+                let hidden = m.hidden.clone().unwrap_or_else(|| vec![300, 100]);
+                zero("hidden", &hidden)?;
+                Architecture::Mlp(MlpConfig { inputs: input.pixels(), hidden, classes })
+            }
+            ModelKind::Lenet5 => {
+                let defaults = LeNet5Config::new();
+                let config = LeNet5Config {
+                    channels: input.channels,
+                    height: input.height,
+                    width: input.width,
+                    conv1: m.conv1.unwrap_or(defaults.conv1),
+                    conv2: m.conv2.unwrap_or(defaults.conv2),
+                    fc1: m.fc1.unwrap_or(defaults.fc1),
+                    classes,
+                };
+                zero("conv1", &[config.conv1, config.conv2, config.fc1])?;
+                if config.feature_hw().is_none() {
+                    return Err((
+                        "model.kind".into(),
+                        format!("lenet5 needs images of at least 16x16, the data has {}x{}", input.height, input.width),
+                    ));
+                }
+                Architecture::Lenet5(config)
+            }
+        })
+    }
+}
+
+impl ModelConfig {
+    fn check_keys(&self) -> Result<(), (String, String)> {
+        let misplaced = match self.kind {
+            ModelKind::Mlp => {
+                [("conv1", self.conv1.is_some()), ("conv2", self.conv2.is_some()), ("fc1", self.fc1.is_some())]
+                    .into_iter()
+                    .find(|(_, set)| *set)
+                    .map(|(k, _)| k)
+            }
+            ModelKind::Lenet5 => self.hidden.is_some().then_some("hidden"),
+        };
+        match misplaced {
+            Some(key) => Err((
+                format!("model.{key}"),
+                format!("does not apply to kind = \"{}\"; fix: remove it", self.kind_name()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Lenet5 => "lenet5",
+        }
+    }
+}
+
+/// `train.lr=0.1` sets `[train] lr = 0.1`; a value that is not valid TOML is taken as a string.
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), String> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("{assignment:?} is not key=value; fix: e.g. --set train.lr=0.01"))?;
+    let key = key.trim();
+    let value = match toml::from_str::<toml::Table>(&format!("v = {}", raw.trim())) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.trim().into())),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("{key:?} is not a valid key; fix: e.g. --set train.lr=0.01"));
+    }
+    let (last, parents) = parts.split_last().expect("split yields at least one part");
+    let mut current = table;
+    for part in parents {
+        let entry = current.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| format!("{part} in {key:?} is a value, not a section"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("coppice-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const MINIMAL: &str = "name = \"t\"\n[model]\nkind = \"mlp\"\n";
+
+    fn load_err(name: &str, text: &str, overrides: &[&str]) -> String {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let err = Config::load(&write(name, text), &overrides).expect_err("config must be rejected");
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert!(message.contains(name), "names the file: {message}");
+        message
+    }
+
+    #[test]
+    fn defaults_fill_an_almost_empty_config() {
+        let config = Config::load(&write("minimal.toml", MINIMAL), &[]).unwrap();
+        assert_eq!(config.seed, 42);
+        assert_eq!(config.train, TrainConfig::default());
+        assert_eq!(config.data.dir, PathBuf::from("datasets/mnist"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_section() {
+        let message = load_err("unknown.toml", &format!("{MINIMAL}[train]\nlrr = 0.1\n"), &[]);
+        assert!(message.contains("train") && message.contains("lrr"), "{message}");
+        assert!(message.contains("fix"), "{message}");
+    }
+
+    #[test]
+    fn negative_learning_rate_is_rejected() {
+        let message = load_err("neg-lr.toml", &format!("{MINIMAL}[train]\nlr = -0.1\n"), &[]);
+        assert!(message.contains("train.lr"), "{message}");
+    }
+
+    #[test]
+    fn batch_size_zero_is_rejected() {
+        let message = load_err("bs0.toml", MINIMAL, &["train.batch_size=0"]);
+        assert!(message.contains("train.batch_size"), "{message}");
+    }
+
+    #[test]
+    fn unknown_backend_is_rejected() {
+        let message = load_err("backend.toml", &format!("backend = \"tpu\"\n{MINIMAL}"), &[]);
+        assert!(message.contains("backend") && message.contains("tpu"), "{message}");
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line() {
+        let message = load_err("syntax.toml", "name = \"t\"\n[model\n", &[]);
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn overrides_set_nested_keys_and_strings() {
+        let overrides = vec!["train.lr=0.2".to_string(), "model.hidden=[10]".into(), "name=other".into()];
+        let config = Config::load(&write("override.toml", MINIMAL), &overrides).unwrap();
+        assert_eq!(config.train.lr, 0.2);
+        assert_eq!(config.model.hidden, Some(vec![10]));
+        assert_eq!(config.name, "other");
+    }
+
+    #[test]
+    fn keys_of_another_model_kind_are_rejected() {
+        let message = load_err("misplaced.toml", &format!("{MINIMAL}conv1 = 6\n"), &[]);
+        assert!(message.contains("model.conv1"), "{message}");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let config = Config::load(&write("roundtrip.toml", MINIMAL), &[]).unwrap();
+        let text = toml::to_string(&config).unwrap();
+        let path = write("resolved.toml", &text);
+        assert_eq!(Config::load(&path, &[]).unwrap(), config);
+    }
+}

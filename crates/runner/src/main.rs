@@ -1,0 +1,156 @@
+//! The `coppice` command line.
+
+mod backend;
+mod bench;
+mod config;
+mod experiment;
+mod rundir;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow};
+use clap::{Parser, Subcommand};
+use coppice_train::Progress;
+
+use crate::backend::BackendName;
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "coppice", version, about = "Train, prune and retrain neural networks from one TOML config")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (and prune) as the config says; writes runs/<name>-<timestamp>/.
+    Run {
+        config: PathBuf,
+        /// flex or ndarray; overrides `backend` in the config.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory that receives the run directory.
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        /// Override a config key, e.g. --set train.epochs=2 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// One line per epoch even in a terminal, instead of burn-train's TUI.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Check a config without running it.
+    Validate {
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Evaluate a saved run's model on its test set.
+    Eval {
+        run_dir: PathBuf,
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Measure training throughput (samples/s) per backend, model and batch size.
+    Bench {
+        #[arg(long, default_value = "flex,ndarray", value_delimiter = ',')]
+        backends: Vec<String>,
+        #[arg(long, default_value = "lenet300,lenet5", value_delimiter = ',')]
+        models: Vec<String>,
+        #[arg(long, default_value = "64,256", value_delimiter = ',')]
+        batch_sizes: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        windows: usize,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// MNIST directory to take the batches from.
+        #[arg(long, default_value = "datasets/mnist")]
+        data: PathBuf,
+    },
+}
+
+fn parse_backend(name: Option<String>) -> Result<Option<BackendName>> {
+    name.map(|n| n.parse::<BackendName>().map_err(|e| anyhow!("--backend: {e}"))).transpose()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: scripts and CI logs grep for it, and the chain already names file and field.
+            eprintln!("error: {}", format!("{error:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Run { config, backend, out, overrides, plain } => {
+            let options = experiment::RunOptions {
+                backend: parse_backend(backend)?,
+                out,
+                progress: if plain { Progress::Lines } else { Progress::Auto },
+            };
+            let run_dir = experiment::run(&config, &overrides, &options)?;
+            println!("{}", run_dir.display());
+        }
+        Command::Validate { config, overrides } => {
+            let parsed = Config::load(&config, &overrides)?;
+            println!(
+                "{}: ok ({} on {}, {} epochs)",
+                config.display(),
+                parsed.name,
+                parsed.backend,
+                parsed.train.epochs
+            );
+        }
+        Command::Eval { run_dir, backend } => {
+            let result = experiment::eval(&run_dir, parse_backend(backend)?)?;
+            println!(
+                "{}: test accuracy {:.2}% (loss {:.4}) on {} samples",
+                run_dir.display(),
+                result.accuracy * 100.0,
+                result.loss,
+                result.samples
+            );
+        }
+        Command::Bench { backends, models, batch_sizes, warmup, windows, steps, data } => {
+            let backends = backends
+                .iter()
+                .map(|b| b.parse())
+                .collect::<Result<Vec<BackendName>, String>>()
+                .map_err(|e| anyhow!("--backends: {e}"))?;
+            if windows == 0 || steps == 0 || batch_sizes.contains(&0) {
+                return Err(anyhow!("--windows, --steps and --batch-sizes must be at least 1"));
+            }
+            let loaded = experiment::Data::load(&Config::for_data_dir(data))?;
+            let options = bench::BenchOptions {
+                backends,
+                models,
+                batch_sizes,
+                warmup_steps: warmup,
+                windows,
+                steps_per_window: steps,
+            };
+            println!("backend  model     batch  samples/s (median of {windows} windows of {steps} steps; min-max)");
+            bench::bench(&loaded, &options, |r| {
+                println!(
+                    "{:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0})",
+                    r.backend.as_str(),
+                    r.model,
+                    r.batch_size,
+                    r.samples_per_second,
+                    r.min,
+                    r.max
+                )
+            })?;
+        }
+    }
+    Ok(())
+}

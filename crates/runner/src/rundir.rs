@@ -1,0 +1,84 @@
+//! Run directories: where they go and how files in them are written.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+/// Creates `<out>/<name>-<UTC timestamp>`, adding `-2`, `-3`, ... if a run started in the
+/// same second already took the name.
+pub fn create_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| {
+        format!("{}: cannot create the output directory; fix: pass a writable --out", out.display())
+    })?;
+    let stamp = utc_timestamp(SystemTime::now());
+    for attempt in 1.. {
+        let dir = match attempt {
+            1 => out.join(format!("{name}-{stamp}")),
+            n => out.join(format!("{name}-{stamp}-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot create the run directory", dir.display())),
+        }
+    }
+    unreachable!("the attempts never run out")
+}
+
+/// Writes through a temporary file and a rename, so a reader or an interrupted run never sees
+/// half a file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = temporary_path(path);
+    std::fs::write(&tmp, contents).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+}
+
+/// The sibling a file is first written to before it is renamed into place.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, without a date crate: days since the epoch to a civil date
+/// (Howard Hinnant's algorithm).
+pub fn utc_timestamp(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_civil_utc() {
+        assert_eq!(utc_timestamp(UNIX_EPOCH), "19700101-000000");
+        // 2024-02-29 12:34:56 UTC, a leap day.
+        assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(1_709_210_096)), "20240229-123456");
+    }
+
+    #[test]
+    fn run_dirs_never_collide() {
+        let out = std::env::temp_dir().join(format!("coppice-rundir-{}", std::process::id()));
+        let a = create_run_dir(&out, "x").unwrap();
+        let b = create_run_dir(&out, "x").unwrap();
+        assert_ne!(a, b);
+        write_atomic(&a.join("f.txt"), b"hello").unwrap();
+        assert_eq!(std::fs::read(a.join("f.txt")).unwrap(), b"hello");
+        assert!(!temporary_path(&a.join("f.txt")).exists());
+        std::fs::remove_dir_all(out).unwrap();
+    }
+}

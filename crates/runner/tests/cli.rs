@@ -1,0 +1,217 @@
+//! The `coppice` binary as users run it: bad input gives one clear line and a non-zero exit;
+//! a small real run trains, saves, evaluates and repeats exactly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use coppice_data::idx::{IMAGES_MAGIC, LABELS_MAGIC, write_idx};
+
+fn coppice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coppice"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("the coppice binary runs")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("coppice-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts a failure with exactly one line on stderr that contains every `needles` entry.
+fn assert_clean_failure(output: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "must fail; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
+    }
+}
+
+const MLP_CONFIG: &str = "name = \"cli-test\"\n[model]\nkind = \"mlp\"\nhidden = [32]\n";
+
+fn config_in(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A tiny MNIST-format directory: 20 train and 10 test images of 28x28.
+fn tiny_mnist(dir: &Path) {
+    let image = |n: usize| vec![7u8; n * 28 * 28];
+    let labels = |n: usize| (0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>();
+    write_idx(&dir.join("train-images-idx3-ubyte"), IMAGES_MAGIC, &[20, 28, 28], &image(20), false).unwrap();
+    write_idx(&dir.join("train-labels-idx1-ubyte"), LABELS_MAGIC, &[20], &labels(20), false).unwrap();
+    write_idx(&dir.join("t10k-images-idx3-ubyte"), IMAGES_MAGIC, &[10, 28, 28], &image(10), false).unwrap();
+    write_idx(&dir.join("t10k-labels-idx1-ubyte"), LABELS_MAGIC, &[10], &labels(10), false).unwrap();
+}
+
+fn run_with_data(dir: &Path) -> Output {
+    let config = config_in(dir, &format!("{MLP_CONFIG}[data]\ndir = {:?}\n", dir.join("data").display().to_string()));
+    coppice(&["run", config.to_str().unwrap(), "--out", dir.join("runs").to_str().unwrap()])
+}
+
+#[test]
+fn missing_dataset_file_names_the_file() {
+    let dir = scratch("missing");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    tiny_mnist(&dir.join("data"));
+    std::fs::remove_file(dir.join("data/train-labels-idx1-ubyte")).unwrap();
+    assert_clean_failure(&run_with_data(&dir), &["train-labels-idx1-ubyte", "data.dir"]);
+    assert!(!dir.join("runs").exists(), "no run directory for a run that could not start");
+}
+
+#[test]
+fn truncated_idx_file_is_reported() {
+    let dir = scratch("truncated");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    tiny_mnist(&dir.join("data"));
+    let path = dir.join("data/train-images-idx3-ubyte");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    assert_clean_failure(&run_with_data(&dir), &["train-images-idx3-ubyte"]);
+}
+
+#[test]
+fn wrong_magic_number_is_reported() {
+    let dir = scratch("magic");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    tiny_mnist(&dir.join("data"));
+    // Labels where images belong: a valid IDX file of the wrong kind.
+    std::fs::copy(dir.join("data/t10k-labels-idx1-ubyte"), dir.join("data/t10k-images-idx3-ubyte")).unwrap();
+    assert_clean_failure(&run_with_data(&dir), &["t10k-images-idx3-ubyte"]);
+}
+
+#[test]
+fn image_label_count_mismatch_is_reported() {
+    let dir = scratch("count");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    tiny_mnist(&dir.join("data"));
+    write_idx(&dir.join("data/train-labels-idx1-ubyte"), LABELS_MAGIC, &[19], &[1u8; 19], false).unwrap();
+    assert_clean_failure(&run_with_data(&dir), &["train-labels-idx1-ubyte", "20", "19"]);
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = scratch("unknown-key");
+    let config = config_in(&dir, &format!("{MLP_CONFIG}[train]\nepochz = 3\n"));
+    assert_clean_failure(&coppice(&["validate", config.to_str().unwrap()]), &["config.toml", "epochz"]);
+}
+
+#[test]
+fn negative_learning_rate_is_named() {
+    let dir = scratch("neg-lr");
+    let config = config_in(&dir, MLP_CONFIG);
+    let out = coppice(&["run", config.to_str().unwrap(), "--set", "train.lr=-0.1", "--out", dir.to_str().unwrap()]);
+    assert_clean_failure(&out, &["config.toml", "train.lr"]);
+}
+
+#[test]
+fn zero_batch_size_is_named() {
+    let dir = scratch("bs0");
+    let config = config_in(&dir, &format!("{MLP_CONFIG}[train]\nbatch_size = 0\n"));
+    assert_clean_failure(&coppice(&["validate", config.to_str().unwrap()]), &["config.toml", "train.batch_size"]);
+}
+
+#[test]
+fn unknown_backend_is_named_in_config_and_flag() {
+    let dir = scratch("backend");
+    let config = config_in(&dir, &format!("backend = \"tpu\"\n{MLP_CONFIG}"));
+    assert_clean_failure(&coppice(&["validate", config.to_str().unwrap()]), &["backend", "tpu"]);
+    let config = config_in(&dir, MLP_CONFIG);
+    let out = coppice(&["run", config.to_str().unwrap(), "--backend", "tpu", "--out", dir.to_str().unwrap()]);
+    assert_clean_failure(&out, &["--backend", "tpu", "flex"]);
+}
+
+#[test]
+fn eval_of_a_mismatched_checkpoint_is_reported() {
+    let dir = scratch("mismatch");
+    // A run directory whose architecture says 32 hidden units but whose weights have 16.
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("config.toml"), MLP_CONFIG).unwrap();
+    let arch = r#"{"kind":"mlp","inputs":784,"hidden":[32],"classes":10}"#;
+    std::fs::write(run.join("architecture.json"), arch).unwrap();
+    std::fs::write(run.join("model.bpk"), b"not a burnpack file").unwrap();
+    assert_clean_failure(&coppice(&["eval", run.to_str().unwrap()]), &["model.bpk"]);
+}
+
+fn read_summary(run_dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn accuracy_columns(run_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(run_dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').take(4).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+/// End to end on a small slice of the bundled MNIST: trains LeNet-300-100 for two epochs,
+/// checks a real accuracy, the run directory's contract, `eval`, and that a second run with
+/// the same seed records the same losses and accuracies.
+#[test]
+fn small_mnist_run_trains_saves_evaluates_and_repeats() {
+    let dir = scratch("e2e");
+    let sets = [
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.train_limit=3000",
+        "--set",
+        "data.test_limit=1000",
+        "--set",
+        "train.lr=0.05",
+        "--out",
+    ];
+    let run = |tag: &str| -> PathBuf {
+        let out_dir = dir.join(tag);
+        let mut args = vec!["run", "configs/lenet300-mnist.toml"];
+        args.extend_from_slice(&sets);
+        args.push(out_dir.to_str().unwrap());
+        let out = coppice(&args);
+        assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut entries: Vec<_> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(entries.len(), 1);
+        entries.pop().unwrap()
+    };
+    let first = run("a");
+    for file in ["config.toml", "metrics.csv", "summary.json", "model.bpk", "architecture.json"] {
+        assert!(first.join(file).is_file(), "{file} written");
+    }
+    let summary = read_summary(&first);
+    let accuracy = summary["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.85 && accuracy <= 1.0, "LeNet-300-100 on 3000 samples, 2 epochs: {accuracy}");
+    assert_eq!(summary["params_total"], 266_610);
+    for key in ["test_loss", "params_nonzero", "wall_seconds", "backend"] {
+        assert!(summary.get(key).is_some(), "summary.json has {key}");
+    }
+    assert_eq!(accuracy_columns(&first).len(), 1 + 2 * 2, "header plus train and valid rows per epoch");
+
+    let eval = coppice(&["eval", first.to_str().unwrap()]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let printed = String::from_utf8_lossy(&eval.stdout);
+    assert!(printed.contains(&format!("{:.2}%", accuracy * 100.0)), "eval reproduces the run's accuracy: {printed}");
+
+    // A checkpoint of another shape: the weights of 300 hidden units under an architecture of 200.
+    let altered = dir.join("altered");
+    std::fs::create_dir_all(&altered).unwrap();
+    for file in ["config.toml", "model.bpk"] {
+        std::fs::copy(first.join(file), altered.join(file)).unwrap();
+    }
+    let arch = std::fs::read_to_string(first.join("architecture.json")).unwrap().replace("300", "200");
+    std::fs::write(altered.join("architecture.json"), arch).unwrap();
+    assert_clean_failure(&coppice(&["eval", altered.to_str().unwrap()]), &["model.bpk", "architecture.json"]);
+
+    let second = run("b");
+    assert_eq!(accuracy_columns(&first), accuracy_columns(&second), "same seed, same metrics");
+}

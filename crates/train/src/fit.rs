@@ -1,0 +1,202 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use burn::train::logger::InMemoryMetricLogger;
+use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::{EarlyStoppingStrategy, Learner, SupervisedTraining};
+use coppice_data::{ImageBatcher, ImageDataset};
+use coppice_models::Network;
+
+use crate::callback::{Callbacks, EpochRecord};
+use crate::config::{OptimizerKind, TrainConfig};
+use crate::lr::{EpochLr, lr_at};
+use crate::quiet::QuietRenderer;
+use crate::trainee::Trainee;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("data: {0}")]
+    Data(String),
+    #[error("training stopped early: {0}")]
+    Interrupted(String),
+    #[error("training failed: {0}")]
+    Failed(String),
+}
+
+/// How training shows progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// burn-train's terminal UI when stdout is a terminal, else one line per epoch.
+    Auto,
+    /// One line per epoch on stdout.
+    Lines,
+    /// Nothing (tests).
+    Quiet,
+}
+
+pub struct TrainSetup {
+    pub config: TrainConfig,
+    /// A plain (not autodiff) device; training adds autodiff itself.
+    pub device: Device,
+    /// Where burn-train writes its per-epoch checkpoints (`checkpoint/model-<epoch>.bpk`).
+    pub artifact_dir: PathBuf,
+    /// Seeds the shuffling of the training data.
+    pub seed: u64,
+    pub progress: Progress,
+    /// Shown in progress lines, e.g. `dense` or `round 2`.
+    pub label: String,
+}
+
+pub struct TrainOutcome {
+    /// On the plain device, ready for evaluation or the next round.
+    pub net: Network,
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// Trains `net` for `setup.config.epochs` epochs with a fresh optimizer. The callbacks run
+/// after every optimizer step and at each epoch end.
+pub fn fit(
+    net: Network,
+    train: ImageDataset,
+    valid: ImageDataset,
+    batcher: ImageBatcher,
+    setup: &TrainSetup,
+    callbacks: &Callbacks,
+) -> Result<TrainOutcome, TrainError> {
+    let config = &setup.config;
+    if train.set().is_empty() || valid.set().is_empty() {
+        return Err(TrainError::Data("training and validation sets must not be empty".into()));
+    }
+    let steps_per_epoch = train.set().len().div_ceil(config.batch_size);
+    let train_loader = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(config.batch_size)
+        .shuffle(setup.seed)
+        .set_device(setup.device.clone())
+        .build(train);
+    let valid_loader = DataLoaderBuilder::new(batcher)
+        .batch_size(config.eval_batch_size)
+        .set_device(setup.device.clone())
+        .build(valid);
+
+    let use_tui = setup.progress == Progress::Auto && std::io::stdout().is_terminal();
+    let epoch_end = EpochEnd::new(setup, callbacks.clone(), !use_tui && setup.progress != Progress::Quiet);
+    let mut training = SupervisedTraining::new(&setup.artifact_dir, train_loader, valid_loader)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .with_metric_logger(InMemoryMetricLogger::default())
+        .with_application_logger(None)
+        .with_default_checkpointers()
+        .early_stopping(epoch_end.clone())
+        .num_epochs(config.epochs);
+    if !use_tui {
+        training = training.renderer(Box::new(QuietRenderer));
+    }
+
+    let trainee = Trainee::new(net, callbacks.clone()).train();
+    let learner = Learner::new(trainee, optimizer(config), EpochLr::new(config.clone(), steps_per_epoch));
+    let result = training.launch(learner);
+    if let Some(error) = result.error {
+        return Err(TrainError::Failed(error.to_string()));
+    }
+    if let Some(interruption) = result.interrupted {
+        let reason = interruption.reason.unwrap_or_else(|| "interrupted".into());
+        return Err(TrainError::Interrupted(reason));
+    }
+    let epochs = epoch_end.records();
+    Ok(TrainOutcome { net: result.model.net.valid(), epochs })
+}
+
+fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        OptimizerKind::Sgd => {
+            let momentum = (config.momentum > 0.0).then(|| MomentumConfig {
+                momentum: config.momentum,
+                dampening: 0.0,
+                nesterov: config.nesterov,
+            });
+            SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init()
+        }
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+    }
+}
+
+/// burn-train's synchronous epoch-end hook, used to read the epoch's metrics and hand them to
+/// the callbacks; it never asks to stop.
+#[derive(Clone)]
+struct EpochEnd {
+    state: Arc<Mutex<EpochEndState>>,
+}
+
+struct EpochEndState {
+    config: TrainConfig,
+    callbacks: Callbacks,
+    print: bool,
+    label: String,
+    last: Instant,
+    records: Vec<EpochRecord>,
+}
+
+impl EpochEnd {
+    fn new(setup: &TrainSetup, callbacks: Callbacks, print: bool) -> Self {
+        let state = EpochEndState {
+            config: setup.config.clone(),
+            callbacks,
+            print,
+            label: setup.label.clone(),
+            last: Instant::now(),
+            records: Vec::new(),
+        };
+        Self { state: Arc::new(Mutex::new(state)) }
+    }
+
+    fn records(&self) -> Vec<EpochRecord> {
+        self.state.lock().map(|s| s.records.clone()).unwrap_or_default()
+    }
+}
+
+impl EarlyStoppingStrategy for EpochEnd {
+    fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
+        let Ok(mut state) = self.state.lock() else { return false };
+        let metric = |name: &str, split: Split| store.find_metric(name, epoch, Aggregate::Mean, &split);
+        let now = Instant::now();
+        let record = EpochRecord {
+            epoch,
+            train_loss: metric("Loss", Split::Train).unwrap_or(f64::NAN),
+            train_accuracy: metric("Accuracy", Split::Train).map_or(f64::NAN, |a| a / 100.0),
+            valid_loss: metric("Loss", Split::Valid),
+            valid_accuracy: metric("Accuracy", Split::Valid).map(|a| a / 100.0),
+            lr: lr_at(&state.config, (epoch - 1) as f64),
+            seconds: (now - state.last).as_secs_f64(),
+        };
+        state.last = now;
+        if state.print {
+            println!("{}", epoch_line(&state.label, state.config.epochs, &record));
+        }
+        state.callbacks.on_epoch_end(&record);
+        state.records.push(record);
+        false
+    }
+}
+
+fn epoch_line(label: &str, epochs: usize, r: &EpochRecord) -> String {
+    let pct = |a: Option<f64>| a.map_or("-".to_string(), |a| format!("{:.2}%", a * 100.0));
+    let loss = |l: Option<f64>| l.map_or("-".to_string(), |l| format!("{l:.4}"));
+    format!(
+        "{label} epoch {}/{epochs}: train loss {:.4} acc {} | valid loss {} acc {} | lr {:.5} | {:.1}s",
+        r.epoch,
+        r.train_loss,
+        pct(Some(r.train_accuracy)),
+        loss(r.valid_loss),
+        pct(r.valid_accuracy),
+        r.lr,
+        r.seconds
+    )
+}

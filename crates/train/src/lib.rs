@@ -1,0 +1,20 @@
+//! Training on burn-train with coppice's callbacks.
+//!
+//! burn-train 0.22 has no callback API; two of its hooks carry ours. `TrainStep::optimize` runs
+//! synchronously after every optimizer step and may return a changed model, and an
+//! `EarlyStoppingStrategy` runs synchronously at each epoch end after the metrics are flushed.
+
+mod callback;
+mod config;
+mod evaluate;
+mod fit;
+mod lr;
+mod quiet;
+mod trainee;
+
+pub use callback::{Callback, Callbacks, EpochRecord};
+pub use config::{LrScheduleKind, OptimizerKind, TrainConfig, TrainConfigError};
+pub use evaluate::{Evaluation, evaluate};
+pub use fit::{Progress, TrainError, TrainOutcome, TrainSetup, fit};
+pub use lr::lr_at;
+pub use trainee::Trainee;

@@ -1,0 +1,97 @@
+//! Training with callbacks on tiny synthetic data.
+
+use std::sync::{Arc, Mutex};
+
+use burn::prelude::*;
+use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
+use coppice_models::{Architecture, MlpConfig, Network, edit_param};
+use coppice_train::*;
+
+/// Pins weight (0, 0) of the first layer to zero after every step, and counts what it sees.
+struct PinFirstWeight {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Callback for PinFirstWeight {
+    fn after_step(&mut self, net: Network, step: usize) -> Network {
+        self.log.lock().unwrap().push(format!("step {step}"));
+        let Network::Mlp(mut mlp) = net else { panic!("the test trains an MLP") };
+        mlp.fc[0].weight = edit_param(mlp.fc[0].weight.clone(), |w| {
+            let device = w.device();
+            w.slice_assign([0..1, 0..1], Tensor::zeros([1, 1], &device))
+        });
+        Network::Mlp(mlp)
+    }
+
+    fn on_epoch_end(&mut self, record: &EpochRecord) {
+        self.log.lock().unwrap().push(format!("epoch {}", record.epoch));
+    }
+}
+
+fn setup(dir: &str, epochs: usize) -> TrainSetup {
+    TrainSetup {
+        config: TrainConfig { epochs, batch_size: 16, lr: 0.05, ..TrainConfig::default() },
+        device: Device::flex(),
+        artifact_dir: std::env::temp_dir().join(format!("coppice-train-{}-{dir}", std::process::id())),
+        seed: 1,
+        progress: Progress::Quiet,
+        label: "test".into(),
+    }
+}
+
+#[test]
+fn a_callback_that_changes_the_model_holds_through_training() {
+    // One draw, split: the class patterns depend on the seed.
+    let all = synthetic_images(320, 4, 1, 6, 6, 1);
+    let train = all.subset(&(0..256).collect::<Vec<_>>());
+    let valid = all.subset(&(256..320).collect::<Vec<_>>());
+    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let device = Device::flex();
+    let net = Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![16], classes: 4 }).init(&device);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let callbacks = Callbacks::new(vec![Box::new(PinFirstWeight { log: log.clone() })]);
+
+    let outcome = fit(
+        net,
+        ImageDataset::new(train),
+        ImageDataset::new(valid.clone()),
+        batcher.clone(),
+        &setup("pin", 3),
+        &callbacks,
+    )
+    .expect("training runs");
+
+    let Network::Mlp(mlp) = &outcome.net else { unreachable!() };
+    let pinned = mlp.fc[0].weight.val().slice([0..1, 0..1]).into_scalar::<f32>();
+    assert_eq!(pinned, 0.0, "the callback's change survives the last optimizer step");
+    let other = mlp.fc[0].weight.val().abs().sum().into_scalar::<f32>();
+    assert!(other > 0.0);
+
+    // 256 samples / 16 per batch = 16 steps per epoch; the epoch ends come after their steps.
+    let log = log.lock().unwrap();
+    assert_eq!(log.iter().filter(|l| l.starts_with("step")).count(), 48);
+    assert_eq!(log[16], "epoch 1");
+    assert_eq!(log.last().unwrap(), "epoch 3");
+    assert_eq!(callbacks.steps(), 48);
+
+    assert_eq!(outcome.epochs.len(), 3);
+    let last = outcome.epochs.last().unwrap();
+    assert!(last.valid_accuracy.unwrap() > 0.9, "synthetic classes are easy: {last:?}");
+    let eval = evaluate(&outcome.net, ImageDataset::new(valid), batcher, 1000, &device).unwrap();
+    assert!((eval.accuracy - last.valid_accuracy.unwrap()).abs() < 1e-9, "burn-train's metric and ours agree");
+}
+
+#[test]
+fn training_writes_a_checkpoint_per_epoch() {
+    let train = synthetic_images(64, 2, 1, 4, 4, 3);
+    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let net = Architecture::Mlp(MlpConfig { inputs: 16, hidden: vec![4], classes: 2 }).init(&Device::flex());
+    let setup = setup("ckpt", 2);
+    let _ = std::fs::remove_dir_all(&setup.artifact_dir);
+    fit(net, ImageDataset::new(train.clone()), ImageDataset::new(train), batcher, &setup, &Callbacks::default())
+        .unwrap();
+    for epoch in [1, 2] {
+        let path = setup.artifact_dir.join(format!("checkpoint/model-{epoch}.bpk"));
+        assert!(path.is_file(), "{} exists", path.display());
+    }
+}
