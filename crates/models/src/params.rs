@@ -1,4 +1,4 @@
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
 /// One float parameter, flattened, with the path the pruning code addresses it by.
@@ -9,8 +9,7 @@ pub struct ParamTensor {
     pub values: Tensor<1>,
 }
 
-/// Every float parameter of `module` in visiting order. Enum variants are left out of the
-/// path so that `Network::Mlp(m)` and `m` name their tensors alike (`fc.0.weight`).
+/// Every float parameter of `module` in visiting order, named by path (`fc.0.weight`).
 pub fn float_params<M: Module>(module: &M) -> Vec<ParamTensor> {
     let mut collector = Collector::default();
     module.visit(&mut collector);
@@ -25,30 +24,79 @@ pub fn count_nonzero<M: Module>(module: &M) -> usize {
         .sum()
 }
 
+/// Changes float parameters by path; see [`edit_params`].
+pub trait ParamEditor {
+    fn edit<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>>;
+}
+
+/// Runs `editor` over every float parameter of `module`, with the same paths as
+/// [`float_params`].
+pub fn edit_params<M: Module, E: ParamEditor>(module: M, editor: &mut E) -> M {
+    module.map(&mut Editor { path: PathStack::default(), editor })
+}
+
+/// The dotted path of the parameter being visited. Enum variants are left out, so that
+/// `Network::Mlp(m)` and `m` name their tensors alike.
+#[derive(Default)]
+struct PathStack(Vec<String>);
+
+impl PathStack {
+    fn enter(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.0.push(name.to_string());
+        }
+    }
+
+    fn exit(&mut self, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.0.pop();
+        }
+    }
+
+    fn path(&self) -> String {
+        self.0.join(".")
+    }
+}
+
 #[derive(Default)]
 struct Collector {
-    path: Vec<String>,
+    path: PathStack,
     params: Vec<ParamTensor>,
 }
 
 impl ModuleVisitor for Collector {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.pop();
-        }
+        self.path.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let tensor = param.val();
         let shape = tensor.dims().to_vec();
         let len: usize = shape.iter().product();
-        self.params.push(ParamTensor { path: self.path.join("."), shape, values: tensor.reshape([len]) });
+        self.params.push(ParamTensor { path: self.path.path(), shape, values: tensor.reshape([len]) });
+    }
+}
+
+struct Editor<'a, E> {
+    path: PathStack,
+    editor: &'a mut E,
+}
+
+impl<E: ParamEditor> ModuleMapper for Editor<'_, E> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        self.path.exit(container_type);
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        self.editor.edit(&self.path.path(), param)
     }
 }
 

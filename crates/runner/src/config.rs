@@ -7,6 +7,7 @@ use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendName;
+use crate::prune_config::PruneConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +22,9 @@ pub struct Config {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainConfig,
+    /// Absent: train dense only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneConfig>,
 }
 
 fn default_seed() -> u64 {
@@ -108,6 +112,7 @@ impl Config {
             data: DataConfig { dir, ..DataConfig::default() },
             model: ModelConfig { kind: ModelKind::Mlp, hidden: None, conv1: None, conv2: None, fc1: None },
             train: TrainConfig::default(),
+            prune: None,
         }
     }
 
@@ -164,6 +169,9 @@ impl Config {
             ));
         }
         self.train.validate().map_err(|e| (e.field.to_string(), format!("{} {}", e.value, e.reason)))?;
+        if let Some(prune) = &self.prune {
+            prune.validate()?;
+        }
         self.model.check_keys()
     }
 

@@ -8,11 +8,13 @@ use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
 use coppice_data::{ImageBatcher, ImageDataset, ImageSet, MnistSplit, Normalization, load_mnist, train_valid_split};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
-use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainSetup, evaluate, fit};
+use coppice_prune::{RoundRecord, Rounds, RoundsOutcome, WeightPruner, rounds_csv, run_rounds};
+use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
 use serde::Serialize;
 
 use crate::backend::BackendName;
 use crate::config::{Config, DatasetKind};
+use crate::prune_config::{PruneConfig, RewindKind};
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// The splits of one experiment, after the seeded split and any limits.
@@ -67,12 +69,37 @@ pub struct Summary {
     pub train_samples: usize,
     pub test_samples: usize,
     pub architecture: Architecture,
+    /// With `[prune]`: the fraction of prunable weights that are zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<f64>,
+    /// With `[prune]`: total parameters / non-zero parameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_ratio: Option<f64>,
+    /// With `[prune]`: the test accuracy before pruning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense_test_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<usize>,
 }
 
 pub struct RunOptions {
     pub backend: Option<BackendName>,
     pub out: PathBuf,
     pub progress: Progress,
+}
+
+/// Metrics of every epoch of a run, by round (0 = dense training), rewritten after each epoch
+/// batch so an interrupted run keeps what it measured.
+struct MetricsLog {
+    path: PathBuf,
+    rows: Vec<(usize, EpochRecord)>,
+}
+
+impl MetricsLog {
+    fn extend(&mut self, round: usize, epochs: &[EpochRecord]) -> Result<()> {
+        self.rows.extend(epochs.iter().map(|e| (round, e.clone())));
+        write_atomic(&self.path, metrics_csv(&self.rows).as_bytes())
+    }
 }
 
 /// Runs a config end to end and returns the run directory.
@@ -82,65 +109,251 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
     if let Some(backend) = options.backend {
         config.backend = backend;
     }
+    let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
     let data = Data::load(&config)?;
-    let architecture = config
-        .architecture(data.input(), data.classes())
-        .map_err(|(field, problem)| anyhow!("{}: {field}: {problem}", config_path.display()))?;
+    let device = config.backend.device();
+    device.seed(config.seed);
+    let prune = config.prune.clone();
+    let from = prune.as_ref().and_then(|p| p.from.clone());
+    let start_net = match &from {
+        Some(dir) => {
+            let net = load_model(dir, &device).with_context(|| format!("{}: prune.from", config_path.display()))?;
+            check_input(&net.architecture(), &data, dir)?;
+            net
+        }
+        None => config.architecture(data.input(), data.classes()).map_err(in_config)?.init(&device),
+    };
+    if let Some(prune) = &prune {
+        let names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
+        prune.check_layers(&names).map_err(in_config)?;
+    }
 
     let run_dir = create_run_dir(&options.out, &config.name)?;
     let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
     write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())?;
     println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
 
-    let device = config.backend.device();
-    device.seed(config.seed);
-    let net = architecture.init(&device);
-    let setup = TrainSetup {
-        config: config.train.clone(),
-        device: device.clone(),
-        artifact_dir: run_dir.join("train"),
-        seed: config.seed,
-        progress: options.progress,
-        label: "train".into(),
+    let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
+    let initial = start_net.clone();
+    let net = match &from {
+        Some(_) => start_net,
+        None => {
+            let setup = TrainSetup {
+                config: config.train.clone(),
+                device: device.clone(),
+                artifact_dir: run_dir.join("train"),
+                seed: config.seed,
+                progress: options.progress,
+                label: if prune.is_some() { "dense" } else { "train" }.into(),
+            };
+            let train = ImageDataset::new(data.train.clone());
+            let valid = ImageDataset::new(data.valid.clone());
+            let outcome = fit(start_net, train, valid, data.batcher.clone(), &setup, &Callbacks::default())?;
+            metrics.extend(0, &outcome.epochs)?;
+            outcome.net
+        }
     };
-    let outcome = fit(
-        net,
-        ImageDataset::new(data.train.clone()),
-        ImageDataset::new(data.valid.clone()),
-        data.batcher.clone(),
-        &setup,
-        &Callbacks::default(),
-    )?;
-    write_atomic(&run_dir.join("metrics.csv"), metrics_csv(&outcome.epochs).as_bytes())?;
 
-    let test = evaluate_test(&outcome.net, &data, &config, &device)?;
-    save_model(&outcome.net, &run_dir)?;
+    let (net, test, pruning) = match &prune {
+        None => {
+            let test = evaluate_test(&net, &data, &config, &device)?;
+            (net, test, None)
+        }
+        Some(prune) => {
+            let outcome = prune_rounds(net, prune, &config, &data, &device, &run_dir, initial, options, &mut metrics)?;
+            let last = outcome.rounds.last().expect("round 0 is always recorded");
+            let test = last.test;
+            let dense = outcome.rounds[0].test.accuracy;
+            (outcome.net.clone(), test, Some((dense, outcome)))
+        }
+    };
+    save_model(&net, &run_dir)?;
+    let report = pruning.as_ref().map(|(_, outcome)| outcome.rounds.last().expect("round 0 exists").sparsity.clone());
     let summary = Summary {
         name: config.name.clone(),
         backend: config.backend.to_string(),
         seed: config.seed,
         test_accuracy: test.accuracy,
         test_loss: test.loss,
-        valid_accuracy: outcome.epochs.last().and_then(|e| e.valid_accuracy),
-        params_total: outcome.net.num_params(),
-        params_nonzero: count_nonzero(&outcome.net),
-        flops: outcome.net.layer_costs().iter().map(|c| c.flops).sum(),
+        valid_accuracy: metrics.rows.last().and_then(|(_, e)| e.valid_accuracy),
+        params_total: net.num_params(),
+        params_nonzero: count_nonzero(&net),
+        flops: net.layer_costs().iter().map(|c| c.flops).sum(),
         wall_seconds: started.elapsed().as_secs_f64(),
-        epochs: outcome.epochs.len(),
+        epochs: metrics.rows.len(),
         train_samples: data.train.len(),
         test_samples: test.samples,
-        architecture: outcome.net.architecture(),
+        architecture: net.architecture(),
+        sparsity: report.as_ref().map(|r| r.sparsity),
+        compression_ratio: report.as_ref().map(|r| r.compression_ratio),
+        dense_test_accuracy: pruning.as_ref().map(|(dense, _)| *dense),
+        rounds: pruning.as_ref().map(|(_, outcome)| outcome.rounds.len() - 1),
     };
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    if let Some((_, outcome)) = &pruning {
+        write_atomic(&run_dir.join("report.md"), report_md(&config, &summary, &outcome.rounds).as_bytes())?;
+    }
     println!(
-        "test accuracy {:.2}% (loss {:.4}) on {} samples; {} parameters; {:.1}s",
+        "test accuracy {:.2}% (loss {:.4}) on {} samples; {} parameters, {} non-zero; {:.1}s",
         test.accuracy * 100.0,
         test.loss,
         test.samples,
         summary.params_total,
+        summary.params_nonzero,
         summary.wall_seconds
     );
     Ok(run_dir)
+}
+
+/// A saved model must take the data's images.
+fn check_input(architecture: &Architecture, data: &Data, dir: &Path) -> Result<()> {
+    let (model, data_input) = (architecture.input(), data.input());
+    let fits = match architecture {
+        Architecture::Mlp(_) => model.pixels() == data_input.pixels(),
+        Architecture::Lenet5(_) => model == data_input,
+    } && architecture.classes() == data.classes();
+    if fits {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{}: the saved model takes {}x{}x{} inputs and {} classes, the data has {}x{}x{} and {}; fix: point data.dir at the data the run was trained on",
+            dir.display(),
+            model.channels,
+            model.height,
+            model.width,
+            architecture.classes(),
+            data_input.channels,
+            data_input.height,
+            data_input.width,
+            data.classes()
+        ))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prune_rounds(
+    net: Network,
+    prune: &PruneConfig,
+    config: &Config,
+    data: &Data,
+    device: &burn::prelude::Device,
+    run_dir: &Path,
+    initial: Network,
+    options: &RunOptions,
+    metrics: &mut MetricsLog,
+) -> Result<RoundsOutcome> {
+    let steps_per_epoch = data.train.len().div_ceil(config.train.batch_size);
+    let pruning = prune
+        .weight_pruning(config.seed, steps_per_epoch)
+        .map_err(|(field, problem)| anyhow!("config: {field}: {problem}"))?;
+    let mut strategy = WeightPruner::new(pruning, device.clone());
+    let retrain = TrainConfig {
+        epochs: prune.retrain_epochs,
+        lr: config.train.lr * prune.retrain_lr_scale,
+        lr_min: config.train.lr_min * prune.retrain_lr_scale,
+        ..config.train.clone()
+    };
+    let rounds = Rounds {
+        rounds: prune.rounds(),
+        retrain: TrainSetup {
+            config: retrain,
+            device: device.clone(),
+            artifact_dir: run_dir.join("train"),
+            seed: config.seed,
+            progress: options.progress,
+            label: String::new(),
+        },
+        train: ImageDataset::new(data.train.clone()),
+        valid: ImageDataset::new(data.valid.clone()),
+        test: ImageDataset::new(data.test.clone()),
+        batcher: data.batcher.clone(),
+        rewind_to: (prune.rewind == RewindKind::Init).then_some(initial),
+    };
+    let mut records: Vec<RoundRecord> = Vec::new();
+    let mut failure = None;
+    let total = rounds.rounds;
+    let outcome = run_rounds(net, &mut strategy, &rounds, &mut |record, _net| {
+        records.push(record.clone());
+        println!("{}", round_line(record, total));
+        let written = metrics
+            .extend(record.round, &record.epochs)
+            .and_then(|()| write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&records).as_bytes()));
+        if let Err(e) = written {
+            failure.get_or_insert(e);
+        }
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(outcome),
+    }
+}
+
+fn round_line(r: &RoundRecord, total: usize) -> String {
+    let target = r.target.map_or("-".into(), |t| format!("{:.2}%", t * 100.0));
+    format!(
+        "round {}/{total}: target {target}, sparsity {:.2}%, compression {:.2}x | test acc {:.2}% loss {:.4} | {:.1}s",
+        r.round,
+        r.sparsity.sparsity * 100.0,
+        r.sparsity.compression_ratio,
+        r.test.accuracy * 100.0,
+        r.test.loss,
+        r.seconds
+    )
+}
+
+/// `report.md`: what a person reads first.
+fn report_md(config: &Config, summary: &Summary, rounds: &[RoundRecord]) -> String {
+    let mut md = format!("# {}\n\n", config.name);
+    let dense = summary.dense_test_accuracy.unwrap_or(f64::NAN);
+    let _ = writeln!(
+        md,
+        "Test accuracy {:.2} % after pruning (dense {:.2} %); {:.2} % of prunable weights are zero; compression {:.2}x ({} of {} parameters non-zero). Backend {}, seed {}.\n",
+        summary.test_accuracy * 100.0,
+        dense * 100.0,
+        summary.sparsity.unwrap_or(0.0) * 100.0,
+        summary.compression_ratio.unwrap_or(1.0),
+        summary.params_nonzero,
+        summary.params_total,
+        summary.backend,
+        summary.seed
+    );
+    if let Some(last) = rounds.last() {
+        md.push_str(
+            "## Layers\n\n| layer | weights | non-zero | left | sparsity |\n| --- | ---: | ---: | ---: | ---: |\n",
+        );
+        for l in &last.sparsity.layers {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} % | {:.2} % |",
+                l.name,
+                l.weights,
+                l.weights - l.zeros,
+                (1.0 - l.sparsity) * 100.0,
+                l.sparsity * 100.0
+            );
+        }
+        let s = &last.sparsity;
+        let speedup = s.flops_dense as f64 / s.flops_effective.max(1) as f64;
+        let _ = writeln!(
+            md,
+            "\nFLOPs {} dense, {} effective: theoretical speedup {speedup:.2}x.\n",
+            s.flops_dense, s.flops_effective
+        );
+    }
+    md.push_str("## Rounds\n\n| round | sparsity | compression | test accuracy | test loss | seconds |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for r in rounds {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} % | {:.2}x | {:.2} % | {:.4} | {:.1} |",
+            r.round,
+            r.sparsity.sparsity * 100.0,
+            r.sparsity.compression_ratio,
+            r.test.accuracy * 100.0,
+            r.test.loss,
+            r.seconds
+        );
+    }
+    md
 }
 
 pub fn evaluate_test(
@@ -196,20 +409,20 @@ pub fn eval(run_dir: &Path, backend: Option<BackendName>) -> Result<Evaluation> 
     evaluate_test(&net, &data, &config, &device)
 }
 
-pub fn metrics_csv(epochs: &[EpochRecord]) -> String {
-    let mut csv = String::from("epoch,split,loss,accuracy,lr,seconds\n");
+/// `metrics.csv`: `round` 0 is dense training, then each pruning round's retraining.
+fn metrics_csv(rows: &[(usize, EpochRecord)]) -> String {
+    let mut csv = String::from("round,epoch,split,loss,accuracy,lr,seconds\n");
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-    for e in epochs {
+    for (round, e) in rows {
+        let (lr, secs) = (e.lr, e.seconds);
         let _ =
-            writeln!(csv, "{},train,{:.6},{:.6},{:.6},{:.3}", e.epoch, e.train_loss, e.train_accuracy, e.lr, e.seconds);
+            writeln!(csv, "{round},{},train,{:.6},{:.6},{lr:.6},{secs:.3}", e.epoch, e.train_loss, e.train_accuracy);
         let _ = writeln!(
             csv,
-            "{},valid,{},{},{:.6},{:.3}",
+            "{round},{},valid,{},{},{lr:.6},{secs:.3}",
             e.epoch,
             opt(e.valid_loss),
-            opt(e.valid_accuracy),
-            e.lr,
-            e.seconds
+            opt(e.valid_accuracy)
         );
     }
     csv

@@ -4,6 +4,7 @@ mod backend;
 mod bench;
 mod config;
 mod experiment;
+mod prune_config;
 mod rundir;
 
 use std::path::PathBuf;

@@ -152,7 +152,7 @@ fn accuracy_columns(run_dir: &Path) -> Vec<String> {
     std::fs::read_to_string(run_dir.join("metrics.csv"))
         .unwrap()
         .lines()
-        .map(|l| l.split(',').take(4).collect::<Vec<_>>().join(","))
+        .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
         .collect()
 }
 
@@ -214,4 +214,58 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
 
     let second = run("b");
     assert_eq!(accuracy_columns(&first), accuracy_columns(&second), "same seed, same metrics");
+
+    // Weight pruning from the saved run: global magnitude to 90 % in two rounds.
+    let pruned_out = dir.join("pruned");
+    let config = config_in(
+        &dir,
+        &format!(
+            "name = \"pruned\"\n[data]\ntrain_limit = 3000\ntest_limit = 1000\n[model]\nkind = \"mlp\"\n\
+             [prune]\nallocation = \"global\"\ntarget = 0.9\nrounds = 2\nretrain_epochs = 1\nfrom = {:?}\n",
+            first.display().to_string()
+        ),
+    );
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", pruned_out.to_str().unwrap()]);
+    assert!(out.status.success(), "prune run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let pruned = std::fs::read_dir(&pruned_out).unwrap().next().unwrap().unwrap().path();
+    let summary = read_summary(&pruned);
+    let sparsity = summary["sparsity"].as_f64().unwrap();
+    assert!((sparsity - 0.9).abs() < 1.0 / 266_200.0, "global target reached exactly: {sparsity}");
+    assert_eq!(summary["dense_test_accuracy"].as_f64().unwrap(), accuracy, "round 0 is the saved run's model");
+    assert!(summary["test_accuracy"].as_f64().unwrap() > 0.8, "{summary}");
+    assert!(summary["compression_ratio"].as_f64().unwrap() > 8.0);
+    let rounds = std::fs::read_to_string(pruned.join("rounds.csv")).unwrap();
+    assert_eq!(rounds.lines().count(), 4, "header, round 0 and two rounds: {rounds}");
+    assert!(std::fs::read_to_string(pruned.join("report.md")).unwrap().contains("| fc1 |"));
+    // The saved model has the zeros baked in.
+    let eval = coppice(&["eval", pruned.to_str().unwrap()]);
+    assert!(eval.status.success());
+    let printed = String::from_utf8_lossy(&eval.stdout);
+    let expected = format!("{:.2}%", summary["test_accuracy"].as_f64().unwrap() * 100.0);
+    assert!(printed.contains(&expected), "{printed} vs {expected}");
+}
+
+#[test]
+fn prune_from_a_missing_run_is_reported() {
+    let dir = scratch("from-missing");
+    let config = config_in(&dir, &format!("{MLP_CONFIG}[prune]\ntarget = 0.5\nfrom = \"runs/does-not-exist\"\n"));
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert_clean_failure(&out, &["prune.from", "does-not-exist"]);
+}
+
+#[test]
+fn bad_prune_settings_are_named() {
+    let dir = scratch("prune-bad");
+    for (setting, field) in [
+        ("target = 1.3", "prune.target"),
+        ("allocation = \"threshold\"\nthreshold = -0.05", "prune.threshold"),
+        ("target = 0.5\nrounds = 0", "prune.rounds"),
+    ] {
+        let config = config_in(&dir, &format!("{MLP_CONFIG}[prune]\n{setting}\n"));
+        assert_clean_failure(&coppice(&["validate", config.to_str().unwrap()]), &["config.toml", field]);
+    }
+    // A layer the model does not have is found once the model is known.
+    let config = config_in(&dir, &format!("{MLP_CONFIG}[prune]\ntarget = 0.5\nlayers = {{ fc7 = 0.5 }}\n"));
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert_clean_failure(&out, &["prune.layers.fc7", "fc1, fc2"]);
 }

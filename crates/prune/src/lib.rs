@@ -1,0 +1,28 @@
+//! Pruning: masks, criteria, allocation, schedules, strategies and prune-retrain rounds.
+//!
+//! Nothing here names a concrete model; strategies read the structure a model describes
+//! through `coppice_models::Prunable` and address tensors by parameter path.
+
+mod allocation;
+mod criteria;
+mod mask;
+mod report;
+mod rounds;
+mod schedule;
+mod weight;
+
+pub use allocation::{Allocation, LayerScores, allocate};
+pub use criteria::WeightCriterion;
+pub use mask::{MaskSet, values_of};
+pub use report::{LayerSparsity, SparsityReport, rounds_csv, sparsity_report};
+pub use rounds::{RoundRecord, Rounds, RoundsOutcome, Strategy, run_rounds};
+pub use schedule::{Schedule, agp_sparsity, iterative_target, per_round_fraction};
+pub use weight::{WeightPruner, WeightPruning};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error("{0}")]
+    Train(#[from] coppice_train::TrainError),
+    #[error("{0}")]
+    Invalid(String),
+}

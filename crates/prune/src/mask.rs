@@ -1,0 +1,69 @@
+use std::collections::BTreeMap;
+
+use burn::module::Param;
+use burn::prelude::*;
+use coppice_models::{Network, ParamEditor, edit_param, edit_params, float_params};
+
+/// Binary masks of pruned tensors, by parameter path. Applying them after every optimizer step
+/// keeps pruned weights exactly zero whatever the optimizer's momentum or moments would do.
+#[derive(Clone, Debug, Default)]
+pub struct MaskSet {
+    masks: BTreeMap<String, Mask>,
+}
+
+#[derive(Clone, Debug)]
+struct Mask {
+    keep: Vec<bool>,
+    /// The same as `keep`, as 0/1 on the device, ready to multiply.
+    factors: Tensor<1>,
+}
+
+impl MaskSet {
+    pub fn set(&mut self, path: &str, keep: Vec<bool>, device: &Device) {
+        let factors: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+        let factors = Tensor::from_data(TensorData::new(factors, [keep.len()]), device);
+        self.masks.insert(path.to_string(), Mask { keep, factors });
+    }
+
+    /// The survivors of `path`; everything survives in a tensor that has no mask yet.
+    pub fn keep(&self, path: &str, len: usize) -> Vec<bool> {
+        self.masks.get(path).map_or_else(|| vec![true; len], |m| m.keep.clone())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.masks.is_empty()
+    }
+
+    /// Zeroes the pruned entries; parameter ids stay, so optimizer state stays attached.
+    pub fn apply(&self, net: Network) -> Network {
+        if self.masks.is_empty() {
+            return net;
+        }
+        edit_params(net, &mut Apply { masks: &self.masks })
+    }
+}
+
+struct Apply<'a> {
+    masks: &'a BTreeMap<String, Mask>,
+}
+
+impl ParamEditor for Apply<'_> {
+    fn edit<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.masks.get(path) {
+            Some(mask) => edit_param(param, |value| {
+                let shape = value.shape();
+                value * mask.factors.clone().reshape(shape)
+            }),
+            None => param,
+        }
+    }
+}
+
+/// The values of the tensor at `path`, flattened, on the host.
+pub fn values_of(net: &Network, path: &str) -> Option<Vec<f32>> {
+    float_params(net).into_iter().find(|p| p.path == path).map(|p| host_values(p.values))
+}
+
+pub(crate) fn host_values(tensor: Tensor<1>) -> Vec<f32> {
+    tensor.into_data().try_into_vec_as::<f32>().expect("float parameters convert to f32")
+}

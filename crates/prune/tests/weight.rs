@@ -1,0 +1,216 @@
+//! Weight pruning on a tiny model and synthetic data.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use burn::prelude::*;
+use coppice_data::{ImageBatcher, ImageDataset, ImageSet, Normalization, synthetic_images};
+use coppice_models::{Architecture, MlpConfig, Network, Prunable};
+use coppice_prune::*;
+use coppice_train::{Callback, Callbacks, OptimizerKind, Progress, TrainConfig, TrainSetup, fit};
+
+fn data() -> (ImageSet, ImageSet) {
+    let all = synthetic_images(384, 4, 1, 6, 6, 7);
+    (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()))
+}
+
+fn tiny_net() -> Network {
+    let device = Device::flex();
+    device.seed(3);
+    Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![24, 12], classes: 4 }).init(&device)
+}
+
+fn setup(tag: &str, epochs: usize, optimizer: OptimizerKind) -> TrainSetup {
+    TrainSetup {
+        config: TrainConfig { epochs, batch_size: 16, lr: 0.02, optimizer, ..TrainConfig::default() },
+        device: Device::flex(),
+        artifact_dir: std::env::temp_dir().join(format!("coppice-prune-{}-{tag}", std::process::id())),
+        seed: 5,
+        progress: Progress::Quiet,
+        label: tag.into(),
+    }
+}
+
+fn rounds(tag: &str, count: usize, epochs: usize, optimizer: OptimizerKind, rewind_to: Option<Network>) -> Rounds {
+    let (train, test) = data();
+    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    Rounds {
+        rounds: count,
+        retrain: setup(tag, epochs, optimizer),
+        train: ImageDataset::new(train),
+        valid: ImageDataset::new(test.clone()),
+        test: ImageDataset::new(test),
+        batcher,
+        rewind_to,
+    }
+}
+
+fn pruner(allocation: Allocation, schedule: Schedule) -> WeightPruner {
+    let config =
+        WeightPruning { criterion: WeightCriterion::Magnitude, allocation, schedule, include_bias: false, seed: 1 };
+    WeightPruner::new(config, Device::flex())
+}
+
+fn per_layer(target: f64, overrides: &[(&str, f64)]) -> Allocation {
+    Allocation::Layer {
+        target,
+        overrides: overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn zero_positions(net: &Network, path: &str) -> Vec<usize> {
+    values_of(net, path).unwrap().iter().enumerate().filter(|(_, v)| **v == 0.0).map(|(i, _)| i).collect()
+}
+
+#[test]
+fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
+    for optimizer in [OptimizerKind::Sgd, OptimizerKind::Adam] {
+        let mut strategy = pruner(per_layer(0.5, &[]), Schedule::OneShot);
+        let net = tiny_net();
+        let pruned = strategy.prune(net, 1).unwrap();
+        let before = zero_positions(&pruned, "fc.0.weight");
+        assert_eq!(before.len(), 36 * 24 / 2);
+        let outcome =
+            run_rounds(pruned, &mut strategy, &rounds("hold", 1, 2, optimizer, None), &mut |_, _| {}).unwrap();
+        // The round pruned again (a no-op at the same target) and retrained 2 epochs with a
+        // fresh optimizer whose momentum would have moved any unmasked weight.
+        let after = zero_positions(&outcome.net, "fc.0.weight");
+        assert_eq!(before, after, "{optimizer:?}: the same weights are exactly zero");
+        let live = values_of(&outcome.net, "fc.0.weight").unwrap();
+        assert!(live.iter().filter(|v| **v != 0.0).count() == 36 * 24 / 2, "{optimizer:?}: the others train");
+    }
+}
+
+#[test]
+fn per_layer_targets_land_within_one_weight_and_stay_after_retraining() {
+    let mut strategy = pruner(per_layer(0.37, &[("fc3", 0.74)]), Schedule::Iterative { rounds: 3 });
+    let outcome =
+        run_rounds(tiny_net(), &mut strategy, &rounds("exact", 3, 1, OptimizerKind::Sgd, None), &mut |_, _| {})
+            .unwrap();
+    let last = outcome.rounds.last().unwrap();
+    for layer in &last.sparsity.layers {
+        let target = if layer.name == "fc3" { 0.74 } else { 0.37 };
+        let expected = target * layer.weights as f64;
+        assert!(
+            (layer.zeros as f64 - expected).abs() <= 1.0,
+            "{}: {} zeros, target {expected}",
+            layer.name,
+            layer.zeros
+        );
+    }
+    // Round by round, the cumulative target of the iterative schedule.
+    for record in &outcome.rounds[1..] {
+        let fc1 = &record.sparsity.layers[0];
+        let expected = iterative_target(0.37, 3, record.round) * fc1.weights as f64;
+        assert!((fc1.zeros as f64 - expected).abs() <= 1.0, "round {}: {} vs {expected}", record.round, fc1.zeros);
+    }
+    assert_eq!(outcome.rounds.len(), 4, "round 0 plus three rounds");
+    assert!(last.test.accuracy > 0.5, "the pruned tiny model still beats chance (0.25): {}", last.test.accuracy);
+    let csv = rounds_csv(&outcome.rounds);
+    assert!(csv.starts_with("round,target,sparsity,sparsity_fc1,sparsity_fc2,sparsity_fc3,params_nonzero"));
+    assert_eq!(csv.lines().count(), 5);
+}
+
+#[test]
+fn global_magnitude_prunes_to_the_overall_target() {
+    let mut strategy = pruner(Allocation::Global(0.8), Schedule::OneShot);
+    let net = tiny_net();
+    let weights: usize = net.prunable_layers().iter().map(|l| l.weight_count()).sum();
+    let pruned = strategy.prune(net, 1).unwrap();
+    let report = sparsity_report(&pruned);
+    assert!((report.sparsity * weights as f64 - 0.8 * weights as f64).abs() <= 1.0);
+    assert!(report.compression_ratio > 3.0);
+}
+
+/// Records fc1's sparsity after every step, behind the pruner in the callback list.
+struct Observer {
+    seen: Arc<Mutex<Vec<f64>>>,
+}
+
+impl Callback for Observer {
+    fn after_step(&mut self, net: Network, _step: usize) -> Network {
+        self.seen.lock().unwrap().push(sparsity_report(&net).layers[0].sparsity);
+        net
+    }
+}
+
+#[test]
+fn agp_raises_sparsity_by_the_formula_during_training() {
+    let (start, end, frequency, target) = (4, 36, 4, 0.9);
+    let schedule = Schedule::Agp { initial: 0.0, start, end, frequency };
+    let strategy = pruner(per_layer(target, &[]), schedule);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let callbacks = Callbacks::new(vec![strategy.callback(), Box::new(Observer { seen: seen.clone() })]);
+    let (train, test) = data();
+    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    // 320 samples / 16 = 20 steps per epoch, 2 epochs = 40 steps.
+    fit(
+        tiny_net(),
+        ImageDataset::new(train),
+        ImageDataset::new(test),
+        batcher,
+        &setup("agp", 2, OptimizerKind::Sgd),
+        &callbacks,
+    )
+    .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 40);
+    let fc1 = 36.0 * 24.0;
+    let mut expected_now = 0.0;
+    for (i, &sparsity) in seen.iter().enumerate() {
+        let step = i + 1;
+        if step >= start && step <= end && (step - start) % frequency == 0 {
+            expected_now = (agp_sparsity(0.0, target, start, end - start, step) * fc1).round() / fc1;
+        }
+        assert!((sparsity - expected_now).abs() < 1e-9, "step {step}: {sparsity} vs {expected_now}");
+    }
+    assert!((seen[39] - target).abs() < 1.0 / fc1, "the end lands on the target");
+    assert!(seen[7] > 0.0 && seen[7] < seen[23], "sparsity rises");
+}
+
+#[test]
+fn rewinding_resets_survivors_to_their_initial_values() {
+    let initial = tiny_net();
+    let mut strategy = pruner(per_layer(0.5, &[]), Schedule::OneShot);
+    let outcome = run_rounds(
+        initial.clone(),
+        &mut strategy,
+        &rounds("rewind", 1, 0, OptimizerKind::Sgd, Some(initial.clone())),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let start = values_of(&initial, "fc.0.weight").unwrap();
+    let end = values_of(&outcome.net, "fc.0.weight").unwrap();
+    let mut zeros = 0;
+    for (a, b) in start.iter().zip(&end) {
+        if *b == 0.0 {
+            zeros += 1;
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    assert_eq!(zeros, 36 * 24 / 2);
+}
+
+#[test]
+fn random_criterion_prunes_the_target_but_not_by_magnitude() {
+    let config = WeightPruning {
+        criterion: WeightCriterion::Random,
+        allocation: per_layer(0.5, &[]),
+        schedule: Schedule::OneShot,
+        include_bias: true,
+        seed: 9,
+    };
+    let mut strategy = WeightPruner::new(config, Device::flex());
+    let net = tiny_net();
+    let original = values_of(&net, "fc.0.weight").unwrap();
+    let pruned = strategy.prune(net, 1).unwrap();
+    let zeros = zero_positions(&pruned, "fc.0.weight");
+    let biases = zero_positions(&pruned, "fc.0.bias");
+    assert!(!biases.is_empty(), "include_bias prunes biases too");
+    assert!((zeros.len() + biases.len()) as f64 - 0.5 * (36.0 * 24.0 + 24.0) <= 1.0);
+    let largest_pruned = zeros.iter().map(|&i| original[i].abs()).fold(0.0f32, f32::max);
+    let smallest_kept =
+        original.iter().enumerate().filter(|(i, _)| !zeros.contains(i)).map(|(_, v)| v.abs()).fold(f32::MAX, f32::min);
+    assert!(largest_pruned > smallest_kept, "random is not magnitude");
+}

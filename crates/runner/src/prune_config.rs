@@ -1,0 +1,322 @@
+//! The `[prune]` section of a config.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use coppice_prune::{Allocation, Schedule, WeightCriterion, WeightPruning};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyKind {
+    Weight,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllocationKind {
+    Threshold,
+    Layer,
+    Global,
+    Quality,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    Oneshot,
+    Iterative,
+    Agp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RewindKind {
+    None,
+    Init,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneConfig {
+    pub strategy: StrategyKind,
+    pub criterion: WeightCriterion,
+    pub allocation: AllocationKind,
+    /// Final sparsity for `layer` (every layer) and `global` (all layers together), in [0, 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    /// `threshold` allocation: prune |w| below this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// `quality` allocation (Han et al. 2015): prune |w| below quality x std of the layer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<f64>,
+    /// Per-layer final sparsity overriding `target` for `layer` allocation, e.g. `fc3 = 0.74`.
+    pub layers: BTreeMap<String, f64>,
+    pub schedule: ScheduleKind,
+    pub rounds: usize,
+    pub retrain_epochs: usize,
+    pub retrain_lr_scale: f64,
+    pub include_bias: bool,
+    pub rewind: RewindKind,
+    /// Start from a saved run's model instead of training dense.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+    pub agp_initial: f64,
+    /// AGP ramps from `agp_start_epoch` to `agp_end_epoch` of the retraining (fractions allowed).
+    pub agp_start_epoch: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agp_end_epoch: Option<f64>,
+    /// AGP updates the masks every this many optimizer steps.
+    pub agp_frequency: usize,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        Self {
+            strategy: StrategyKind::Weight,
+            criterion: WeightCriterion::Magnitude,
+            allocation: AllocationKind::Layer,
+            target: None,
+            threshold: None,
+            quality: None,
+            layers: BTreeMap::new(),
+            schedule: ScheduleKind::Iterative,
+            rounds: 1,
+            retrain_epochs: 3,
+            retrain_lr_scale: 0.1,
+            include_bias: false,
+            rewind: RewindKind::None,
+            from: None,
+            agp_initial: 0.0,
+            agp_start_epoch: 0.0,
+            agp_end_epoch: None,
+            agp_frequency: 100,
+        }
+    }
+}
+
+type Problem = (String, String);
+
+fn problem(field: &str, text: String) -> Problem {
+    (format!("prune.{field}"), text)
+}
+
+fn sparsity(field: &str, value: f64) -> Result<f64, Problem> {
+    if (0.0..1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(problem(field, format!("{value} is not a sparsity in [0, 1); fix: e.g. 0.9 prunes 90 % of the weights")))
+    }
+}
+
+impl PruneConfig {
+    /// Range and consistency checks that need no model.
+    pub fn validate(&self) -> Result<(), Problem> {
+        self.allocation()?;
+        if self.rounds == 0 {
+            return Err(problem("rounds", "0: there must be at least one round; fix: rounds = 1 for one-shot".into()));
+        }
+        if !(self.retrain_lr_scale.is_finite() && self.retrain_lr_scale > 0.0) {
+            return Err(problem("retrain_lr_scale", format!("{} must be positive, e.g. 0.1", self.retrain_lr_scale)));
+        }
+        let magnitude_only = matches!(self.allocation, AllocationKind::Threshold | AllocationKind::Quality);
+        if magnitude_only && self.criterion != WeightCriterion::Magnitude {
+            return Err(problem(
+                "criterion",
+                "threshold and quality allocations compare magnitudes; fix: criterion = \"magnitude\"".into(),
+            ));
+        }
+        if self.schedule == ScheduleKind::Agp {
+            if magnitude_only {
+                return Err(problem(
+                    "schedule",
+                    "agp needs a target; fix: allocation = \"layer\" or \"global\"".into(),
+                ));
+            }
+            sparsity("agp_initial", self.agp_initial)?;
+            if self.retrain_epochs == 0 {
+                return Err(problem(
+                    "retrain_epochs",
+                    "agp prunes during retraining, which needs at least 1 epoch".into(),
+                ));
+            }
+            let end = self.agp_end_epoch();
+            if !(self.agp_start_epoch >= 0.0 && self.agp_start_epoch < end && end <= self.retrain_epochs as f64) {
+                return Err(problem(
+                    "agp_end_epoch",
+                    format!(
+                        "the ramp {}..{end} must lie in 0..retrain_epochs ({})",
+                        self.agp_start_epoch, self.retrain_epochs
+                    ),
+                ));
+            }
+            if self.agp_frequency == 0 {
+                return Err(problem("agp_frequency", "must be at least 1 step".into()));
+            }
+        }
+        if self.rewind == RewindKind::Init && self.from.is_some() {
+            return Err(problem(
+                "rewind",
+                "\"init\" needs the initial weights, which a saved run does not keep; fix: remove prune.from or set rewind = \"none\"".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Per-layer overrides must name layers of the model.
+    pub fn check_layers(&self, layer_names: &[String]) -> Result<(), Problem> {
+        for name in self.layers.keys() {
+            if !layer_names.contains(name) {
+                return Err(problem(
+                    &format!("layers.{name}"),
+                    format!("the model has no layer {name:?}; fix: use one of {}", layer_names.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn agp_end_epoch(&self) -> f64 {
+        self.agp_end_epoch.unwrap_or(self.retrain_epochs as f64 * 2.0 / 3.0)
+    }
+
+    fn allocation(&self) -> Result<Allocation, Problem> {
+        let required = |value: Option<f64>, key: &str| {
+            value.ok_or_else(|| {
+                problem(key, format!("allocation = \"{}\" needs {key}; fix: add it to [prune]", self.allocation_name()))
+            })
+        };
+        if !self.layers.is_empty() && self.allocation != AllocationKind::Layer {
+            return Err(problem("layers", "per-layer overrides apply to allocation = \"layer\" only".into()));
+        }
+        Ok(match self.allocation {
+            AllocationKind::Threshold => {
+                let threshold = required(self.threshold, "threshold")?;
+                if !(threshold.is_finite() && threshold >= 0.0) {
+                    return Err(problem("threshold", format!("{threshold} must be 0 or positive, e.g. 0.05")));
+                }
+                Allocation::Threshold(threshold)
+            }
+            AllocationKind::Quality => {
+                let quality = required(self.quality, "quality")?;
+                if !(quality.is_finite() && quality > 0.0) {
+                    return Err(problem("quality", format!("{quality} must be positive, e.g. 1.0")));
+                }
+                Allocation::Quality(quality)
+            }
+            AllocationKind::Global => Allocation::Global(sparsity("target", required(self.target, "target")?)?),
+            AllocationKind::Layer => {
+                let target = sparsity("target", required(self.target, "target")?)?;
+                let mut overrides = BTreeMap::new();
+                for (name, value) in &self.layers {
+                    overrides.insert(name.clone(), sparsity(&format!("layers.{name}"), *value)?);
+                }
+                Allocation::Layer { target, overrides }
+            }
+        })
+    }
+
+    fn allocation_name(&self) -> &'static str {
+        match self.allocation {
+            AllocationKind::Threshold => "threshold",
+            AllocationKind::Layer => "layer",
+            AllocationKind::Global => "global",
+            AllocationKind::Quality => "quality",
+        }
+    }
+
+    pub fn rounds(&self) -> usize {
+        match self.schedule {
+            ScheduleKind::Iterative => self.rounds,
+            ScheduleKind::Oneshot | ScheduleKind::Agp => 1,
+        }
+    }
+
+    /// The strategy's settings; `steps_per_epoch` places the AGP ramp in optimizer steps.
+    pub fn weight_pruning(&self, seed: u64, steps_per_epoch: usize) -> Result<WeightPruning, Problem> {
+        let schedule = match self.schedule {
+            ScheduleKind::Oneshot => Schedule::OneShot,
+            ScheduleKind::Iterative => Schedule::Iterative { rounds: self.rounds },
+            ScheduleKind::Agp => Schedule::Agp {
+                initial: self.agp_initial,
+                start: (self.agp_start_epoch * steps_per_epoch as f64).round() as usize,
+                end: (self.agp_end_epoch() * steps_per_epoch as f64).round() as usize,
+                frequency: self.agp_frequency,
+            },
+        };
+        Ok(WeightPruning {
+            criterion: self.criterion,
+            allocation: self.allocation()?,
+            schedule,
+            include_bias: self.include_bias,
+            seed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(target: f64) -> PruneConfig {
+        PruneConfig { target: Some(target), ..PruneConfig::default() }
+    }
+
+    fn field_of(config: &PruneConfig) -> String {
+        config.validate().expect_err("must be rejected").0
+    }
+
+    #[test]
+    fn sparsity_outside_unit_interval_is_rejected() {
+        assert_eq!(field_of(&layer(1.3)), "prune.target");
+        assert_eq!(field_of(&layer(-0.1)), "prune.target");
+        assert_eq!(field_of(&layer(1.0)), "prune.target");
+        let mut config = layer(0.5);
+        config.layers.insert("fc3".into(), 1.2);
+        assert_eq!(field_of(&config), "prune.layers.fc3");
+        assert!(layer(0.0).validate().is_ok());
+    }
+
+    #[test]
+    fn negative_threshold_and_zero_rounds_are_rejected() {
+        let config =
+            PruneConfig { allocation: AllocationKind::Threshold, threshold: Some(-0.05), ..PruneConfig::default() };
+        assert_eq!(field_of(&config), "prune.threshold");
+        let config = PruneConfig { rounds: 0, ..layer(0.5) };
+        assert_eq!(field_of(&config), "prune.rounds");
+    }
+
+    #[test]
+    fn allocations_need_their_key() {
+        assert_eq!(field_of(&PruneConfig::default()), "prune.target");
+        let config = PruneConfig { allocation: AllocationKind::Quality, ..PruneConfig::default() };
+        assert_eq!(field_of(&config), "prune.quality");
+    }
+
+    #[test]
+    fn unknown_layer_override_is_named() {
+        let mut config = layer(0.5);
+        config.layers.insert("fc9".into(), 0.5);
+        let (field, text) = config.check_layers(&["fc1".into(), "fc2".into()]).unwrap_err();
+        assert_eq!(field, "prune.layers.fc9");
+        assert!(text.contains("fc1, fc2"));
+    }
+
+    #[test]
+    fn agp_places_its_ramp_in_steps() {
+        let config = PruneConfig {
+            schedule: ScheduleKind::Agp,
+            retrain_epochs: 3,
+            agp_start_epoch: 0.5,
+            agp_end_epoch: Some(2.0),
+            agp_frequency: 10,
+            ..layer(0.9)
+        };
+        config.validate().unwrap();
+        let pruning = config.weight_pruning(1, 100).unwrap();
+        assert_eq!(pruning.schedule, Schedule::Agp { initial: 0.0, start: 50, end: 200, frequency: 10 });
+        let bad = PruneConfig { agp_end_epoch: Some(4.0), ..config };
+        assert_eq!(field_of(&bad), "prune.agp_end_epoch");
+    }
+}
