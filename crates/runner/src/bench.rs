@@ -6,10 +6,11 @@ use anyhow::{Result, anyhow};
 use burn::data::dataloader::batcher::Batcher;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use coppice_data::{ImageBatch, ImageItem, ImageSet};
-use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig};
+use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig, Network};
+use coppice_prune::{Allocation, MaskSet, Schedule, WeightCriterion, WeightPruner, WeightPruning};
 
 use crate::backend::BackendName;
 use crate::experiment::Data;
@@ -21,6 +22,9 @@ pub struct BenchOptions {
     pub warmup_steps: usize,
     pub windows: usize,
     pub steps_per_window: usize,
+    /// Also time training with 90 % per-layer masks re-applied after every step, in windows
+    /// interleaved with the unmasked ones so both see the same machine.
+    pub masks: bool,
 }
 
 pub struct BenchRow {
@@ -31,6 +35,8 @@ pub struct BenchRow {
     pub samples_per_second: f64,
     pub min: f64,
     pub max: f64,
+    /// Median samples/s with masks, when asked for.
+    pub masked: Option<f64>,
 }
 
 pub fn architecture_named(name: &str) -> Result<Architecture> {
@@ -73,31 +79,33 @@ fn bench_one(
     if batches.is_empty() {
         return Err(anyhow!("not enough training data for batch size {batch_size}"));
     }
-    let mut net = architecture.init(&device);
-    let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut cursor = 0;
-    let mut run_steps = |steps: usize, net: &mut coppice_models::Network| -> f64 {
-        let mut last = None;
-        for _ in 0..steps {
-            let batch = &batches[cursor % batches.len()];
-            cursor += 1;
-            let logits = net.forward(batch.images.clone());
-            let loss = loss_fn.forward(logits, batch.targets.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &*net);
-            *net = optim.step(0.01, net.clone(), grads);
-            last = Some(loss);
-        }
-        last.map_or(0.0, |l| l.into_scalar::<f64>())
-    };
-    run_steps(options.warmup_steps, &mut net);
-    let mut rates = Vec::with_capacity(options.windows);
+    let mut plain = Trainer::new(architecture.init(&device), None);
+    let mut masked = options.masks.then(|| {
+        let pruning = WeightPruning {
+            criterion: WeightCriterion::Magnitude,
+            allocation: Allocation::Layer { target: 0.9, overrides: Default::default() },
+            schedule: Schedule::OneShot,
+            include_bias: false,
+            seed: 0,
+        };
+        let pruner = WeightPruner::new(pruning, backend.device());
+        let net = pruner.prune_to(architecture.init(&device), &|t| t);
+        Trainer::new(net, Some(pruner.masks()))
+    });
+    plain.steps(&batches, options.warmup_steps);
+    if let Some(m) = masked.as_mut() {
+        m.steps(&batches, options.warmup_steps);
+    }
+    let samples = (options.steps_per_window * batch_size) as f64;
+    let (mut rates, mut masked_rates) = (Vec::new(), Vec::new());
     for _ in 0..options.windows {
-        let start = Instant::now();
-        run_steps(options.steps_per_window, &mut net);
-        rates.push((options.steps_per_window * batch_size) as f64 / start.elapsed().as_secs_f64());
+        rates.push(samples / plain.timed_steps(&batches, options.steps_per_window));
+        if let Some(m) = masked.as_mut() {
+            masked_rates.push(samples / m.timed_steps(&batches, options.steps_per_window));
+        }
     }
     rates.sort_by(f64::total_cmp);
+    masked_rates.sort_by(f64::total_cmp);
     Ok(BenchRow {
         backend,
         model: model.to_string(),
@@ -105,7 +113,47 @@ fn bench_one(
         samples_per_second: rates[rates.len() / 2],
         min: rates[0],
         max: rates[rates.len() - 1],
+        masked: masked_rates.get(masked_rates.len() / 2).copied(),
     })
+}
+
+/// A bare training loop: forward, backward, SGD step, and the masks when there are any.
+struct Trainer {
+    net: Network,
+    optim: ModuleOptimizer,
+    masks: Option<MaskSet>,
+    cursor: usize,
+}
+
+impl Trainer {
+    fn new(net: Network, masks: Option<MaskSet>) -> Self {
+        let optim = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init();
+        Self { net, optim, masks, cursor: 0 }
+    }
+
+    /// Returns the last loss, read back so that lazy backends finish the work being timed.
+    fn steps(&mut self, batches: &[ImageBatch], steps: usize) -> f64 {
+        let mut last = None;
+        for _ in 0..steps {
+            let batch = &batches[self.cursor % batches.len()];
+            self.cursor += 1;
+            let logits = self.net.forward(batch.images.clone());
+            let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.targets.clone());
+            let grads = GradientsParams::from_grads(loss.backward(), &self.net);
+            self.net = self.optim.step(0.01, self.net.clone(), grads);
+            if let Some(masks) = &self.masks {
+                self.net = masks.apply(self.net.clone());
+            }
+            last = Some(loss);
+        }
+        last.map_or(0.0, |l| l.into_scalar::<f64>())
+    }
+
+    fn timed_steps(&mut self, batches: &[ImageBatch], steps: usize) -> f64 {
+        let start = Instant::now();
+        self.steps(batches, steps);
+        start.elapsed().as_secs_f64()
+    }
 }
 
 fn prepare_batches(set: &ImageSet, data: &Data, batch_size: usize, device: &Device) -> Vec<ImageBatch> {

@@ -162,7 +162,7 @@ impl Config {
         if !(data.valid_fraction > 0.0 && data.valid_fraction < 1.0) {
             return Err(("data.valid_fraction".into(), format!("{} must be in (0, 1), e.g. 0.1", data.valid_fraction)));
         }
-        if !(data.std.is_finite() && data.std > 0.0) || !data.mean.is_finite() {
+        if !(data.std.is_finite() && data.std > 0.0 && data.mean.is_finite()) {
             return Err((
                 "data.std".into(),
                 format!("mean {} / std {} must be finite with std > 0", data.mean, data.std),

@@ -71,6 +71,9 @@ enum Command {
         /// MNIST directory to take the batches from.
         #[arg(long, default_value = "datasets/mnist")]
         data: PathBuf,
+        /// Also measure training with weight masks re-applied after every step.
+        #[arg(long)]
+        masks: bool,
     },
 }
 
@@ -121,7 +124,7 @@ fn execute(command: Command) -> Result<()> {
                 result.samples
             );
         }
-        Command::Bench { backends, models, batch_sizes, warmup, windows, steps, data } => {
+        Command::Bench { backends, models, batch_sizes, warmup, windows, steps, data, masks } => {
             let backends = backends
                 .iter()
                 .map(|b| b.parse())
@@ -138,11 +141,17 @@ fn execute(command: Command) -> Result<()> {
                 warmup_steps: warmup,
                 windows,
                 steps_per_window: steps,
+                masks,
             };
-            println!("backend  model     batch  samples/s (median of {windows} windows of {steps} steps; min-max)");
+            let masked_header = if masks { "   masked/s  mask cost" } else { "" };
+            println!("samples/s: median of {windows} windows of {steps} steps after {warmup} warm-up steps");
+            println!("backend  model     batch  samples/s  (min-max){masked_header}");
             bench::bench(&loaded, &options, |r| {
+                let masked = r.masked.map_or(String::new(), |m| {
+                    format!("  {m:>9.0}  {:>+8.1}%", (r.samples_per_second / m - 1.0) * 100.0)
+                });
                 println!(
-                    "{:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0})",
+                    "{:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0}){masked}",
                     r.backend.as_str(),
                     r.model,
                     r.batch_size,
