@@ -10,5 +10,10 @@ coppice run configs/lenet300-mnist-weight.toml --plain
 coppice run configs/lenet300-mnist-global.toml --plain
 coppice run configs/lenet300-mnist-global.toml --plain --set prune.target=0.98 --set name=lenet300-mnist-global98
 for run in runs/lenet300-mnist-weight-* runs/lenet300-mnist-global-* runs/lenet300-mnist-global98-*; do
-  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]+"/summary.json")); print(f"{sys.argv[1]}: sparsity {s[\"sparsity\"]:.4f}, test accuracy {s[\"test_accuracy\"]:.4f} (dense {s[\"dense_test_accuracy\"]:.4f}), compression {s[\"compression_ratio\"]:.1f}x")' "$run"
+  python3 - "$run" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1] + "/summary.json"))
+print(f"{sys.argv[1]}: sparsity {s['sparsity']:.4f}, test accuracy {s['test_accuracy']:.4f} "
+      f"(dense {s['dense_test_accuracy']:.4f}), compression {s['compression_ratio']:.1f}x")
+PY
 done
