@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lenet5::{LeNet5, LeNet5Config};
 use crate::mlp::{Mlp, MlpConfig};
+use crate::params::float_params;
 use crate::structure::{Prunable, PrunableLayer, UnitGroup};
 
 /// Anything that maps a batch of images `[batch, channels, height, width]` to class logits.
@@ -44,10 +45,15 @@ pub enum Architecture {
 
 impl Architecture {
     pub fn init(&self, device: &Device) -> Network {
-        match self {
+        let net = match self {
             Architecture::Mlp(config) => Network::Mlp(config.init(device)),
             Architecture::Lenet5(config) => Network::LeNet5(config.init(device)),
-        }
+        };
+        // burn initializes parameters lazily, at first use. Reading them all here, in module
+        // order, makes the initial weights depend on the seed alone and not on which code
+        // happens to touch a parameter first (a shape query does).
+        float_params(&net);
+        net
     }
 
     pub fn input(&self) -> InputShape {
