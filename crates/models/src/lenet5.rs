@@ -3,7 +3,9 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use crate::structure::{Prunable, PrunableLayer, UnitGroup, conv_layer, linear_layer, unit_group};
+use crate::structure::{
+    Activation, Prunable, PrunableLayer, UnitGroup, UnitOp, conv_layer, dense, linear_layer, spatial, unit_group,
+};
 
 const KERNEL: usize = 5;
 const POOL: usize = 2;
@@ -80,11 +82,7 @@ impl LeNet5Config {
 
 impl LeNet5 {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(self.conv1.forward(images));
-        let x = self.pool.forward(self.conv2.forward(x));
-        let x: Tensor<2> = x.flatten(1, 3);
-        let x = self.activation.forward(self.fc1.forward(x));
-        self.fc2.forward(x)
+        self.forward_tapped(images, &mut |_, a| a)
     }
 
     pub fn config(&self) -> LeNet5Config {
@@ -112,10 +110,18 @@ impl Prunable for LeNet5 {
         let [conv1, conv2, fc1, fc2] =
             <[PrunableLayer; 4]>::try_from(self.prunable_layers()).expect("LeNet-5 has four prunable layers");
         vec![
-            unit_group(&conv1, &conv2, 1),
+            unit_group(&conv1, vec![], &conv2, 1),
             // Flattening [c, h, w] puts channel k's pixels in rows k*h*w .. (k+1)*h*w of fc1.
-            unit_group(&conv2, &fc1, ph * pw),
-            unit_group(&fc1, &fc2, 1),
+            unit_group(&conv2, vec![], &fc1, ph * pw),
+            unit_group(&fc1, vec![UnitOp::Relu], &fc2, 1),
         ]
+    }
+
+    fn forward_tapped(&self, images: Tensor<4>, tap: &mut dyn FnMut(usize, Activation) -> Activation) -> Tensor<2> {
+        let x = spatial(tap(0, Activation::Spatial(self.pool.forward(self.conv1.forward(images)))));
+        let x = spatial(tap(1, Activation::Spatial(self.pool.forward(self.conv2.forward(x)))));
+        let x: Tensor<2> = x.flatten(1, 3);
+        let x = dense(tap(2, Activation::Dense(self.activation.forward(self.fc1.forward(x)))));
+        self.fc2.forward(x)
     }
 }

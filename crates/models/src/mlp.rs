@@ -1,7 +1,7 @@
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
-use crate::structure::{Prunable, PrunableLayer, UnitGroup, linear_layer, unit_group};
+use crate::structure::{Activation, Prunable, PrunableLayer, UnitGroup, UnitOp, dense, linear_layer, unit_group};
 
 /// A fully connected network; the default is LeNet-300-100.
 #[derive(Config, Debug, PartialEq)]
@@ -35,15 +35,7 @@ impl MlpConfig {
 impl Mlp {
     /// Images of any shape are flattened per sample.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x: Tensor<2> = images.flatten(1, 3);
-        let last = self.fc.len() - 1;
-        for (i, layer) in self.fc.iter().enumerate() {
-            x = layer.forward(x);
-            if i < last {
-                x = self.activation.forward(x);
-            }
-        }
-        x
+        self.forward_tapped(images, &mut |_, a| a)
     }
 
     /// The configuration that rebuilds this network, read from its tensors (so pruned sizes).
@@ -68,6 +60,18 @@ impl Prunable for Mlp {
 
     fn unit_groups(&self) -> Vec<UnitGroup> {
         let layers = self.prunable_layers();
-        layers.windows(2).map(|pair| unit_group(&pair[0], &pair[1], 1)).collect()
+        layers.windows(2).map(|pair| unit_group(&pair[0], vec![UnitOp::Relu], &pair[1], 1)).collect()
+    }
+
+    fn forward_tapped(&self, images: Tensor<4>, tap: &mut dyn FnMut(usize, Activation) -> Activation) -> Tensor<2> {
+        let mut x: Tensor<2> = images.flatten(1, 3);
+        let last = self.fc.len() - 1;
+        for (i, layer) in self.fc.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = dense(tap(i, Activation::Dense(self.activation.forward(x))));
+            }
+        }
+        x
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::lenet5::{LeNet5, LeNet5Config};
 use crate::mlp::{Mlp, MlpConfig};
 use crate::params::float_params;
-use crate::structure::{Prunable, PrunableLayer, UnitGroup};
+use crate::structure::{Activation, Prunable, PrunableLayer, UnitGroup};
 
 /// Anything that maps a batch of images `[batch, channels, height, width]` to class logits.
 pub trait Classifier {
@@ -102,6 +102,13 @@ impl Prunable for Network {
         match self {
             Network::Mlp(m) => m.unit_groups(),
             Network::LeNet5(m) => m.unit_groups(),
+        }
+    }
+
+    fn forward_tapped(&self, images: Tensor<4>, tap: &mut dyn FnMut(usize, Activation) -> Activation) -> Tensor<2> {
+        match self {
+            Network::Mlp(m) => m.forward_tapped(images, tap),
+            Network::LeNet5(m) => m.forward_tapped(images, tap),
         }
     }
 }

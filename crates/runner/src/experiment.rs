@@ -251,6 +251,7 @@ fn prune_rounds(
         epochs: prune.retrain_epochs,
         lr: config.train.lr * prune.retrain_lr_scale,
         lr_min: config.train.lr_min * prune.retrain_lr_scale,
+        weight_decay: prune.retrain_weight_decay.unwrap_or(config.train.weight_decay),
         ..config.train.clone()
     };
     let rounds = Rounds {

@@ -57,6 +57,9 @@ pub struct PruneConfig {
     pub rounds: usize,
     pub retrain_epochs: usize,
     pub retrain_lr_scale: f64,
+    /// Weight decay while retraining; absent: `train.weight_decay`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrain_weight_decay: Option<f64>,
     pub include_bias: bool,
     pub rewind: RewindKind,
     /// Start from a saved run's model instead of training dense.
@@ -85,6 +88,7 @@ impl Default for PruneConfig {
             rounds: 1,
             retrain_epochs: 3,
             retrain_lr_scale: 0.1,
+            retrain_weight_decay: None,
             include_bias: false,
             rewind: RewindKind::None,
             from: None,
@@ -119,6 +123,11 @@ impl PruneConfig {
         }
         if !(self.retrain_lr_scale.is_finite() && self.retrain_lr_scale > 0.0) {
             return Err(problem("retrain_lr_scale", format!("{} must be positive, e.g. 0.1", self.retrain_lr_scale)));
+        }
+        if let Some(decay) = self.retrain_weight_decay
+            && !(decay.is_finite() && decay >= 0.0)
+        {
+            return Err(problem("retrain_weight_decay", format!("{decay} must be 0 or positive, e.g. 3e-4")));
         }
         let magnitude_only = matches!(self.allocation, AllocationKind::Threshold | AllocationKind::Quality);
         if magnitude_only && self.criterion != WeightCriterion::Magnitude {
