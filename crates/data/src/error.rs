@@ -68,6 +68,20 @@ pub enum DataError {
         path.display()
     )]
     BadLabel { path: PathBuf, index: usize, label: u8, classes: usize },
+
+    #[error(
+        "{}: file not found; CIFAR-10 is not bundled: download the \"CIFAR-10 binary version\" \
+         from https://www.cs.toronto.edu/~kriz/cifar.html and extract its *.bin files into `data.dir`",
+        path.display()
+    )]
+    CifarMissing { path: PathBuf },
+
+    #[error(
+        "{}: truncated: {actual_bytes} bytes, expected a non-zero multiple of {record_bytes} \
+         (one label byte plus the pixels per record); re-download or re-extract the file",
+        path.display()
+    )]
+    RecordLength { path: PathBuf, actual_bytes: u64, record_bytes: usize },
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;

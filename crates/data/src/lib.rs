@@ -1,6 +1,8 @@
-//! Data loading for coppice: MNIST from IDX files, deterministic splits,
-//! synthetic sets for tests, and burn `Dataset`/`Batcher` adapters.
+//! Data loading for coppice: MNIST from IDX files, CIFAR-10 from its binary
+//! batches, deterministic splits, synthetic sets for tests, and burn
+//! `Dataset`/`Batcher` adapters.
 
+pub mod cifar;
 pub mod dataset;
 pub mod error;
 pub mod idx;
@@ -8,6 +10,7 @@ pub mod images;
 pub mod split;
 pub mod synthetic;
 
+pub use cifar::{CIFAR_PIXELS, CIFAR_RECORD, CifarSplit, load_cifar10, write_cifar_batch};
 pub use dataset::{ImageBatch, ImageBatcher, ImageDataset, ImageItem, Normalization};
 pub use error::{DataError, Result};
 pub use idx::{IMAGES_MAGIC, IdxArray, LABELS_MAGIC, read_idx, write_idx};

@@ -6,17 +6,21 @@
 mod allocation;
 mod criteria;
 mod mask;
+mod neuron;
 mod report;
 mod rounds;
 mod schedule;
+mod surgery;
 mod weight;
 
 pub use allocation::{Allocation, LayerScores, allocate};
 pub use criteria::WeightCriterion;
 pub use mask::{MaskSet, values_of};
+pub use neuron::{NeuronPruner, NeuronPruning, UnitCriterion};
 pub use report::{LayerSparsity, SparsityReport, rounds_csv, sparsity_report};
 pub use rounds::{RoundRecord, Rounds, RoundsOutcome, Strategy, run_rounds};
 pub use schedule::{Schedule, agp_sparsity, iterative_target, per_round_fraction};
+pub use surgery::{UnitCut, cut_units};
 pub use weight::{WeightPruner, WeightPruning};
 
 #[derive(Debug, thiserror::Error)]

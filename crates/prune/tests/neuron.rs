@@ -1,0 +1,217 @@
+//! Neuron and filter pruning: surgery equivalence, criteria, rounds.
+
+use burn::module::Param;
+use burn::prelude::*;
+use coppice_data::{ImageBatch, ImageBatcher, ImageDataset, Normalization, synthetic_images};
+use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig, Network, Prunable, UnitGroup, edit_param};
+use coppice_prune::*;
+use coppice_train::{Progress, TrainConfig, TrainSetup};
+
+fn device() -> Device {
+    Device::flex()
+}
+
+fn mlp() -> Network {
+    device().seed(4);
+    Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![12, 8], classes: 4 }).init(&device())
+}
+
+fn lenet() -> Network {
+    device().seed(4);
+    let config = LeNet5Config { channels: 1, height: 16, width: 16, conv1: 4, conv2: 6, fc1: 8, classes: 3 };
+    Architecture::Lenet5(config).init(&device())
+}
+
+fn images(batch: usize, channels: usize, side: usize) -> Tensor<4> {
+    device().seed(9);
+    Tensor::random([batch, channels, side, side], burn::tensor::Distribution::Normal(0.0, 1.0), &device())
+}
+
+fn max_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+/// Zeroes unit `k`'s incoming weights (the producer's slice), as a masked unit would be.
+fn zero_incoming(net: Network, group: &UnitGroup, units: &[usize]) -> Network {
+    let slice = group.producer[0].clone();
+    let mut editor = ZeroUnits { path: slice.path, dim: slice.dim, units: units.to_vec() };
+    coppice_models::edit_params(net, &mut editor)
+}
+
+struct ZeroUnits {
+    path: String,
+    dim: usize,
+    units: Vec<usize>,
+}
+
+impl coppice_models::ParamEditor for ZeroUnits {
+    fn edit<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if path != self.path {
+            return param;
+        }
+        edit_param(param, |t| {
+            let dims = t.dims();
+            let device = t.device();
+            let mut t = t;
+            for &k in &self.units {
+                let ranges: [std::ops::Range<usize>; D] =
+                    std::array::from_fn(|d| if d == self.dim { k..k + 1 } else { 0..dims[d] });
+                let mut zero_dims = dims;
+                zero_dims[self.dim] = 1;
+                t = t.slice_assign(ranges, Tensor::zeros(zero_dims, &device));
+            }
+            t
+        })
+    }
+}
+
+fn keep_all_but(units: usize, removed: &[usize]) -> Vec<bool> {
+    (0..units).map(|k| !removed.contains(&k)).collect()
+}
+
+/// Removing units whose incoming weights are zero changes nothing: their constant output is
+/// folded into the consumer's bias.
+fn assert_cut_is_equivalent(net: Network, group_index: usize, removed: &[usize], input: Tensor<4>) {
+    let group = net.unit_groups()[group_index].clone();
+    let masked = zero_incoming(net, &group, removed);
+    let expected = masked.forward(input.clone());
+    let cut = cut_units(masked, &[UnitCut { keep: keep_all_but(group.units, removed), group: group.clone() }]).unwrap();
+    let after = &cut.unit_groups()[group_index];
+    assert_eq!(after.units, group.units - removed.len(), "{} lost its units", group.layer);
+    let diff = max_diff(expected, cut.forward(input));
+    assert!(diff < 1e-5, "{}: outputs moved by {diff}", group.layer);
+}
+
+#[test]
+fn linear_to_linear_removal_is_exact() {
+    assert_cut_is_equivalent(mlp(), 0, &[0, 5, 11], images(5, 1, 6));
+    assert_cut_is_equivalent(mlp(), 1, &[3], images(5, 1, 6));
+}
+
+#[test]
+fn conv_to_conv_removal_is_exact() {
+    assert_cut_is_equivalent(lenet(), 0, &[1, 2], images(3, 1, 16));
+}
+
+#[test]
+fn conv_to_flatten_to_linear_removal_is_exact() {
+    assert_cut_is_equivalent(lenet(), 1, &[0, 4], images(3, 1, 16));
+    assert_cut_is_equivalent(lenet(), 2, &[7], images(3, 1, 16));
+}
+
+#[test]
+fn removing_units_with_zero_outgoing_weights_changes_nothing() {
+    let net = mlp();
+    let group = net.unit_groups()[0].clone();
+    let input = images(4, 1, 6);
+    // Zero the consumer rows of units 2 and 3 (their outgoing weights).
+    let mut editor = ZeroUnits { path: group.consumer.path.clone(), dim: group.consumer.dim, units: vec![2, 3] };
+    let zeroed = coppice_models::edit_params(net, &mut editor);
+    let before = zeroed.forward(input.clone());
+    let cut = cut_units(zeroed, &[UnitCut { keep: keep_all_but(12, &[2, 3]), group }]).unwrap();
+    // The producer bias still feeds the fold, but through zero weights: nothing changes.
+    assert!(max_diff(before, cut.forward(input)) < 1e-5);
+}
+
+fn calibration(net_input: (usize, usize), count: usize) -> Vec<ImageBatch> {
+    let set = synthetic_images(64, 4, 1, net_input.0, net_input.1, 2);
+    let batcher = ImageBatcher::for_set(&set, Normalization { mean: 0.5, std: 0.5 });
+    let dataset = ImageDataset::new(set);
+    (0..count)
+        .map(|b| {
+            use burn::data::dataloader::batcher::Batcher;
+            use burn::data::dataset::Dataset;
+            let items = (b * 16..(b + 1) * 16).map(|i| dataset.get(i).unwrap()).collect();
+            batcher.batch(items, &device())
+        })
+        .collect()
+}
+
+fn pruner(
+    criterion: UnitCriterion,
+    target: f64,
+    min_units: usize,
+    calibration: Vec<ImageBatch>,
+) -> Result<NeuronPruner, PruneError> {
+    let config = NeuronPruning {
+        criterion,
+        allocation: Allocation::Layer { target, overrides: Default::default() },
+        schedule: Schedule::OneShot,
+        normalize: false,
+        min_units,
+        seed: 1,
+    };
+    NeuronPruner::new(config, calibration, device())
+}
+
+#[test]
+fn every_criterion_ranks_a_planted_dead_unit_last() {
+    // Unit 6 of fc1 has no incoming weights and no bias: its activation is always zero.
+    let net = mlp();
+    let group = net.unit_groups()[0].clone();
+    let net = zero_incoming(net, &group, &[6]);
+    let Network::Mlp(mut m) = net else { unreachable!() };
+    m.fc[0].bias =
+        m.fc[0].bias.take().map(|b| edit_param(b, |t| t.slice_assign([6..7], Tensor::zeros([1], &device()))));
+    let net = Network::Mlp(m);
+    for criterion in
+        [UnitCriterion::L1, UnitCriterion::L2, UnitCriterion::Activation, UnitCriterion::Apoz, UnitCriterion::Taylor]
+    {
+        let mut p = pruner(criterion, 0.5, 1, calibration((6, 6), 3)).unwrap();
+        let scores = p.scores(&net);
+        let lowest = scores[0].iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(lowest, 6, "{criterion:?} scores {:?}", scores[0]);
+    }
+}
+
+#[test]
+fn data_driven_criteria_need_data_and_floors_must_be_met() {
+    assert!(pruner(UnitCriterion::Taylor, 0.5, 1, vec![]).is_err());
+    assert!(pruner(UnitCriterion::L1, 0.5, 1, vec![]).is_ok());
+    let mut p = pruner(UnitCriterion::L1, 0.5, 13, vec![]).unwrap();
+    let err = p.prune_to(mlp(), &|t| t).err().expect("fc1 has 12 units, fewer than 13");
+    assert!(err.to_string().contains("min_units"), "{err}");
+    // A floor that can be met overrides the allocation.
+    let mut p = pruner(UnitCriterion::L1, 0.9, 3, vec![]).unwrap();
+    let net = p.prune_to(mlp(), &|t| t).unwrap();
+    let units: Vec<usize> = net.unit_groups().iter().map(|g| g.units).collect();
+    assert_eq!(units, [3, 3], "90 % of 12 and 8 would leave 1 each; the floor keeps 3");
+}
+
+#[test]
+fn neuron_rounds_shrink_the_network_and_retrain_it() {
+    let all = synthetic_images(384, 4, 1, 6, 6, 7);
+    let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
+    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let rounds = Rounds {
+        rounds: 2,
+        retrain: TrainSetup {
+            config: TrainConfig { epochs: 2, batch_size: 16, lr: 0.02, ..TrainConfig::default() },
+            device: device(),
+            artifact_dir: std::env::temp_dir().join(format!("coppice-neuron-{}", std::process::id())),
+            seed: 3,
+            progress: Progress::Quiet,
+            label: "neuron".into(),
+        },
+        train: ImageDataset::new(train),
+        valid: ImageDataset::new(test.clone()),
+        test: ImageDataset::new(test),
+        batcher,
+        rewind_to: None,
+    };
+    let config = NeuronPruning {
+        criterion: UnitCriterion::L2,
+        allocation: Allocation::Global(0.5),
+        schedule: Schedule::Iterative { rounds: 2 },
+        normalize: true,
+        min_units: 1,
+        seed: 1,
+    };
+    let mut strategy = NeuronPruner::new(config, vec![], device()).unwrap();
+    let outcome = run_rounds(mlp(), &mut strategy, &rounds, &mut |_, _| {}).unwrap();
+    let units: usize = outcome.net.unit_groups().iter().map(|g| g.units).sum();
+    assert_eq!(units, 10, "half of the 20 hidden units are gone");
+    assert!(outcome.net.num_params() < mlp().num_params());
+    let last = outcome.rounds.last().unwrap();
+    assert!(last.test.accuracy > 0.5, "the smaller network still learns: {}", last.test.accuracy);
+}
