@@ -5,6 +5,7 @@ use crate::lenet5::{LeNet5, LeNet5Config};
 use crate::mlp::{Mlp, MlpConfig};
 use crate::params::float_params;
 use crate::structure::{Activation, Prunable, PrunableLayer, UnitGroup};
+use crate::vgg::{Vgg, VggConfig};
 
 /// Anything that maps a batch of images `[batch, channels, height, width]` to class logits.
 pub trait Classifier {
@@ -33,6 +34,7 @@ impl InputShape {
 pub enum Network {
     Mlp(Mlp),
     LeNet5(LeNet5),
+    Vgg(Vgg),
 }
 
 /// The sizes that rebuild a network, as saved next to its weights (`architecture.json`).
@@ -41,14 +43,22 @@ pub enum Network {
 pub enum Architecture {
     Mlp(MlpConfig),
     Lenet5(LeNet5Config),
+    Vgg(VggConfig),
 }
 
 impl Architecture {
-    pub fn init(&self, device: &Device) -> Network {
-        let net = match self {
+    /// Builds the network without touching its parameters: burn initializes them lazily, so
+    /// nothing is drawn from the random generator until they are read.
+    fn build(&self, device: &Device) -> Network {
+        match self {
             Architecture::Mlp(config) => Network::Mlp(config.init(device)),
             Architecture::Lenet5(config) => Network::LeNet5(config.init(device)),
-        };
+            Architecture::Vgg(config) => Network::Vgg(config.init(device)),
+        }
+    }
+
+    pub fn init(&self, device: &Device) -> Network {
+        let net = self.build(device);
         // burn initializes parameters lazily, at first use. Reading them all here, in module
         // order, makes the initial weights depend on the seed alone and not on which code
         // happens to touch a parameter first (a shape query does).
@@ -60,6 +70,7 @@ impl Architecture {
         match self {
             Architecture::Mlp(c) => InputShape { channels: 1, height: 1, width: c.inputs },
             Architecture::Lenet5(c) => InputShape { channels: c.channels, height: c.height, width: c.width },
+            Architecture::Vgg(c) => InputShape { channels: c.channels, height: c.height, width: c.width },
         }
     }
 
@@ -67,16 +78,26 @@ impl Architecture {
         match self {
             Architecture::Mlp(c) => c.classes,
             Architecture::Lenet5(c) => c.classes,
+            Architecture::Vgg(c) => c.classes,
         }
     }
 }
 
 impl Network {
+    /// A copy that shares nothing with `self`. burn's clones share BatchNorm running statistics,
+    /// which module mappers (surgery) and training rewrite in place. Draws nothing from the
+    /// random generator.
+    pub fn deep_clone(&self) -> Network {
+        let device = self.devices().into_iter().next().unwrap_or_default();
+        self.architecture().build(&device).load_record(self.clone().into_record())
+    }
+
     /// Read back from the tensors, so a pruned network reports its smaller sizes.
     pub fn architecture(&self) -> Architecture {
         match self {
             Network::Mlp(m) => Architecture::Mlp(m.config()),
             Network::LeNet5(m) => Architecture::Lenet5(m.config()),
+            Network::Vgg(m) => Architecture::Vgg(m.config()),
         }
     }
 }
@@ -86,6 +107,7 @@ impl Classifier for Network {
         match self {
             Network::Mlp(m) => m.forward(images),
             Network::LeNet5(m) => m.forward(images),
+            Network::Vgg(m) => m.forward(images),
         }
     }
 }
@@ -95,6 +117,7 @@ impl Prunable for Network {
         match self {
             Network::Mlp(m) => m.prunable_layers(),
             Network::LeNet5(m) => m.prunable_layers(),
+            Network::Vgg(m) => m.prunable_layers(),
         }
     }
 
@@ -102,6 +125,7 @@ impl Prunable for Network {
         match self {
             Network::Mlp(m) => m.unit_groups(),
             Network::LeNet5(m) => m.unit_groups(),
+            Network::Vgg(m) => m.unit_groups(),
         }
     }
 
@@ -109,6 +133,7 @@ impl Prunable for Network {
         match self {
             Network::Mlp(m) => m.forward_tapped(images, tap),
             Network::LeNet5(m) => m.forward_tapped(images, tap),
+            Network::Vgg(m) => m.forward_tapped(images, tap),
         }
     }
 }

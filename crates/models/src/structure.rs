@@ -65,7 +65,10 @@ pub enum UnitOp {
     Relu,
     /// BatchNorm in inference mode; `module` is the path prefix of its tensors
     /// (`<module>.gamma`, `.beta`, `.running_mean`, `.running_var`).
-    BatchNorm { module: String, epsilon: f64 },
+    BatchNorm {
+        module: String,
+        epsilon: f64,
+    },
 }
 
 /// The units (neurons or filters) of one layer with every tensor slice that must go when a

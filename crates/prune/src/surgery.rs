@@ -29,6 +29,8 @@ struct HostTensor {
 /// away from the borders for padded ones. Changed tensors get fresh parameter ids, so training
 /// goes on with a fresh optimizer.
 pub fn cut_units(net: Network, cuts: &[UnitCut]) -> Result<Network, PruneError> {
+    // Mapping rewrites BatchNorm running statistics in place, in every clone of `net`.
+    let net = net.deep_clone();
     let mut tensors: BTreeMap<String, HostTensor> = float_params(&net)
         .into_iter()
         .map(|p| (p.path, HostTensor { shape: p.shape, values: host_values(p.values) }))

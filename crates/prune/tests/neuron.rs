@@ -145,6 +145,7 @@ fn pruner(
 }
 
 #[test]
+#[allow(clippy::single_range_in_vec_init)] // a 1-d slice is one range
 fn every_criterion_ranks_a_planted_dead_unit_last() {
     // Unit 6 of fc1 has no incoming weights and no bias: its activation is always zero.
     let net = mlp();
@@ -169,7 +170,7 @@ fn data_driven_criteria_need_data_and_floors_must_be_met() {
     assert!(pruner(UnitCriterion::Taylor, 0.5, 1, vec![]).is_err());
     assert!(pruner(UnitCriterion::L1, 0.5, 1, vec![]).is_ok());
     let mut p = pruner(UnitCriterion::L1, 0.5, 13, vec![]).unwrap();
-    let err = p.prune_to(mlp(), &|t| t).err().expect("fc1 has 12 units, fewer than 13");
+    let err = p.prune_to(mlp(), &|t| t).expect_err("fc1 has 12 units, fewer than 13");
     assert!(err.to_string().contains("min_units"), "{err}");
     // A floor that can be met overrides the allocation.
     let mut p = pruner(UnitCriterion::L1, 0.9, 3, vec![]).unwrap();

@@ -9,7 +9,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use coppice_data::{ImageBatch, ImageItem, ImageSet};
-use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig, Network};
+use coppice_models::{Architecture, Classifier, InputShape, LeNet5Config, MlpConfig, Network};
 use coppice_prune::{Allocation, MaskSet, Schedule, WeightCriterion, WeightPruner, WeightPruning};
 
 use crate::backend::BackendName;
@@ -170,4 +170,27 @@ fn prepare_batches(set: &ImageSet, data: &Data, batch_size: usize, device: &Devi
             data.batcher.batch(items, device)
         })
         .collect()
+}
+
+/// Median seconds of one inference pass of `batch` random images, after warm-up; the logits are
+/// read back so that lazy backends have done the work.
+pub fn inference_seconds(net: &Network, input: InputShape, batch: usize, device: &Device) -> f64 {
+    let images = Tensor::<4>::random(
+        [batch, input.channels, input.height, input.width],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let net = net.clone().valid();
+    let run = || {
+        let start = Instant::now();
+        let _ = net.forward(images.clone()).into_data();
+        start.elapsed().as_secs_f64()
+    };
+    for _ in 0..3 {
+        run();
+    }
+    let repeats = if batch >= 100 { 7 } else { 51 };
+    let mut times: Vec<f64> = (0..repeats).map(|_| run()).collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use coppice_models::{Architecture, InputShape, LeNet5Config, MlpConfig};
+use coppice_models::{Architecture, InputShape, LeNet5Config, MlpConfig, VggConfig};
 use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,8 @@ fn default_seed() -> u64 {
 pub enum DatasetKind {
     /// MNIST-format IDX files; Fashion-MNIST uses the same format and file names.
     Mnist,
+    /// The CIFAR-10 binary version (`data_batch_1.bin` ... `test_batch.bin`); not bundled.
+    Cifar10,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +76,7 @@ impl Default for DataConfig {
 pub enum ModelKind {
     Mlp,
     Lenet5,
+    Vgg,
 }
 
 /// `[model]`: `kind` picks the network; the other keys size it and default to the paper's sizes.
@@ -91,6 +94,12 @@ pub struct ModelConfig {
     pub conv2: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fc1: Option<usize>,
+    /// vgg: conv channels per stage, each stage ending in a 2x2 max-pool (default
+    /// [[32, 32], [64, 64], [128, 128]]), and the hidden fc width (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<Vec<usize>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fc: Option<usize>,
 }
 
 /// A config error: which file, which field, what is wrong and how to fix it, on one line.
@@ -110,7 +119,15 @@ impl Config {
             seed: default_seed(),
             backend: BackendName::default(),
             data: DataConfig { dir, ..DataConfig::default() },
-            model: ModelConfig { kind: ModelKind::Mlp, hidden: None, conv1: None, conv2: None, fc1: None },
+            model: ModelConfig {
+                kind: ModelKind::Mlp,
+                hidden: None,
+                conv1: None,
+                conv2: None,
+                fc1: None,
+                stages: None,
+                fc: None,
+            },
             train: TrainConfig::default(),
             prune: None,
         }
@@ -211,21 +228,50 @@ impl Config {
                 }
                 Architecture::Lenet5(config)
             }
+            ModelKind::Vgg => {
+                let defaults = VggConfig::new();
+                let config = VggConfig {
+                    channels: input.channels,
+                    height: input.height,
+                    width: input.width,
+                    stages: m.stages.clone().unwrap_or(defaults.stages),
+                    fc: m.fc.unwrap_or(defaults.fc),
+                    classes,
+                };
+                if config.stages.iter().any(|s| s.is_empty() || s.contains(&0)) || config.fc == 0 {
+                    return Err((
+                        "model.stages".into(),
+                        "every stage needs at least one conv and sizes of at least 1".into(),
+                    ));
+                }
+                if config.feature_hw().is_none() {
+                    return Err((
+                        "model.stages".into(),
+                        format!(
+                            "{} pooling stages shrink {}x{} images to nothing; fix: use fewer stages",
+                            config.stages.len(),
+                            input.height,
+                            input.width
+                        ),
+                    ));
+                }
+                Architecture::Vgg(config)
+            }
         })
     }
 }
 
 impl ModelConfig {
     fn check_keys(&self) -> Result<(), (String, String)> {
-        let misplaced = match self.kind {
-            ModelKind::Mlp => {
-                [("conv1", self.conv1.is_some()), ("conv2", self.conv2.is_some()), ("fc1", self.fc1.is_some())]
-                    .into_iter()
-                    .find(|(_, set)| *set)
-                    .map(|(k, _)| k)
-            }
-            ModelKind::Lenet5 => self.hidden.is_some().then_some("hidden"),
-        };
+        let keys = [
+            ("hidden", self.hidden.is_some(), ModelKind::Mlp),
+            ("conv1", self.conv1.is_some(), ModelKind::Lenet5),
+            ("conv2", self.conv2.is_some(), ModelKind::Lenet5),
+            ("fc1", self.fc1.is_some(), ModelKind::Lenet5),
+            ("stages", self.stages.is_some(), ModelKind::Vgg),
+            ("fc", self.fc.is_some(), ModelKind::Vgg),
+        ];
+        let misplaced = keys.into_iter().find(|(_, set, kind)| *set && *kind != self.kind).map(|(key, _, _)| key);
         match misplaced {
             Some(key) => Err((
                 format!("model.{key}"),
@@ -239,6 +285,7 @@ impl ModelConfig {
         match self.kind {
             ModelKind::Mlp => "mlp",
             ModelKind::Lenet5 => "lenet5",
+            ModelKind::Vgg => "vgg",
         }
     }
 }

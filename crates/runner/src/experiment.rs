@@ -5,16 +5,22 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
+use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use coppice_data::{ImageBatcher, ImageDataset, ImageSet, MnistSplit, Normalization, load_mnist, train_valid_split};
+use coppice_data::{
+    CifarSplit, ImageBatcher, ImageDataset, ImageSet, MnistSplit, Normalization, load_cifar10, load_mnist,
+    train_valid_split,
+};
+use coppice_data::{ImageBatch, ImageItem};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
-use coppice_prune::{RoundRecord, Rounds, RoundsOutcome, WeightPruner, rounds_csv, run_rounds};
+use coppice_prune::{NeuronPruner, RoundRecord, Rounds, RoundsOutcome, Strategy, WeightPruner, rounds_csv, run_rounds};
 use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
 use serde::Serialize;
 
 use crate::backend::BackendName;
+use crate::bench::inference_seconds;
 use crate::config::{Config, DatasetKind};
-use crate::prune_config::{PruneConfig, RewindKind};
+use crate::prune_config::{PruneConfig, RewindKind, StrategyKind};
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// The splits of one experiment, after the seeded split and any limits.
@@ -28,10 +34,17 @@ pub struct Data {
 impl Data {
     pub fn load(config: &Config) -> Result<Data> {
         let d = &config.data;
-        let DatasetKind::Mnist = d.dataset;
         let context = || format!("data.dir = {:?}", d.dir.display().to_string());
-        let full = load_mnist(&d.dir, MnistSplit::Train).with_context(context)?;
-        let mut test = load_mnist(&d.dir, MnistSplit::Test).with_context(context)?;
+        let (full, mut test) = match d.dataset {
+            DatasetKind::Mnist => (
+                load_mnist(&d.dir, MnistSplit::Train).with_context(context)?,
+                load_mnist(&d.dir, MnistSplit::Test).with_context(context)?,
+            ),
+            DatasetKind::Cifar10 => (
+                load_cifar10(&d.dir, CifarSplit::Train).with_context(context)?,
+                load_cifar10(&d.dir, CifarSplit::Test).with_context(context)?,
+            ),
+        };
         let (mut train, valid) = train_valid_split(&full, d.valid_fraction, config.seed);
         if d.train_limit > 0 {
             train = train.take(d.train_limit);
@@ -80,6 +93,57 @@ pub struct Summary {
     pub dense_test_accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounds: Option<usize>,
+    /// With neuron pruning: the network before pruning, and measured inference latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseComparison>,
+}
+
+#[derive(Serialize)]
+pub struct DenseComparison {
+    pub params: usize,
+    pub flops: usize,
+    /// Dense FLOPs / pruned FLOPs.
+    pub theoretical_speedup: f64,
+    pub latency: Vec<Latency>,
+}
+
+#[derive(Serialize)]
+pub struct Latency {
+    pub batch: usize,
+    pub dense_ms: f64,
+    pub pruned_ms: f64,
+    /// Dense time / pruned time, measured in one process.
+    pub speedup: f64,
+    pub pruned_samples_per_second: f64,
+}
+
+fn compare_with_dense(
+    dense: &Network,
+    pruned: &Network,
+    input: InputShape,
+    device: &burn::prelude::Device,
+) -> DenseComparison {
+    let flops = |net: &Network| net.layer_costs().iter().map(|c| c.flops).sum::<usize>();
+    let latency = [1, 1000]
+        .into_iter()
+        .map(|batch| {
+            let dense_s = inference_seconds(dense, input, batch, device);
+            let pruned_s = inference_seconds(pruned, input, batch, device);
+            Latency {
+                batch,
+                dense_ms: dense_s * 1e3,
+                pruned_ms: pruned_s * 1e3,
+                speedup: dense_s / pruned_s,
+                pruned_samples_per_second: batch as f64 / pruned_s,
+            }
+        })
+        .collect();
+    DenseComparison {
+        params: dense.num_params(),
+        flops: flops(dense),
+        theoretical_speedup: flops(dense) as f64 / flops(pruned).max(1) as f64,
+        latency,
+    }
 }
 
 pub struct RunOptions {
@@ -154,6 +218,7 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
         }
     };
 
+    let dense_net = net.clone();
     let (net, test, pruning) = match &prune {
         None => {
             let test = evaluate_test(&net, &data, &config, &device)?;
@@ -188,6 +253,10 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
         compression_ratio: report.as_ref().map(|r| r.compression_ratio),
         dense_test_accuracy: pruning.as_ref().map(|(dense, _)| *dense),
         rounds: pruning.as_ref().map(|(_, outcome)| outcome.rounds.len() - 1),
+        dense: prune
+            .as_ref()
+            .filter(|p| p.strategy == StrategyKind::Neuron)
+            .map(|_| compare_with_dense(&dense_net, &net, data.input(), &device)),
     };
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     if let Some((_, outcome)) = &pruning {
@@ -210,7 +279,7 @@ fn check_input(architecture: &Architecture, data: &Data, dir: &Path) -> Result<(
     let (model, data_input) = (architecture.input(), data.input());
     let fits = match architecture {
         Architecture::Mlp(_) => model.pixels() == data_input.pixels(),
-        Architecture::Lenet5(_) => model == data_input,
+        Architecture::Lenet5(_) | Architecture::Vgg(_) => model == data_input,
     } && architecture.classes() == data.classes();
     if fits {
         Ok(())
@@ -243,10 +312,22 @@ fn prune_rounds(
     metrics: &mut MetricsLog,
 ) -> Result<RoundsOutcome> {
     let steps_per_epoch = data.train.len().div_ceil(config.train.batch_size);
-    let pruning = prune
-        .weight_pruning(config.seed, steps_per_epoch)
-        .map_err(|(field, problem)| anyhow!("config: {field}: {problem}"))?;
-    let mut strategy = WeightPruner::new(pruning, device.clone());
+    let in_config = |(field, problem): (String, String)| anyhow!("config: {field}: {problem}");
+    let mut strategy: Box<dyn Strategy> = match prune.strategy {
+        StrategyKind::Weight => Box::new(WeightPruner::new(
+            prune.weight_pruning(config.seed, steps_per_epoch).map_err(in_config)?,
+            device.clone(),
+        )),
+        StrategyKind::Neuron => {
+            let pruning = prune.neuron_pruning(config.seed).map_err(in_config)?;
+            let calibration = if pruning.criterion.needs_data() {
+                calibration_batches(data, config.train.batch_size, prune.calibration_batches, device)
+            } else {
+                Vec::new()
+            };
+            Box::new(NeuronPruner::new(pruning, calibration, device.clone()).map_err(|e| anyhow!("prune: {e}"))?)
+        }
+    };
     let retrain = TrainConfig {
         epochs: prune.retrain_epochs,
         lr: config.train.lr * prune.retrain_lr_scale,
@@ -273,7 +354,7 @@ fn prune_rounds(
     let mut records: Vec<RoundRecord> = Vec::new();
     let mut failure = None;
     let total = rounds.rounds;
-    let outcome = run_rounds(net, &mut strategy, &rounds, &mut |record, _net| {
+    let outcome = run_rounds(net, strategy.as_mut(), &rounds, &mut |record, _net| {
         records.push(record.clone());
         println!("{}", round_line(record, total));
         let written = metrics
@@ -287,6 +368,30 @@ fn prune_rounds(
         Some(e) => Err(e),
         None => Ok(outcome),
     }
+}
+
+/// The first `count` batches of the training split, in order: what data-driven unit criteria
+/// are measured on.
+fn calibration_batches(
+    data: &Data,
+    batch_size: usize,
+    count: usize,
+    device: &burn::prelude::Device,
+) -> Vec<ImageBatch> {
+    let per_image = data.train.pixels_per_image();
+    (0..count)
+        .map(|b| b * batch_size..((b + 1) * batch_size).min(data.train.len()))
+        .filter(|range| !range.is_empty())
+        .map(|range| {
+            let items = range
+                .map(|i| ImageItem {
+                    pixels: data.train.images[i * per_image..(i + 1) * per_image].to_vec(),
+                    label: data.train.labels[i],
+                })
+                .collect();
+            data.batcher.batch(items, device)
+        })
+        .collect()
 }
 
 fn round_line(r: &RoundRecord, total: usize) -> String {
@@ -340,6 +445,21 @@ fn report_md(config: &Config, summary: &Summary, rounds: &[RoundRecord]) -> Stri
             "\nFLOPs {} dense, {} effective: theoretical speedup {speedup:.2}x.\n",
             s.flops_dense, s.flops_effective
         );
+    }
+    if let Some(dense) = &summary.dense {
+        let _ = writeln!(
+            md,
+            "## Size and speed\n\nParameters {} -> {}; FLOPs {} -> {}: theoretical speedup {:.2}x.\n\n| batch | dense ms | pruned ms | measured speedup | pruned samples/s |\n| ---: | ---: | ---: | ---: | ---: |",
+            dense.params, summary.params_total, dense.flops, summary.flops, dense.theoretical_speedup
+        );
+        for l in &dense.latency {
+            let _ = writeln!(
+                md,
+                "| {} | {:.3} | {:.3} | {:.2}x | {:.0} |",
+                l.batch, l.dense_ms, l.pruned_ms, l.speedup, l.pruned_samples_per_second
+            );
+        }
+        md.push('\n');
     }
     md.push_str("## Rounds\n\n| round | sparsity | compression | test accuracy | test loss | seconds |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rounds {

@@ -3,13 +3,27 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use coppice_prune::{Allocation, Schedule, WeightCriterion, WeightPruning};
+use coppice_prune::{Allocation, NeuronPruning, Schedule, UnitCriterion, WeightCriterion, WeightPruning};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StrategyKind {
     Weight,
+    Neuron,
+}
+
+/// Every criterion name; each strategy accepts its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CriterionName {
+    Magnitude,
+    Random,
+    L1,
+    L2,
+    Activation,
+    Apoz,
+    Taylor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +54,7 @@ pub enum RewindKind {
 #[serde(deny_unknown_fields, default)]
 pub struct PruneConfig {
     pub strategy: StrategyKind,
-    pub criterion: WeightCriterion,
+    pub criterion: CriterionName,
     pub allocation: AllocationKind,
     /// Final sparsity for `layer` (every layer) and `global` (all layers together), in [0, 1).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,13 +86,19 @@ pub struct PruneConfig {
     pub agp_end_epoch: Option<f64>,
     /// AGP updates the masks every this many optimizer steps.
     pub agp_frequency: usize,
+    /// Neuron: divide each layer's unit scores by their L2 norm (fair global ranking).
+    pub normalize: bool,
+    /// Neuron: units every layer keeps at least.
+    pub min_units: usize,
+    /// Neuron: training batches that activation, APoZ and Taylor scores are measured on.
+    pub calibration_batches: usize,
 }
 
 impl Default for PruneConfig {
     fn default() -> Self {
         Self {
             strategy: StrategyKind::Weight,
-            criterion: WeightCriterion::Magnitude,
+            criterion: CriterionName::Magnitude,
             allocation: AllocationKind::Layer,
             target: None,
             threshold: None,
@@ -96,6 +116,9 @@ impl Default for PruneConfig {
             agp_start_epoch: 0.0,
             agp_end_epoch: None,
             agp_frequency: 100,
+            normalize: true,
+            min_units: 1,
+            calibration_batches: 10,
         }
     }
 }
@@ -130,7 +153,11 @@ impl PruneConfig {
             return Err(problem("retrain_weight_decay", format!("{decay} must be 0 or positive, e.g. 3e-4")));
         }
         let magnitude_only = matches!(self.allocation, AllocationKind::Threshold | AllocationKind::Quality);
-        if magnitude_only && self.criterion != WeightCriterion::Magnitude {
+        if self.strategy == StrategyKind::Neuron {
+            return self.validate_neuron();
+        }
+        self.weight_criterion()?;
+        if magnitude_only && self.criterion != CriterionName::Magnitude {
             return Err(problem(
                 "criterion",
                 "threshold and quality allocations compare magnitudes; fix: criterion = \"magnitude\"".into(),
@@ -171,6 +198,75 @@ impl PruneConfig {
             ));
         }
         Ok(())
+    }
+
+    fn validate_neuron(&self) -> Result<(), Problem> {
+        self.unit_criterion()?;
+        if !matches!(self.allocation, AllocationKind::Layer | AllocationKind::Global) {
+            return Err(problem(
+                "allocation",
+                "neuron pruning allocates \"layer\" or \"global\" fractions of units".into(),
+            ));
+        }
+        if self.schedule == ScheduleKind::Agp {
+            return Err(problem("schedule", "neuron pruning runs \"oneshot\" or \"iterative\"".into()));
+        }
+        if self.rewind != RewindKind::None || self.include_bias {
+            return Err(problem("rewind", "rewind and include_bias apply to weight pruning only".into()));
+        }
+        if self.min_units == 0 {
+            return Err(problem("min_units", "0 would let a layer be emptied; fix: min_units = 1 or more".into()));
+        }
+        if self.unit_criterion()?.needs_data() && self.calibration_batches == 0 {
+            return Err(problem(
+                "calibration_batches",
+                format!("criterion {:?} scores units on data; fix: calibration_batches = 10", self.criterion),
+            ));
+        }
+        Ok(())
+    }
+
+    fn weight_criterion(&self) -> Result<WeightCriterion, Problem> {
+        match self.criterion {
+            CriterionName::Magnitude => Ok(WeightCriterion::Magnitude),
+            CriterionName::Random => Ok(WeightCriterion::Random),
+            other => Err(problem(
+                "criterion",
+                format!("{other:?} scores units; weight pruning takes \"magnitude\" or \"random\""),
+            )),
+        }
+    }
+
+    fn unit_criterion(&self) -> Result<UnitCriterion, Problem> {
+        Ok(match self.criterion {
+            CriterionName::L1 => UnitCriterion::L1,
+            CriterionName::L2 => UnitCriterion::L2,
+            CriterionName::Activation => UnitCriterion::Activation,
+            CriterionName::Apoz => UnitCriterion::Apoz,
+            CriterionName::Taylor => UnitCriterion::Taylor,
+            CriterionName::Random => UnitCriterion::Random,
+            CriterionName::Magnitude => {
+                return Err(problem(
+                    "criterion",
+                    "neuron pruning takes l1, l2, activation, apoz, taylor or random".into(),
+                ));
+            }
+        })
+    }
+
+    pub fn neuron_pruning(&self, seed: u64) -> Result<NeuronPruning, Problem> {
+        let schedule = match self.schedule {
+            ScheduleKind::Iterative => Schedule::Iterative { rounds: self.rounds },
+            _ => Schedule::OneShot,
+        };
+        Ok(NeuronPruning {
+            criterion: self.unit_criterion()?,
+            allocation: self.allocation()?,
+            schedule,
+            normalize: self.normalize,
+            min_units: self.min_units,
+            seed,
+        })
     }
 
     /// Per-layer overrides must name layers of the model.
@@ -255,7 +351,7 @@ impl PruneConfig {
             },
         };
         Ok(WeightPruning {
-            criterion: self.criterion,
+            criterion: self.weight_criterion()?,
             allocation: self.allocation()?,
             schedule,
             include_bias: self.include_bias,
@@ -270,6 +366,19 @@ mod tests {
 
     fn layer(target: f64) -> PruneConfig {
         PruneConfig { target: Some(target), ..PruneConfig::default() }
+    }
+
+    #[test]
+    fn neuron_settings_are_checked() {
+        let neuron = |criterion| PruneConfig { strategy: StrategyKind::Neuron, criterion, ..layer(0.5) };
+        assert!(neuron(CriterionName::L1).validate().is_ok());
+        assert_eq!(field_of(&neuron(CriterionName::Magnitude)), "prune.criterion");
+        assert_eq!(field_of(&PruneConfig { target: Some(1.0), ..neuron(CriterionName::L2) }), "prune.target");
+        assert_eq!(field_of(&PruneConfig { min_units: 0, ..neuron(CriterionName::L2) }), "prune.min_units");
+        let no_data = PruneConfig { calibration_batches: 0, ..neuron(CriterionName::Taylor) };
+        assert_eq!(field_of(&no_data), "prune.calibration_batches");
+        let weight_with_unit_criterion = PruneConfig { criterion: CriterionName::L1, ..layer(0.5) };
+        assert_eq!(field_of(&weight_with_unit_criterion), "prune.criterion");
     }
 
     fn field_of(config: &PruneConfig) -> String {

@@ -245,6 +245,89 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     assert!(printed.contains(&expected), "{printed} vs {expected}");
 }
 
+/// Neuron pruning of a VGG with BatchNorm on tiny generated CIFAR-10 files: filters are
+/// removed for real, the smaller architecture is saved, and `eval` rebuilds it.
+#[test]
+fn vgg_on_cifar_files_trains_and_loses_filters_for_real() {
+    use coppice_data::write_cifar_batch;
+    let dir = scratch("vgg");
+    let data = dir.join("cifar");
+    std::fs::create_dir_all(&data).unwrap();
+    let records = |n: usize, seed: u8| -> (Vec<u8>, Vec<u8>) {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        // Class c is brighter in channel c % 3: learnable, so accuracy is a real number.
+        let images = labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &c)| {
+                (0..3072).map(move |p| {
+                    if p / 1024 == c as usize % 3 { 200 } else { ((i * 7 + p) as u8).wrapping_mul(seed) % 60 }
+                })
+            })
+            .collect();
+        (labels, images)
+    };
+    for b in 1..=5 {
+        let (labels, images) = records(20, b as u8);
+        write_cifar_batch(&data.join(format!("data_batch_{b}.bin")), &labels, &images).unwrap();
+    }
+    let (labels, images) = records(20, 9);
+    write_cifar_batch(&data.join("test_batch.bin"), &labels, &images).unwrap();
+    let config = config_in(
+        &dir,
+        &format!(
+            "name = \"vgg\"\n[data]\ndataset = \"cifar10\"\ndir = {:?}\nmean = 0.3\nstd = 0.3\n\
+             [model]\nkind = \"vgg\"\nstages = [[8], [8]]\nfc = 16\n[train]\nepochs = 2\nbatch_size = 10\n\
+             [prune]\nstrategy = \"neuron\"\ncriterion = \"taylor\"\nallocation = \"global\"\ntarget = 0.5\n\
+             calibration_batches = 2\nretrain_epochs = 1\n",
+            data.display().to_string()
+        ),
+    );
+    let out_dir = dir.join("runs");
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let summary = read_summary(&run);
+    let arch = &summary["architecture"];
+    let units: u64 = arch["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.as_array().unwrap())
+        .map(|c| c.as_u64().unwrap())
+        .sum::<u64>()
+        + arch["fc"].as_u64().unwrap();
+    assert_eq!(units, 16, "half of 8 + 8 filters and 16 neurons are gone: {arch}");
+    assert!(summary["params_total"].as_u64().unwrap() < summary["dense"]["params"].as_u64().unwrap());
+    assert!(std::fs::read_to_string(run.join("report.md")).unwrap().contains("measured speedup"));
+    let eval = coppice(&["eval", run.to_str().unwrap()]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+}
+
+#[test]
+fn neuron_settings_that_cannot_work_are_named() {
+    let dir = scratch("neuron-bad");
+    for (setting, field) in [
+        ("strategy = \"neuron\"\ncriterion = \"l1\"\ntarget = 1.0", "prune.target"),
+        (
+            "strategy = \"neuron\"\ncriterion = \"apoz\"\ntarget = 0.5\ncalibration_batches = 0",
+            "prune.calibration_batches",
+        ),
+    ] {
+        let config = config_in(&dir, &format!("{MLP_CONFIG}[prune]\n{setting}\n"));
+        assert_clean_failure(&coppice(&["validate", config.to_str().unwrap()]), &["config.toml", field]);
+    }
+    // A floor above a layer's size is found once the model is known: hidden = [32].
+    let config = config_in(
+        &dir,
+        &format!(
+            "{MLP_CONFIG}[data]\ntrain_limit = 100\ntest_limit = 100\n[train]\nepochs = 1\n[prune]\nstrategy = \"neuron\"\ncriterion = \"l1\"\ntarget = 0.5\nmin_units = 40\n"
+        ),
+    );
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", dir.join("runs").to_str().unwrap()]);
+    assert_clean_failure(&out, &["min_units"]);
+}
+
 #[test]
 fn prune_from_a_missing_run_is_reported() {
     let dir = scratch("from-missing");
