@@ -216,3 +216,36 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
     let last = outcome.rounds.last().unwrap();
     assert!(last.test.accuracy > 0.5, "the smaller network still learns: {}", last.test.accuracy);
 }
+
+/// Sets every entry of the tensors whose path ends with a given suffix.
+struct SetAll(Vec<(&'static str, f32)>);
+
+impl coppice_models::ParamEditor for SetAll {
+    fn edit<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        match self.0.iter().find(|(suffix, _)| path.ends_with(suffix)) {
+            Some((_, value)) => edit_param(param, |t| t.ones_like().mul_scalar(*value)),
+            None => param,
+        }
+    }
+}
+
+#[test]
+fn conv_to_batchnorm_to_flatten_to_linear_removal_is_exact() {
+    device().seed(4);
+    let config = coppice_models::VggConfig {
+        channels: 1,
+        height: 8,
+        width: 8,
+        stages: vec![vec![3], vec![4]],
+        fc: 5,
+        classes: 2,
+    };
+    let net = Architecture::Vgg(config).init(&device());
+    // BatchNorm statistics far from the identity, so the fold has to go through them.
+    let mut stats =
+        SetAll(vec![("bn.1.gamma", 1.7), ("bn.1.beta", 0.3), ("bn.1.running_mean", -0.4), ("bn.1.running_var", 2.5)]);
+    let net = coppice_models::edit_params(net, &mut stats);
+    let groups = net.unit_groups();
+    assert!(matches!(groups[1].between[0], coppice_models::UnitOp::BatchNorm { .. }), "conv2 -> bn -> relu -> fc1");
+    assert_cut_is_equivalent(net, 1, &[0, 2], images(3, 1, 8));
+}
