@@ -172,25 +172,38 @@ fn prepare_batches(set: &ImageSet, data: &Data, batch_size: usize, device: &Devi
         .collect()
 }
 
-/// Median seconds of one inference pass of `batch` random images, after warm-up; the logits are
-/// read back so that lazy backends have done the work.
-pub fn inference_seconds(net: &Network, input: InputShape, batch: usize, device: &Device) -> f64 {
+/// Median seconds of one inference pass of `batch` random images for each network, after
+/// warm-up. The networks take turns, so that both see the same machine; the logits are read back
+/// so that lazy backends have done the work.
+pub fn inference_seconds(nets: &[&Network], input: InputShape, batch: usize, device: &Device) -> Vec<f64> {
     let images = Tensor::<4>::random(
         [batch, input.channels, input.height, input.width],
         burn::tensor::Distribution::Normal(0.0, 1.0),
         device,
     );
-    let net = net.clone().valid();
-    let run = || {
+    let nets: Vec<Network> = nets.iter().map(|n| (*n).clone().valid()).collect();
+    let time = |net: &Network| {
         let start = Instant::now();
         let _ = net.forward(images.clone()).into_data();
         start.elapsed().as_secs_f64()
     };
-    for _ in 0..3 {
-        run();
+    for net in &nets {
+        for _ in 0..3 {
+            time(net);
+        }
     }
-    let repeats = if batch >= 100 { 7 } else { 51 };
-    let mut times: Vec<f64> = (0..repeats).map(|_| run()).collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    let repeats = if batch >= 100 { 21 } else { 201 };
+    let mut times = vec![Vec::with_capacity(repeats); nets.len()];
+    for _ in 0..repeats {
+        for (net, t) in nets.iter().zip(times.iter_mut()) {
+            t.push(time(net));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
 }

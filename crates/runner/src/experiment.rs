@@ -127,8 +127,8 @@ fn compare_with_dense(
     let latency = [1, 1000]
         .into_iter()
         .map(|batch| {
-            let dense_s = inference_seconds(dense, input, batch, device);
-            let pruned_s = inference_seconds(pruned, input, batch, device);
+            let seconds = inference_seconds(&[dense, pruned], input, batch, device);
+            let (dense_s, pruned_s) = (seconds[0], seconds[1]);
             Latency {
                 batch,
                 dense_ms: dense_s * 1e3,
