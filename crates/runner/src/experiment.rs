@@ -198,7 +198,8 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
     println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
 
     let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
-    let initial = start_net.clone();
+    // Deep copies: burn clones share BatchNorm running statistics, which training rewrites.
+    let initial = start_net.deep_clone();
     let net = match &from {
         Some(_) => start_net,
         None => {
@@ -218,7 +219,7 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
         }
     };
 
-    let dense_net = net.clone();
+    let dense_net = net.deep_clone();
     let (net, test, pruning) = match &prune {
         None => {
             let test = evaluate_test(&net, &data, &config, &device)?;
