@@ -100,11 +100,20 @@ pub struct Summary {
 
 #[derive(Serialize)]
 pub struct DenseComparison {
+    /// Units (neurons or filters) per layer, dense and pruned.
+    pub units: Vec<LayerUnits>,
     pub params: usize,
     pub flops: usize,
     /// Dense FLOPs / pruned FLOPs.
     pub theoretical_speedup: f64,
     pub latency: Vec<Latency>,
+}
+
+#[derive(Serialize)]
+pub struct LayerUnits {
+    pub layer: String,
+    pub dense: usize,
+    pub pruned: usize,
 }
 
 #[derive(Serialize)]
@@ -138,7 +147,14 @@ fn compare_with_dense(
             }
         })
         .collect();
+    let units = dense
+        .unit_groups()
+        .into_iter()
+        .zip(pruned.unit_groups())
+        .map(|(d, p)| LayerUnits { layer: d.layer, dense: d.units, pruned: p.units })
+        .collect();
     DenseComparison {
+        units,
         params: dense.num_params(),
         flops: flops(dense),
         theoretical_speedup: flops(dense) as f64 / flops(pruned).max(1) as f64,
@@ -424,7 +440,8 @@ fn report_md(config: &Config, summary: &Summary, rounds: &[RoundRecord]) -> Stri
         summary.backend,
         summary.seed
     );
-    if let Some(last) = rounds.last() {
+    // Neuron pruning leaves no zeros to count; its "Units" table below says what changed.
+    if let Some(last) = rounds.last().filter(|_| summary.dense.is_none()) {
         md.push_str(
             "## Layers\n\n| layer | weights | non-zero | left | sparsity |\n| --- | ---: | ---: | ---: | ---: |\n",
         );
@@ -448,6 +465,12 @@ fn report_md(config: &Config, summary: &Summary, rounds: &[RoundRecord]) -> Stri
         );
     }
     if let Some(dense) = &summary.dense {
+        md.push_str("## Units\n\n| layer | dense | pruned | left |\n| --- | ---: | ---: | ---: |\n");
+        for u in &dense.units {
+            let left = u.pruned as f64 / u.dense.max(1) as f64 * 100.0;
+            let _ = writeln!(md, "| {} | {} | {} | {left:.1} % |", u.layer, u.dense, u.pruned);
+        }
+        md.push('\n');
         let _ = writeln!(
             md,
             "## Size and speed\n\nParameters {} -> {}; FLOPs {} -> {}: theoretical speedup {:.2}x.\n\n| batch | dense ms | pruned ms | measured speedup | pruned samples/s |\n| ---: | ---: | ---: | ---: | ---: |",

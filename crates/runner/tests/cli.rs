@@ -299,7 +299,8 @@ fn vgg_on_cifar_files_trains_and_loses_filters_for_real() {
         + arch["fc"].as_u64().unwrap();
     assert_eq!(units, 16, "half of 8 + 8 filters and 16 neurons are gone: {arch}");
     assert!(summary["params_total"].as_u64().unwrap() < summary["dense"]["params"].as_u64().unwrap());
-    assert!(std::fs::read_to_string(run.join("report.md")).unwrap().contains("measured speedup"));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("measured speedup") && report.contains("| conv1 | 8 |"), "{report}");
     let eval = coppice(&["eval", run.to_str().unwrap()]);
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
 }
