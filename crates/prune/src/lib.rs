@@ -10,6 +10,7 @@ mod neuron;
 mod report;
 mod rounds;
 mod schedule;
+mod sensitivity;
 mod surgery;
 mod weight;
 
@@ -20,6 +21,9 @@ pub use neuron::{NeuronPruner, NeuronPruning, UnitCriterion};
 pub use report::{LayerSparsity, SparsityReport, rounds_csv, sparsity_report};
 pub use rounds::{RoundRecord, Rounds, RoundsOutcome, Strategy, run_rounds};
 pub use schedule::{Schedule, agp_sparsity, iterative_target, per_round_fraction};
+pub use sensitivity::{
+    DEFAULT_LEVELS, SensitivityPoint, sensitivity, sensitivity_csv, sensitivity_svg, tolerated_sparsity,
+};
 pub use surgery::{UnitCut, cut_units};
 pub use weight::{WeightPruner, WeightPruning};
 

@@ -13,7 +13,10 @@ use coppice_data::{
 };
 use coppice_data::{ImageBatch, ImageItem};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
-use coppice_prune::{NeuronPruner, RoundRecord, Rounds, RoundsOutcome, Strategy, WeightPruner, rounds_csv, run_rounds};
+use coppice_prune::{
+    NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome, Strategy, WeightPruner, rounds_csv, run_rounds,
+    sensitivity, sensitivity_csv, sensitivity_svg, tolerated_sparsity,
+};
 use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
 use serde::Serialize;
 
@@ -164,6 +167,8 @@ fn compare_with_dense(
 
 pub struct RunOptions {
     pub backend: Option<BackendName>,
+    /// A saved run to start from instead of training dense (like `prune.from`).
+    pub from: Option<PathBuf>,
     pub out: PathBuf,
     pub progress: Progress,
 }
@@ -183,73 +188,101 @@ impl MetricsLog {
 }
 
 /// Runs a config end to end and returns the run directory.
+/// What every command that trains starts from: the config with its overrides, the data, the
+/// device, the network to start with (initialized, or loaded from `prune.from`) and a fresh
+/// run directory holding the resolved config.
+struct Experiment {
+    config: Config,
+    data: Data,
+    device: burn::prelude::Device,
+    from: Option<PathBuf>,
+    run_dir: PathBuf,
+}
+
+impl Experiment {
+    fn start(config_path: &Path, overrides: &[String], options: &RunOptions) -> Result<(Experiment, Network)> {
+        let mut config = Config::load(config_path, overrides)?;
+        if let Some(backend) = options.backend {
+            config.backend = backend;
+        }
+        let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
+        let data = Data::load(&config)?;
+        let device = config.backend.device();
+        device.seed(config.seed);
+        let from = options.from.clone().or_else(|| config.prune.as_ref().and_then(|p| p.from.clone()));
+        let start_net = match &from {
+            Some(dir) => {
+                let net = load_model(dir, &device)
+                    .with_context(|| format!("{}: prune.from / --from", config_path.display()))?;
+                check_input(&net.architecture(), &data, dir)?;
+                net
+            }
+            None => config.architecture(data.input(), data.classes()).map_err(in_config)?.init(&device),
+        };
+        if let Some(prune) = &config.prune {
+            let names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
+            prune.check_layers(&names).map_err(in_config)?;
+        }
+        let run_dir = create_run_dir(&options.out, &config.name)?;
+        let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
+        write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())?;
+        println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
+        Ok((Experiment { config, data, device, from, run_dir }, start_net))
+    }
+
+    /// The trained dense network: `start_net` itself when it was loaded from a saved run.
+    fn dense(
+        &self,
+        start_net: Network,
+        options: &RunOptions,
+        metrics: &mut MetricsLog,
+        label: &str,
+    ) -> Result<Network> {
+        if self.from.is_some() {
+            return Ok(start_net);
+        }
+        let setup = TrainSetup {
+            config: self.config.train.clone(),
+            device: self.device.clone(),
+            artifact_dir: self.run_dir.join("train"),
+            seed: self.config.seed,
+            progress: options.progress,
+            label: label.into(),
+        };
+        let train = ImageDataset::new(self.data.train.clone());
+        let valid = ImageDataset::new(self.data.valid.clone());
+        let outcome = fit(start_net, train, valid, self.data.batcher.clone(), &setup, &Callbacks::default())?;
+        metrics.extend(0, &outcome.epochs)?;
+        Ok(outcome.net)
+    }
+}
+
+/// Runs a config end to end and returns the run directory.
 pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Result<PathBuf> {
     let started = Instant::now();
-    let mut config = Config::load(config_path, overrides)?;
-    if let Some(backend) = options.backend {
-        config.backend = backend;
-    }
-    let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
-    let data = Data::load(&config)?;
-    let device = config.backend.device();
-    device.seed(config.seed);
+    let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
+    let Experiment { config, data, device, run_dir, .. } = &experiment;
     let prune = config.prune.clone();
-    let from = prune.as_ref().and_then(|p| p.from.clone());
-    let start_net = match &from {
-        Some(dir) => {
-            let net = load_model(dir, &device).with_context(|| format!("{}: prune.from", config_path.display()))?;
-            check_input(&net.architecture(), &data, dir)?;
-            net
-        }
-        None => config.architecture(data.input(), data.classes()).map_err(in_config)?.init(&device),
-    };
-    if let Some(prune) = &prune {
-        let names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
-        prune.check_layers(&names).map_err(in_config)?;
-    }
-
-    let run_dir = create_run_dir(&options.out, &config.name)?;
-    let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
-    write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())?;
-    println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
-
     let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
     // Deep copies: burn clones share BatchNorm running statistics, which training rewrites.
     let initial = start_net.deep_clone();
-    let net = match &from {
-        Some(_) => start_net,
-        None => {
-            let setup = TrainSetup {
-                config: config.train.clone(),
-                device: device.clone(),
-                artifact_dir: run_dir.join("train"),
-                seed: config.seed,
-                progress: options.progress,
-                label: if prune.is_some() { "dense" } else { "train" }.into(),
-            };
-            let train = ImageDataset::new(data.train.clone());
-            let valid = ImageDataset::new(data.valid.clone());
-            let outcome = fit(start_net, train, valid, data.batcher.clone(), &setup, &Callbacks::default())?;
-            metrics.extend(0, &outcome.epochs)?;
-            outcome.net
-        }
-    };
+    let net = experiment.dense(start_net, options, &mut metrics, if prune.is_some() { "dense" } else { "train" })?;
 
     let dense_net = net.deep_clone();
     let (net, test, pruning) = match &prune {
         None => {
-            let test = evaluate_test(&net, &data, &config, &device)?;
+            let test = evaluate_test(&net, data, config, device)?;
             (net, test, None)
         }
         Some(prune) => {
-            let outcome = prune_rounds(net, prune, &config, &data, &device, &run_dir, initial, options, &mut metrics)?;
+            let outcome = prune_rounds(net, prune, config, data, device, run_dir, initial, options, &mut metrics)?;
             let last = outcome.rounds.last().expect("round 0 is always recorded");
             let test = last.test;
             let dense = outcome.rounds[0].test.accuracy;
             (outcome.net.clone(), test, Some((dense, outcome)))
         }
     };
-    save_model(&net, &run_dir)?;
+    save_model(&net, run_dir)?;
     let report = pruning.as_ref().map(|(_, outcome)| outcome.rounds.last().expect("round 0 exists").sparsity.clone());
     let summary = Summary {
         name: config.name.clone(),
@@ -273,11 +306,11 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
         dense: prune
             .as_ref()
             .filter(|p| p.strategy == StrategyKind::Neuron)
-            .map(|_| compare_with_dense(&dense_net, &net, data.input(), &device)),
+            .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
     };
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     if let Some((_, outcome)) = &pruning {
-        write_atomic(&run_dir.join("report.md"), report_md(&config, &summary, &outcome.rounds).as_bytes())?;
+        write_atomic(&run_dir.join("report.md"), report_md(config, &summary, &outcome.rounds).as_bytes())?;
     }
     println!(
         "test accuracy {:.2}% (loss {:.4}) on {} samples; {} parameters, {} non-zero; {:.1}s",
@@ -288,7 +321,7 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
         summary.params_nonzero,
         summary.wall_seconds
     );
-    Ok(run_dir)
+    Ok(run_dir.clone())
 }
 
 /// A saved model must take the data's images.
@@ -571,4 +604,41 @@ fn metrics_csv(rows: &[(usize, EpochRecord)]) -> String {
         );
     }
     csv
+}
+
+/// `coppice sensitivity CONFIG`: train dense (or load `prune.from`), then prune each layer
+/// alone at every level and evaluate on the validation split without retraining. Writes
+/// `sensitivity.csv`, `sensitivity.svg` and the dense model into a run directory.
+pub fn sensitivity_run(
+    config_path: &Path,
+    overrides: &[String],
+    options: &RunOptions,
+    levels: &[f64],
+) -> Result<PathBuf> {
+    if let Some(bad) = levels.iter().find(|l| !(0.0..1.0).contains(*l)) {
+        return Err(anyhow!("--levels: {bad} is not a sparsity in [0, 1); fix: e.g. --levels 0.5,0.9"));
+    }
+    let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
+    let Experiment { config, data, device, run_dir, .. } = &experiment;
+    let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
+    let net = experiment.dense(start_net, options, &mut metrics, "dense")?;
+    save_model(&net, run_dir)?;
+    let valid = ImageDataset::new(data.valid.clone());
+    let mut evaluate_valid = |n: &Network| {
+        evaluate(n, valid.clone(), data.batcher.clone(), config.train.eval_batch_size, device).map_err(PruneError::from)
+    };
+    let points = sensitivity(&net, levels, device, &mut evaluate_valid)?;
+    write_atomic(&run_dir.join("sensitivity.csv"), sensitivity_csv(&points).as_bytes())?;
+    let title = format!("{}: each layer pruned alone (validation accuracy)", config.name);
+    write_atomic(&run_dir.join("sensitivity.svg"), sensitivity_svg(&points, &title).as_bytes())?;
+    for (tolerance, label) in [(0.005, "0.5 point"), (0.01, "1 point")] {
+        let best = tolerated_sparsity(&points, tolerance);
+        let line: Vec<String> = net
+            .prunable_layers()
+            .iter()
+            .map(|l| format!("{} {:.0}%", l.name, best.get(&l.name).copied().unwrap_or(0.0) * 100.0))
+            .collect();
+        println!("largest sparsity within {label} of dense: {}", line.join(", "));
+    }
+    Ok(run_dir.clone())
 }

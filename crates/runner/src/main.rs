@@ -42,6 +42,24 @@ enum Command {
         #[arg(long)]
         plain: bool,
     },
+    /// Prune each layer alone at several levels, evaluate without retraining, plot.
+    Sensitivity {
+        config: PathBuf,
+        /// Sparsity levels to try per layer.
+        #[arg(long, value_delimiter = ',', default_values_t = coppice_prune::DEFAULT_LEVELS)]
+        levels: Vec<f64>,
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long)]
+        plain: bool,
+        /// Analyse a saved run's model instead of training the config's network first.
+        #[arg(long, value_name = "RUN_DIR")]
+        from: Option<PathBuf>,
+    },
     /// Check a config without running it.
     Validate {
         config: PathBuf,
@@ -98,10 +116,21 @@ fn execute(command: Command) -> Result<()> {
         Command::Run { config, backend, out, overrides, plain } => {
             let options = experiment::RunOptions {
                 backend: parse_backend(backend)?,
+                from: None,
                 out,
                 progress: if plain { Progress::Lines } else { Progress::Auto },
             };
             let run_dir = experiment::run(&config, &overrides, &options)?;
+            println!("{}", run_dir.display());
+        }
+        Command::Sensitivity { config, levels, backend, out, overrides, plain, from } => {
+            let options = experiment::RunOptions {
+                backend: parse_backend(backend)?,
+                from,
+                out,
+                progress: if plain { Progress::Lines } else { Progress::Auto },
+            };
+            let run_dir = experiment::sensitivity_run(&config, &overrides, &options, &levels)?;
             println!("{}", run_dir.display());
         }
         Command::Validate { config, overrides } => {

@@ -330,6 +330,28 @@ fn neuron_settings_that_cannot_work_are_named() {
 }
 
 #[test]
+fn sensitivity_prunes_each_layer_alone_and_plots_it() {
+    let dir = scratch("sensitivity");
+    let config =
+        config_in(&dir, &format!("{MLP_CONFIG}[data]\ntrain_limit = 2000\ntest_limit = 200\n[train]\nepochs = 1\n"));
+    let out_dir = dir.join("runs");
+    let out =
+        coppice(&["sensitivity", config.to_str().unwrap(), "--levels", "0.5,0.99", "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let csv = std::fs::read_to_string(run.join("sensitivity.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 3, "two layers, each unpruned and at two levels: {csv}");
+    assert_eq!((rows[0][0], rows[3][0]), ("fc1", "fc2"), "layers in forward order");
+    let accuracy = |r: &Vec<&str>| r[2].parse::<f64>().unwrap();
+    assert!(accuracy(&rows[2]) < accuracy(&rows[0]), "99 % of fc1 gone costs accuracy: {csv}");
+    assert!(std::fs::read_to_string(run.join("sensitivity.svg")).unwrap().matches("<polyline").count() == 2);
+    let out =
+        coppice(&["sensitivity", config.to_str().unwrap(), "--levels", "1.5", "--out", out_dir.to_str().unwrap()]);
+    assert_clean_failure(&out, &["--levels", "1.5"]);
+}
+
+#[test]
 fn prune_from_a_missing_run_is_reported() {
     let dir = scratch("from-missing");
     let config = config_in(&dir, &format!("{MLP_CONFIG}[prune]\ntarget = 0.5\nfrom = \"runs/does-not-exist\"\n"));
