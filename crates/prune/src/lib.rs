@@ -5,6 +5,7 @@
 
 mod allocation;
 mod criteria;
+mod layerwise;
 mod mask;
 mod neuron;
 mod report;
@@ -16,6 +17,7 @@ mod weight;
 
 pub use allocation::{Allocation, LayerScores, allocate};
 pub use criteria::WeightCriterion;
+pub use layerwise::{Granularity, LayerAttempt, LayerWise, layer_order, run_layerwise};
 pub use mask::{MaskSet, values_of};
 pub use neuron::{NeuronPruner, NeuronPruning, UnitCriterion};
 pub use report::{LayerSparsity, SparsityReport, rounds_csv, sparsity_report};

@@ -14,8 +14,9 @@ use coppice_data::{
 use coppice_data::{ImageBatch, ImageItem};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
 use coppice_prune::{
-    NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome, Strategy, WeightPruner, rounds_csv, run_rounds,
-    sensitivity, sensitivity_csv, sensitivity_svg, tolerated_sparsity,
+    DEFAULT_LEVELS, Granularity, NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome, Strategy, WeightPruner,
+    layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv, sensitivity_svg, sparsity_report,
+    tolerated_sparsity,
 };
 use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
 use serde::Serialize;
@@ -23,7 +24,7 @@ use serde::Serialize;
 use crate::backend::BackendName;
 use crate::bench::inference_seconds;
 use crate::config::{Config, DatasetKind};
-use crate::prune_config::{PruneConfig, RewindKind, StrategyKind};
+use crate::prune_config::{PruneConfig, RewindKind, StrategyKind, TargetSource};
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// The splits of one experiment, after the seeded split and any limits.
@@ -363,19 +364,12 @@ fn prune_rounds(
 ) -> Result<RoundsOutcome> {
     let steps_per_epoch = data.train.len().div_ceil(config.train.batch_size);
     let in_config = |(field, problem): (String, String)| anyhow!("config: {field}: {problem}");
-    let mut strategy: Box<dyn Strategy> = match prune.strategy {
-        StrategyKind::Weight => Box::new(WeightPruner::new(
-            prune.weight_pruning(config.seed, steps_per_epoch).map_err(in_config)?,
-            device.clone(),
-        )),
-        StrategyKind::Neuron => {
-            let pruning = prune.neuron_pruning(config.seed).map_err(in_config)?;
-            let calibration = if pruning.criterion.needs_data() {
-                calibration_batches(data, config.train.batch_size, prune.calibration_batches, device)
-            } else {
-                Vec::new()
-            };
-            Box::new(NeuronPruner::new(pruning, calibration, device.clone()).map_err(|e| anyhow!("prune: {e}"))?)
+    let prune = &resolve_targets(prune, &net, data, config, device)?;
+    let calibration = |needed: bool| {
+        if needed {
+            calibration_batches(data, config.train.batch_size, prune.calibration_batches, device)
+        } else {
+            Vec::new()
         }
     };
     let retrain = TrainConfig {
@@ -403,6 +397,80 @@ fn prune_rounds(
     };
     let mut records: Vec<RoundRecord> = Vec::new();
     let mut failure = None;
+    if prune.strategy == StrategyKind::Layerwise {
+        let names = layer_order(&net, prune.granularity);
+        let layer_wise = prune.layer_wise(prune.config_targets(&names), config.seed).map_err(in_config)?;
+        let data_needed = prune.granularity == Granularity::Unit && layer_wise.unit_criterion.needs_data();
+        let dense = RoundRecord {
+            round: 0,
+            target: Some(0.0),
+            sparsity: sparsity_report(&net),
+            test: evaluate_test(&net, data, config, device)?,
+            seconds: 0.0,
+            epochs: Vec::new(),
+        };
+        println!("{}", round_line(&dense, names.len()));
+        records.push(dense);
+        let mut attempts_csv =
+            String::from("layer,attempt,target,valid_accuracy,accepted,sparsity,params_total,test_accuracy,seconds\n");
+        let (net, _) = run_layerwise(net, &layer_wise, &rounds, calibration(data_needed), &mut |a, _| {
+            println!(
+                "{} try {}: target {:.2}%, valid acc {:.2}% -> {}",
+                a.layer,
+                a.attempt + 1,
+                a.target * 100.0,
+                a.valid_accuracy * 100.0,
+                if a.accepted { "kept" } else { "backing off" }
+            );
+            let _ = writeln!(
+                attempts_csv,
+                "{},{},{:.6},{:.6},{},{:.6},{},{:.6},{:.3}",
+                a.layer,
+                a.attempt,
+                a.target,
+                a.valid_accuracy,
+                a.accepted,
+                a.sparsity.sparsity,
+                a.sparsity.params_total,
+                a.test.accuracy,
+                a.seconds
+            );
+            let mut written = write_atomic(&run_dir.join("attempts.csv"), attempts_csv.as_bytes());
+            if a.accepted {
+                let record = RoundRecord {
+                    round: records.len(),
+                    target: Some(a.target),
+                    sparsity: a.sparsity.clone(),
+                    test: a.test,
+                    seconds: a.seconds,
+                    epochs: a.epochs.clone(),
+                };
+                println!("{}", round_line(&record, names.len()));
+                written = written.and_then(|()| metrics.extend(record.round, &record.epochs));
+                records.push(record);
+                written =
+                    written.and_then(|()| write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&records).as_bytes()));
+            }
+            if let Err(e) = written {
+                failure.get_or_insert(e);
+            }
+        })?;
+        return match failure {
+            Some(e) => Err(e),
+            None => Ok(RoundsOutcome { net, rounds: records }),
+        };
+    }
+    let mut strategy: Box<dyn Strategy> = match prune.strategy {
+        StrategyKind::Weight | StrategyKind::Layerwise => Box::new(WeightPruner::new(
+            prune.weight_pruning(config.seed, steps_per_epoch).map_err(in_config)?,
+            device.clone(),
+        )),
+        StrategyKind::Neuron => {
+            let pruning = prune.neuron_pruning(config.seed).map_err(in_config)?;
+            let calibration = calibration(pruning.criterion.needs_data());
+            Box::new(NeuronPruner::new(pruning, calibration, device.clone()).map_err(|e| anyhow!("prune: {e}"))?)
+        }
+    };
     let total = rounds.rounds;
     let outcome = run_rounds(net, strategy.as_mut(), &rounds, &mut |record, _net| {
         records.push(record.clone());
@@ -418,6 +486,29 @@ fn prune_rounds(
         Some(e) => Err(e),
         None => Ok(outcome),
     }
+}
+
+/// With `targets = "sensitivity"`: each layer's target becomes the largest level whose
+/// validation accuracy, that layer pruned alone, stays within `tolerance` of the dense network.
+fn resolve_targets(
+    prune: &PruneConfig,
+    net: &Network,
+    data: &Data,
+    config: &Config,
+    device: &burn::prelude::Device,
+) -> Result<PruneConfig> {
+    if prune.targets != TargetSource::Sensitivity {
+        return Ok(prune.clone());
+    }
+    let valid = ImageDataset::new(data.valid.clone());
+    let mut evaluate_valid = |n: &Network| {
+        evaluate(n, valid.clone(), data.batcher.clone(), config.train.eval_batch_size, device).map_err(PruneError::from)
+    };
+    let points = sensitivity(net, &DEFAULT_LEVELS, device, &mut evaluate_valid)?;
+    let layers = tolerated_sparsity(&points, prune.tolerance);
+    let shown: Vec<String> = layers.iter().map(|(l, t)| format!("{l} {:.0}%", t * 100.0)).collect();
+    println!("targets from sensitivity (tolerance {:.2} points): {}", prune.tolerance * 100.0, shown.join(", "));
+    Ok(PruneConfig { target: Some(0.0), layers, targets: TargetSource::Config, ..prune.clone() })
 }
 
 /// The first `count` batches of the training split, in order: what data-driven unit criteria

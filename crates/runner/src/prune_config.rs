@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use coppice_prune::{Allocation, NeuronPruning, Schedule, UnitCriterion, WeightCriterion, WeightPruning};
+use coppice_prune::{
+    Allocation, Granularity, LayerWise, NeuronPruning, Schedule, UnitCriterion, WeightCriterion, WeightPruning,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,6 +13,16 @@ use serde::{Deserialize, Serialize};
 pub enum StrategyKind {
     Weight,
     Neuron,
+    Layerwise,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetSource {
+    /// `target` and `layers` as written.
+    Config,
+    /// Per layer, the largest level of a sensitivity analysis within `tolerance` of dense.
+    Sensitivity,
 }
 
 /// Every criterion name; each strategy accepts its own.
@@ -92,6 +104,18 @@ pub struct PruneConfig {
     pub min_units: usize,
     /// Neuron: training batches that activation, APoZ and Taylor scores are measured on.
     pub calibration_batches: usize,
+    /// Where per-layer targets come from (weight with `layer` allocation, and layer-wise).
+    pub targets: TargetSource,
+    /// `targets = "sensitivity"`: accepted accuracy drop of one layer pruned alone, a fraction.
+    pub tolerance: f64,
+    /// Layer-wise: `"weight"` masks weights, `"unit"` removes neurons or filters.
+    pub granularity: Granularity,
+    /// Layer-wise: keep already pruned layers fixed while later layers retrain.
+    pub freeze_pruned: bool,
+    /// Layer-wise: back off a layer when validation accuracy falls more than this below dense.
+    pub max_drop: f64,
+    /// Layer-wise: back-offs per layer at most.
+    pub max_retries: usize,
 }
 
 impl Default for PruneConfig {
@@ -119,6 +143,12 @@ impl Default for PruneConfig {
             normalize: true,
             min_units: 1,
             calibration_batches: 10,
+            targets: TargetSource::Config,
+            tolerance: 0.005,
+            granularity: Granularity::Weight,
+            freeze_pruned: false,
+            max_drop: 0.01,
+            max_retries: 2,
         }
     }
 }
@@ -140,7 +170,28 @@ fn sparsity(field: &str, value: f64) -> Result<f64, Problem> {
 impl PruneConfig {
     /// Range and consistency checks that need no model.
     pub fn validate(&self) -> Result<(), Problem> {
-        self.allocation()?;
+        if self.targets == TargetSource::Sensitivity {
+            if !(self.tolerance.is_finite() && self.tolerance >= 0.0 && self.tolerance < 1.0) {
+                return Err(problem(
+                    "tolerance",
+                    format!("{} must be a fraction in [0, 1), e.g. 0.005", self.tolerance),
+                ));
+            }
+            if self.allocation != AllocationKind::Layer {
+                return Err(problem(
+                    "targets",
+                    "\"sensitivity\" sets per-layer targets: allocation = \"layer\"".into(),
+                ));
+            }
+            if self.strategy == StrategyKind::Neuron {
+                return Err(problem("targets", "\"sensitivity\" feeds weight or layer-wise pruning".into()));
+            }
+        } else {
+            self.allocation()?;
+        }
+        if self.strategy == StrategyKind::Layerwise {
+            return self.validate_layerwise();
+        }
         if self.rounds == 0 {
             return Err(problem("rounds", "0: there must be at least one round; fix: rounds = 1 for one-shot".into()));
         }
@@ -198,6 +249,53 @@ impl PruneConfig {
             ));
         }
         Ok(())
+    }
+
+    fn validate_layerwise(&self) -> Result<(), Problem> {
+        if self.allocation != AllocationKind::Layer {
+            return Err(problem(
+                "allocation",
+                "layer-wise pruning takes per-layer targets: allocation = \"layer\"".into(),
+            ));
+        }
+        if self.schedule != ScheduleKind::Iterative || self.rewind != RewindKind::None || self.include_bias {
+            return Err(problem(
+                "schedule",
+                "layer-wise pruning runs one round per layer; schedule, rewind and include_bias do not apply".into(),
+            ));
+        }
+        if !(self.max_drop.is_finite() && (0.0..1.0).contains(&self.max_drop)) {
+            return Err(problem("max_drop", format!("{} must be a fraction in [0, 1), e.g. 0.01", self.max_drop)));
+        }
+        match self.granularity {
+            Granularity::Weight => self.weight_criterion().map(|_| ()),
+            Granularity::Unit => self.unit_criterion().map(|_| ()),
+        }
+    }
+
+    /// Layer-wise settings, with the final target of every layer named in `targets`.
+    pub fn layer_wise(&self, targets: BTreeMap<String, f64>, seed: u64) -> Result<LayerWise, Problem> {
+        Ok(LayerWise {
+            granularity: self.granularity,
+            unit_criterion: if self.granularity == Granularity::Unit {
+                self.unit_criterion()?
+            } else {
+                UnitCriterion::L1
+            },
+            targets,
+            freeze_pruned: self.freeze_pruned,
+            max_drop: self.max_drop,
+            max_retries: self.max_retries,
+            seed,
+        })
+    }
+
+    /// Each layer's final target from `target` and the `layers` overrides.
+    pub fn config_targets(&self, layer_names: &[String]) -> BTreeMap<String, f64> {
+        layer_names
+            .iter()
+            .map(|name| (name.clone(), self.layers.get(name).copied().or(self.target).unwrap_or(0.0)))
+            .collect()
     }
 
     fn validate_neuron(&self) -> Result<(), Problem> {
@@ -366,6 +464,26 @@ mod tests {
 
     fn layer(target: f64) -> PruneConfig {
         PruneConfig { target: Some(target), ..PruneConfig::default() }
+    }
+
+    #[test]
+    fn layerwise_settings_are_checked() {
+        let layerwise = PruneConfig { strategy: StrategyKind::Layerwise, ..layer(0.5) };
+        assert!(layerwise.validate().is_ok());
+        assert_eq!(field_of(&PruneConfig { max_drop: -0.1, ..layerwise.clone() }), "prune.max_drop");
+        assert_eq!(
+            field_of(&PruneConfig { allocation: AllocationKind::Global, ..layerwise.clone() }),
+            "prune.allocation"
+        );
+        let unit = PruneConfig { granularity: Granularity::Unit, criterion: CriterionName::L2, ..layerwise.clone() };
+        assert!(unit.validate().is_ok());
+        let sensitivity = PruneConfig { targets: TargetSource::Sensitivity, target: None, ..layerwise };
+        assert!(sensitivity.validate().is_ok(), "sensitivity needs no target");
+        assert_eq!(field_of(&PruneConfig { tolerance: 1.5, ..sensitivity }), "prune.tolerance");
+        let names = ["fc1".to_string(), "fc2".to_string()];
+        let mut config = layer(0.5);
+        config.layers.insert("fc2".into(), 0.9);
+        assert_eq!(config.config_targets(&names), BTreeMap::from([("fc1".into(), 0.5), ("fc2".into(), 0.9)]));
     }
 
     #[test]

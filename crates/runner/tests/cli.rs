@@ -351,6 +351,32 @@ fn sensitivity_prunes_each_layer_alone_and_plots_it() {
     assert_clean_failure(&out, &["--levels", "1.5"]);
 }
 
+/// Layer-wise pruning with targets from a sensitivity analysis: one round per layer, in
+/// forward order, and every try in attempts.csv.
+#[test]
+fn layerwise_with_sensitivity_targets_records_one_round_per_layer() {
+    let dir = scratch("layerwise");
+    let config = config_in(
+        &dir,
+        &format!(
+            "{MLP_CONFIG}[data]\ntrain_limit = 2000\ntest_limit = 300\n[train]\nepochs = 1\n\
+             [prune]\nstrategy = \"layerwise\"\ntargets = \"sensitivity\"\ntolerance = 0.02\nretrain_epochs = 1\n\
+             max_drop = 0.05\nfreeze_pruned = true\n"
+        ),
+    );
+    let out_dir = dir.join("runs");
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("targets from sensitivity"));
+    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let rounds = std::fs::read_to_string(run.join("rounds.csv")).unwrap();
+    assert_eq!(rounds.lines().count(), 1 + 1 + 2, "header, round 0, fc1 and fc2: {rounds}");
+    let attempts = std::fs::read_to_string(run.join("attempts.csv")).unwrap();
+    let layers: Vec<&str> = attempts.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert!(layers.first() == Some(&"fc1") && layers.last() == Some(&"fc2"), "{attempts}");
+    assert!(read_summary(&run)["sparsity"].as_f64().unwrap() > 0.0);
+}
+
 #[test]
 fn prune_from_a_missing_run_is_reported() {
     let dir = scratch("from-missing");
