@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use burn::module::Param;
 use burn::prelude::*;
 use coppice_models::{Network, ParamEditor, edit_param, edit_params, float_params};
+use coppice_train::Callback;
 
 /// Binary masks of pruned tensors, by parameter path. Applying them after every optimizer step
 /// keeps pruned weights exactly zero whatever the optimizer's momentum or moments would do.
@@ -40,6 +41,13 @@ impl MaskSet {
             return net;
         }
         edit_params(net, &mut Apply { masks: &self.masks })
+    }
+}
+
+/// Masks that only hold: after every optimizer step the pruned weights are zeroed again.
+impl Callback for MaskSet {
+    fn after_step(&mut self, net: Network, _step: usize) -> Network {
+        self.apply(net)
     }
 }
 

@@ -14,9 +14,9 @@ use coppice_data::{
 use coppice_data::{ImageBatch, ImageItem};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
 use coppice_prune::{
-    DEFAULT_LEVELS, Granularity, NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome, Strategy, WeightPruner,
-    layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv, sensitivity_svg, sparsity_report,
-    tolerated_sparsity,
+    DEFAULT_LEVELS, Granularity, MaskSet, NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome, Strategy,
+    WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv, sensitivity_svg,
+    sparsity_report, tolerated_sparsity, values_of,
 };
 use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
 use serde::Serialize;
@@ -100,6 +100,56 @@ pub struct Summary {
     /// With neuron pruning: the network before pruning, and measured inference latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense: Option<DenseComparison>,
+    /// For `coppice finetune`: the run directory it continued from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+impl Summary {
+    /// The keys every run has; pruning and fine-tuning add theirs.
+    fn basic(
+        config: &Config,
+        net: &Network,
+        test: &Evaluation,
+        metrics: &MetricsLog,
+        data: &Data,
+        started: Instant,
+    ) -> Summary {
+        Summary {
+            name: config.name.clone(),
+            backend: config.backend.to_string(),
+            seed: config.seed,
+            test_accuracy: test.accuracy,
+            test_loss: test.loss,
+            valid_accuracy: metrics.rows.last().and_then(|(_, e)| e.valid_accuracy),
+            params_total: net.num_params(),
+            params_nonzero: count_nonzero(net),
+            flops: net.layer_costs().iter().map(|c| c.flops).sum(),
+            wall_seconds: started.elapsed().as_secs_f64(),
+            epochs: metrics.rows.len(),
+            train_samples: data.train.len(),
+            test_samples: test.samples,
+            architecture: net.architecture(),
+            sparsity: None,
+            compression_ratio: None,
+            dense_test_accuracy: None,
+            rounds: None,
+            dense: None,
+            parent: None,
+        }
+    }
+
+    fn print(&self) {
+        println!(
+            "test accuracy {:.2}% (loss {:.4}) on {} samples; {} parameters, {} non-zero; {:.1}s",
+            self.test_accuracy * 100.0,
+            self.test_loss,
+            self.test_samples,
+            self.params_total,
+            self.params_nonzero,
+            self.wall_seconds
+        );
+    }
 }
 
 #[derive(Serialize)]
@@ -286,20 +336,6 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
     save_model(&net, run_dir)?;
     let report = pruning.as_ref().map(|(_, outcome)| outcome.rounds.last().expect("round 0 exists").sparsity.clone());
     let summary = Summary {
-        name: config.name.clone(),
-        backend: config.backend.to_string(),
-        seed: config.seed,
-        test_accuracy: test.accuracy,
-        test_loss: test.loss,
-        valid_accuracy: metrics.rows.last().and_then(|(_, e)| e.valid_accuracy),
-        params_total: net.num_params(),
-        params_nonzero: count_nonzero(&net),
-        flops: net.layer_costs().iter().map(|c| c.flops).sum(),
-        wall_seconds: started.elapsed().as_secs_f64(),
-        epochs: metrics.rows.len(),
-        train_samples: data.train.len(),
-        test_samples: test.samples,
-        architecture: net.architecture(),
         sparsity: report.as_ref().map(|r| r.sparsity),
         compression_ratio: report.as_ref().map(|r| r.compression_ratio),
         dense_test_accuracy: pruning.as_ref().map(|(dense, _)| *dense),
@@ -308,20 +344,13 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
             .as_ref()
             .filter(|p| p.strategy == StrategyKind::Neuron)
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
+        ..Summary::basic(config, &net, &test, &metrics, data, started)
     };
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     if let Some((_, outcome)) = &pruning {
         write_atomic(&run_dir.join("report.md"), report_md(config, &summary, &outcome.rounds).as_bytes())?;
     }
-    println!(
-        "test accuracy {:.2}% (loss {:.4}) on {} samples; {} parameters, {} non-zero; {:.1}s",
-        test.accuracy * 100.0,
-        test.loss,
-        test.samples,
-        summary.params_total,
-        summary.params_nonzero,
-        summary.wall_seconds
-    );
+    summary.print();
     Ok(run_dir.clone())
 }
 
@@ -731,5 +760,68 @@ pub fn sensitivity_run(
             .collect();
         println!("largest sparsity within {label} of dense: {}", line.join(", "));
     }
+    Ok(run_dir.clone())
+}
+
+/// `coppice finetune RUN_DIR`: trains a saved model further with its run's config (and
+/// overrides), keeping its smaller architecture and its zeros: every prunable weight that is
+/// zero gets a mask. Writes a new run directory that names its parent.
+pub fn finetune(
+    parent: &Path,
+    overrides: &[String],
+    epochs: Option<usize>,
+    lr: Option<f64>,
+    options: &RunOptions,
+) -> Result<PathBuf> {
+    let started = Instant::now();
+    let parent_config = parent.join("config.toml");
+    let name = Config::load(&parent_config, &[])
+        .with_context(|| format!("{}: fix: pass a run directory written by `coppice run`", parent.display()))?
+        .name;
+    let mut sets = vec![format!("name={name}-finetune")];
+    sets.extend(epochs.map(|e| format!("train.epochs={e}")));
+    sets.extend(lr.map(|lr| format!("train.lr={lr}")));
+    sets.extend(overrides.iter().cloned());
+    let options = RunOptions {
+        from: Some(parent.to_path_buf()),
+        backend: options.backend,
+        out: options.out.clone(),
+        progress: options.progress,
+    };
+    let (experiment, net) = Experiment::start(&parent_config, &sets, &options)?;
+    let Experiment { config, data, device, run_dir, .. } = &experiment;
+    let mut masks = MaskSet::default();
+    for layer in net.prunable_layers() {
+        let keep: Vec<bool> =
+            values_of(&net, &layer.weight_path).unwrap_or_default().iter().map(|v| *v != 0.0).collect();
+        if keep.contains(&false) {
+            masks.set(&layer.weight_path, keep, device);
+        }
+    }
+    let setup = TrainSetup {
+        config: config.train.clone(),
+        device: device.clone(),
+        artifact_dir: run_dir.join("train"),
+        seed: config.seed,
+        progress: options.progress,
+        label: "finetune".into(),
+    };
+    let train = ImageDataset::new(data.train.clone());
+    let valid = ImageDataset::new(data.valid.clone());
+    let callbacks = Callbacks::new(vec![Box::new(masks)]);
+    let outcome = fit(net, train, valid, data.batcher.clone(), &setup, &callbacks)?;
+    let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
+    metrics.extend(0, &outcome.epochs)?;
+    let test = evaluate_test(&outcome.net, data, config, device)?;
+    save_model(&outcome.net, run_dir)?;
+    let report = sparsity_report(&outcome.net);
+    let summary = Summary {
+        sparsity: Some(report.sparsity),
+        compression_ratio: Some(report.compression_ratio),
+        parent: Some(parent.display().to_string()),
+        ..Summary::basic(config, &outcome.net, &test, &metrics, data, started)
+    };
+    write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    summary.print();
     Ok(run_dir.clone())
 }

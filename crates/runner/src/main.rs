@@ -60,6 +60,22 @@ enum Command {
         #[arg(long, value_name = "RUN_DIR")]
         from: Option<PathBuf>,
     },
+    /// Train a saved (pruned) model further, keeping its zeros and its sizes; a new run directory.
+    Finetune {
+        run_dir: PathBuf,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        #[arg(long)]
+        plain: bool,
+    },
     /// Check a config without running it.
     Validate {
         config: PathBuf,
@@ -132,6 +148,16 @@ fn execute(command: Command) -> Result<()> {
             };
             let run_dir = experiment::sensitivity_run(&config, &overrides, &options, &levels)?;
             println!("{}", run_dir.display());
+        }
+        Command::Finetune { run_dir, epochs, lr, backend, out, overrides, plain } => {
+            let options = experiment::RunOptions {
+                backend: parse_backend(backend)?,
+                from: None,
+                out,
+                progress: if plain { Progress::Lines } else { Progress::Auto },
+            };
+            let new_dir = experiment::finetune(&run_dir, &overrides, epochs, lr, &options)?;
+            println!("{}", new_dir.display());
         }
         Command::Validate { config, overrides } => {
             let parsed = Config::load(&config, &overrides)?;

@@ -243,6 +243,24 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     let printed = String::from_utf8_lossy(&eval.stdout);
     let expected = format!("{:.2}%", summary["test_accuracy"].as_f64().unwrap() * 100.0);
     assert!(printed.contains(&expected), "{printed} vs {expected}");
+
+    // Fine-tuning keeps every pruned weight at zero.
+    let tuned_out = dir.join("tuned");
+    let out = coppice(&[
+        "finetune",
+        pruned.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--lr",
+        "0.01",
+        "--out",
+        tuned_out.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tuned = std::fs::read_dir(&tuned_out).unwrap().next().unwrap().unwrap().path();
+    let tuned_summary = read_summary(&tuned);
+    assert_eq!(tuned_summary["params_nonzero"], summary["params_nonzero"], "the zeros stay zeros");
+    assert_ne!(tuned_summary["test_loss"], summary["test_loss"], "and the rest trained");
 }
 
 /// Neuron pruning of a VGG with BatchNorm on tiny generated CIFAR-10 files: filters are
@@ -303,6 +321,15 @@ fn vgg_on_cifar_files_trains_and_loses_filters_for_real() {
     assert!(report.contains("measured speedup") && report.contains("| conv1 | 8 |"), "{report}");
     let eval = coppice(&["eval", run.to_str().unwrap()]);
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+
+    // Fine-tuning the neuron-pruned run keeps its smaller architecture.
+    let tuned_out = dir.join("tuned");
+    let out = coppice(&["finetune", run.to_str().unwrap(), "--epochs", "1", "--out", tuned_out.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tuned = std::fs::read_dir(&tuned_out).unwrap().next().unwrap().unwrap().path();
+    let tuned_summary = read_summary(&tuned);
+    assert_eq!(tuned_summary["architecture"], summary["architecture"]);
+    assert_eq!(tuned_summary["parent"].as_str().unwrap(), run.to_str().unwrap());
 }
 
 #[test]
