@@ -6,7 +6,7 @@ use burn::module::Param;
 use burn::prelude::*;
 use coppice_data::ImageBatch;
 use coppice_models::{Network, ParamEditor, Prunable, edit_param, edit_params, float_params};
-use coppice_train::{Callback, Callbacks, Evaluation, TrainSetup, evaluate, fit};
+use coppice_train::{Callback, Callbacks, Evaluation, evaluate, fit};
 use serde::{Deserialize, Serialize};
 
 use crate::PruneError;
@@ -101,14 +101,11 @@ pub fn run_layerwise(
             let mut candidate = candidate;
             let mut epochs = Vec::new();
             if rounds.retrain.config.epochs > 0 {
-                let setup = TrainSetup {
-                    config: rounds.retrain.config.clone(),
-                    device: device.clone(),
-                    artifact_dir: rounds.retrain.artifact_dir.join(format!("{layer}-{attempt}")),
-                    seed: rounds.retrain.seed.wrapping_add(index as u64),
-                    progress: rounds.retrain.progress,
-                    label: format!("{layer} try {}", attempt + 1),
-                };
+                let setup = rounds.retrain_setup(
+                    &format!("{layer}-{attempt}"),
+                    index as u64,
+                    format!("{layer} try {}", attempt + 1),
+                );
                 let outcome = fit(
                     candidate,
                     rounds.train.clone(),

@@ -32,6 +32,21 @@ pub struct Rounds {
     pub rewind_to: Option<Network>,
 }
 
+impl Rounds {
+    /// The retraining of one round (or one layer-wise try): its own checkpoint folder, and a
+    /// shuffling seed of its own.
+    pub(crate) fn retrain_setup(&self, folder: &str, seed_offset: u64, label: String) -> TrainSetup {
+        TrainSetup {
+            config: self.retrain.config.clone(),
+            device: self.retrain.device.clone(),
+            artifact_dir: self.retrain.artifact_dir.join(folder),
+            seed: self.retrain.seed.wrapping_add(seed_offset),
+            progress: self.retrain.progress,
+            label,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RoundRecord {
     /// 0 is the network before any pruning.
@@ -86,14 +101,11 @@ pub fn run_rounds(
         }
         let mut epochs = Vec::new();
         if rounds.retrain.config.epochs > 0 {
-            let setup = TrainSetup {
-                config: rounds.retrain.config.clone(),
-                device: rounds.retrain.device.clone(),
-                artifact_dir: rounds.retrain.artifact_dir.join(format!("round-{round}")),
-                seed: rounds.retrain.seed.wrapping_add(round as u64),
-                progress: rounds.retrain.progress,
-                label: format!("round {round}/{}", rounds.rounds),
-            };
+            let setup = rounds.retrain_setup(
+                &format!("round-{round}"),
+                round as u64,
+                format!("round {round}/{}", rounds.rounds),
+            );
             let outcome =
                 fit(net, rounds.train.clone(), rounds.valid.clone(), rounds.batcher.clone(), &setup, &callbacks)?;
             net = outcome.net;

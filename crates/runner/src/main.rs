@@ -24,23 +24,42 @@ struct Cli {
     command: Command,
 }
 
+/// The options of every command that trains.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// flex or ndarray; overrides `backend` in the config.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Directory that receives the run directory.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+    /// Override a config key, e.g. --set train.epochs=2 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// One line per epoch even in a terminal, instead of burn-train's TUI.
+    #[arg(long)]
+    plain: bool,
+}
+
+impl RunArgs {
+    fn options(self, from: Option<PathBuf>) -> Result<(experiment::RunOptions, Vec<String>)> {
+        let options = experiment::RunOptions {
+            backend: parse_backend(self.backend)?,
+            from,
+            out: self.out,
+            progress: if self.plain { Progress::Lines } else { Progress::Auto },
+        };
+        Ok((options, self.overrides))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train (and prune) as the config says; writes runs/<name>-<timestamp>/.
     Run {
         config: PathBuf,
-        /// flex or ndarray; overrides `backend` in the config.
-        #[arg(long)]
-        backend: Option<String>,
-        /// Directory that receives the run directory.
-        #[arg(long, default_value = "runs")]
-        out: PathBuf,
-        /// Override a config key, e.g. --set train.epochs=2 (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// One line per epoch even in a terminal, instead of burn-train's TUI.
-        #[arg(long)]
-        plain: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Prune each layer alone at several levels, evaluate without retraining, plot.
     Sensitivity {
@@ -48,14 +67,8 @@ enum Command {
         /// Sparsity levels to try per layer.
         #[arg(long, value_delimiter = ',', default_values_t = coppice_prune::DEFAULT_LEVELS)]
         levels: Vec<f64>,
-        #[arg(long)]
-        backend: Option<String>,
-        #[arg(long, default_value = "runs")]
-        out: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        #[arg(long)]
-        plain: bool,
+        #[command(flatten)]
+        run: RunArgs,
         /// Analyse a saved run's model instead of training the config's network first.
         #[arg(long, value_name = "RUN_DIR")]
         from: Option<PathBuf>,
@@ -67,14 +80,8 @@ enum Command {
         epochs: Option<usize>,
         #[arg(long)]
         lr: Option<f64>,
-        #[arg(long)]
-        backend: Option<String>,
-        #[arg(long, default_value = "runs")]
-        out: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        #[arg(long)]
-        plain: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Check a config without running it.
     Validate {
@@ -129,35 +136,17 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Run { config, backend, out, overrides, plain } => {
-            let options = experiment::RunOptions {
-                backend: parse_backend(backend)?,
-                from: None,
-                out,
-                progress: if plain { Progress::Lines } else { Progress::Auto },
-            };
-            let run_dir = experiment::run(&config, &overrides, &options)?;
-            println!("{}", run_dir.display());
+        Command::Run { config, run } => {
+            let (options, overrides) = run.options(None)?;
+            println!("{}", experiment::run(&config, &overrides, &options)?.display());
         }
-        Command::Sensitivity { config, levels, backend, out, overrides, plain, from } => {
-            let options = experiment::RunOptions {
-                backend: parse_backend(backend)?,
-                from,
-                out,
-                progress: if plain { Progress::Lines } else { Progress::Auto },
-            };
-            let run_dir = experiment::sensitivity_run(&config, &overrides, &options, &levels)?;
-            println!("{}", run_dir.display());
+        Command::Sensitivity { config, levels, run, from } => {
+            let (options, overrides) = run.options(from)?;
+            println!("{}", experiment::sensitivity_run(&config, &overrides, &options, &levels)?.display());
         }
-        Command::Finetune { run_dir, epochs, lr, backend, out, overrides, plain } => {
-            let options = experiment::RunOptions {
-                backend: parse_backend(backend)?,
-                from: None,
-                out,
-                progress: if plain { Progress::Lines } else { Progress::Auto },
-            };
-            let new_dir = experiment::finetune(&run_dir, &overrides, epochs, lr, &options)?;
-            println!("{}", new_dir.display());
+        Command::Finetune { run_dir, epochs, lr, run } => {
+            let (options, overrides) = run.options(None)?;
+            println!("{}", experiment::finetune(&run_dir, &overrides, epochs, lr, &options)?.display());
         }
         Command::Validate { config, overrides } => {
             let parsed = Config::load(&config, &overrides)?;
