@@ -4,6 +4,7 @@ mod backend;
 mod bench;
 mod config;
 mod experiment;
+mod export;
 mod prune_config;
 mod rundir;
 
@@ -83,6 +84,16 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Export a run's weights (zeros baked in) with its architecture: safetensors in PyTorch's
+    /// layout, or burnpack.
+    Export {
+        run_dir: PathBuf,
+        #[arg(long, default_value = "safetensors")]
+        format: String,
+        /// Directory to write to (default RUN_DIR/export).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Check a config without running it.
     Validate {
         config: PathBuf,
@@ -147,6 +158,14 @@ fn execute(command: Command) -> Result<()> {
         Command::Finetune { run_dir, epochs, lr, run } => {
             let (options, overrides) = run.options(None)?;
             println!("{}", experiment::finetune(&run_dir, &overrides, epochs, lr, &options)?.display());
+        }
+        Command::Export { run_dir, format, out } => {
+            let format = format.parse::<export::ExportFormat>().map_err(|e| anyhow!("--format: {e}"))?;
+            let path = export::export(&run_dir, format, out)?;
+            if format == export::ExportFormat::Safetensors {
+                println!("{}", export::describe(&std::fs::read(&path)?)?);
+            }
+            println!("{}", path.display());
         }
         Command::Validate { config, overrides } => {
             let parsed = Config::load(&config, &overrides)?;

@@ -244,6 +244,21 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     let expected = format!("{:.2}%", summary["test_accuracy"].as_f64().unwrap() * 100.0);
     assert!(printed.contains(&expected), "{printed} vs {expected}");
 
+    // Export: safetensors in PyTorch's layout, zeros included.
+    let out = coppice(&["export", pruned.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(pruned.join("export/model.safetensors")).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    assert_eq!(header["fc.0.weight"]["shape"], serde_json::json!([300, 784]), "Linear weights as PyTorch's [out, in]");
+    assert_eq!(header["fc.2.bias"]["shape"], serde_json::json!([10]));
+    let zeros =
+        bytes[8 + len..].chunks(4).filter(|c| f32::from_le_bytes((*c).try_into().unwrap()) == 0.0).count() as u64;
+    let total = summary["params_total"].as_u64().unwrap();
+    assert_eq!(zeros, total - summary["params_nonzero"].as_u64().unwrap(), "every pruned weight exported as 0");
+    assert!(pruned.join("export/architecture.json").is_file());
+    assert_clean_failure(&coppice(&["export", pruned.to_str().unwrap(), "--format", "onnx"]), &["--format", "onnx"]);
+
     // Fine-tuning keeps every pruned weight at zero.
     let tuned_out = dir.join("tuned");
     let out = coppice(&[
