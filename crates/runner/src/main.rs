@@ -7,6 +7,7 @@ mod experiment;
 mod export;
 mod prune_config;
 mod rundir;
+mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +95,20 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Run every combination of the config's list-valued keys; sweep.csv has mean and std over seeds.
+    Sweep {
+        config: PathBuf,
+        /// Runs at a time (child processes).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        /// Applied to every run of the grid.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Check a config without running it.
     Validate {
         config: PathBuf,
@@ -166,6 +181,10 @@ fn execute(command: Command) -> Result<()> {
                 println!("{}", export::describe(&std::fs::read(&path)?)?);
             }
             println!("{}", path.display());
+        }
+        Command::Sweep { config, jobs, backend, out, overrides } => {
+            parse_backend(backend.clone())?;
+            println!("{}", sweep::sweep(&config, &overrides, &out, jobs, backend.as_deref())?.display());
         }
         Command::Validate { config, overrides } => {
             let parsed = Config::load(&config, &overrides)?;

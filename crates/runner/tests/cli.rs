@@ -420,6 +420,30 @@ fn layerwise_with_sensitivity_targets_records_one_round_per_layer() {
 }
 
 #[test]
+fn sweep_runs_the_grid_and_averages_over_seeds() {
+    let dir = scratch("sweep");
+    let config = config_in(
+        &dir,
+        "name = \"sw\"\nseed = [1, 2]\n[data]\ntrain_limit = 500\ntest_limit = 100\n[model]\nkind = \"mlp\"\nhidden = [16]\n\
+         [train]\nepochs = 1\nlr = [0.05, 0.1]\n",
+    );
+    let out_dir = dir.join("runs");
+    let out = coppice(&["sweep", config.to_str().unwrap(), "--jobs", "2", "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sweep = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let csv = std::fs::read_to_string(sweep.join("sweep.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("train.lr,runs,failed,test_accuracy_mean,test_accuracy_std"), "{csv}");
+    assert_eq!(rows.len(), 3, "one row per learning rate, seeds averaged: {csv}");
+    assert!(rows[1].starts_with("\"0.05\",2,0,") && rows[2].starts_with("\"0.1\",2,0,"), "{csv}");
+    let plain = config_in(&dir, MLP_CONFIG);
+    assert_clean_failure(
+        &coppice(&["sweep", plain.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]),
+        &["nothing to sweep"],
+    );
+}
+
+#[test]
 fn prune_from_a_missing_run_is_reported() {
     let dir = scratch("from-missing");
     let config = config_in(&dir, &format!("{MLP_CONFIG}[prune]\ntarget = 0.5\nfrom = \"runs/does-not-exist\"\n"));

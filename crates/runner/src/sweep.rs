@@ -1,0 +1,234 @@
+//! `coppice sweep`: a grid of runs from list-valued config keys, summarized over seeds.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::rundir::{create_run_dir, write_atomic};
+
+/// One swept key and its values, as TOML text ready for `--set`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+/// Keys whose value is a list even in a single run: they sweep only when given a list of lists.
+const LIST_KEYS: [&str; 2] = ["model.hidden", "model.stages"];
+
+/// The list-valued keys of a config file, in file order, and the grid they span.
+pub fn axes(table: &toml::Table) -> Vec<Axis> {
+    let mut found = Vec::new();
+    collect(table, "", &mut found);
+    found
+}
+
+fn collect(table: &toml::Table, prefix: &str, found: &mut Vec<Axis>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            toml::Value::Table(inner) => collect(inner, &path, found),
+            toml::Value::Array(items) => {
+                let nested = items.first().is_some_and(|v| v.is_array());
+                let sweeps = if path == "model.stages" {
+                    items.first().and_then(|v| v.as_array()).and_then(|v| v.first()).is_some_and(|v| v.is_array())
+                } else if LIST_KEYS.contains(&path.as_str()) {
+                    nested
+                } else {
+                    true
+                };
+                if sweeps {
+                    found.push(Axis { key: path, values: items.iter().map(|v| v.to_string()).collect() });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every combination of the axes' values, as `key=value` overrides.
+pub fn grid(axes: &[Axis]) -> Vec<Vec<String>> {
+    axes.iter().fold(vec![Vec::new()], |points, axis| {
+        points
+            .iter()
+            .flat_map(|point| {
+                axis.values.iter().map(move |v| {
+                    let mut next = point.clone();
+                    next.push(format!("{}={v}", axis.key));
+                    next
+                })
+            })
+            .collect()
+    })
+}
+
+/// Runs the grid as child `coppice run` processes, `jobs` at a time, each with the config's
+/// swept keys set to one combination; then writes `sweep.csv` with mean and standard deviation
+/// of each group of runs that differ only in `seed`.
+pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backend: Option<&str>) -> Result<PathBuf> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("{}: cannot read the config", config.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow!("{}: invalid TOML: {}", config.display(), e.message()))?;
+    let axes = axes(&table);
+    if axes.is_empty() {
+        return Err(anyhow!(
+            "{}: no key holds a list, so there is nothing to sweep; fix: e.g. seed = [0, 1, 2]",
+            config.display()
+        ));
+    }
+    let name = table.get("name").and_then(|v| v.as_str()).unwrap_or("sweep");
+    let sweep_dir = create_run_dir(out, &format!("{name}-sweep"))?;
+    let points = grid(&axes);
+    println!(
+        "sweep of {} runs over {} -> {}",
+        points.len(),
+        axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", "),
+        sweep_dir.display()
+    );
+    let exe = std::env::current_exe().context("cannot find the coppice binary")?;
+    let mut results: Vec<(Vec<String>, Result<serde_json::Value>)> = Vec::new();
+    for chunk in points.chunks(jobs.max(1)) {
+        let children: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, point)| {
+                let index = results.len() + i;
+                let mut command = Command::new(&exe);
+                command
+                    .arg("run")
+                    .arg(config)
+                    .arg("--plain")
+                    .arg("--out")
+                    .arg(sweep_dir.join(format!("point-{index}")));
+                for setting in point.iter().chain(overrides) {
+                    command.arg("--set").arg(setting);
+                }
+                if let Some(backend) = backend {
+                    command.arg("--backend").arg(backend);
+                }
+                command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+                (point.clone(), index, command.spawn())
+            })
+            .collect();
+        for (point, index, output) in children {
+            let summary =
+                output.and_then(|child| child.wait_with_output()).map_err(anyhow::Error::from).and_then(|o| {
+                    if !o.status.success() {
+                        return Err(anyhow!("{}", String::from_utf8_lossy(&o.stderr).trim()));
+                    }
+                    let dir = std::fs::read_dir(sweep_dir.join(format!("point-{index}")))?
+                        .next()
+                        .ok_or_else(|| anyhow!("no run directory"))??
+                        .path();
+                    Ok(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("summary.json"))?)?)
+                });
+            match &summary {
+                Ok(s) => println!(
+                    "{}: test accuracy {:.2}%",
+                    point.join(" "),
+                    s["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0
+                ),
+                Err(e) => println!("{}: failed: {e}", point.join(" ")),
+            }
+            results.push((point, summary));
+        }
+    }
+    write_atomic(&sweep_dir.join("sweep.csv"), sweep_csv(&axes, &results).as_bytes())?;
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if failed > 0 {
+        return Err(anyhow!(
+            "{failed} of {} sweep runs failed; see {}",
+            results.len(),
+            sweep_dir.join("sweep.csv").display()
+        ));
+    }
+    Ok(sweep_dir)
+}
+
+const METRICS: [&str; 4] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero"];
+
+fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
+    let grouped: Vec<&Axis> = axes.iter().filter(|a| a.key != "seed").collect();
+    let mut csv = grouped.iter().map(|a| a.key.clone()).collect::<Vec<_>>().join(",");
+    if !csv.is_empty() {
+        csv.push(',');
+    }
+    csv.push_str("runs,failed");
+    for m in METRICS {
+        let _ = write!(csv, ",{m}_mean,{m}_std");
+    }
+    csv.push('\n');
+    let key_of = |point: &Vec<String>| point.iter().filter(|s| !s.starts_with("seed=")).cloned().collect::<Vec<_>>();
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for (point, _) in results {
+        let key = key_of(point);
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    for group in groups {
+        let members: Vec<&Result<serde_json::Value>> =
+            results.iter().filter(|(p, _)| key_of(p) == group).map(|(_, r)| r).collect();
+        let ok: Vec<&serde_json::Value> = members.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let values: Vec<String> =
+            group.iter().map(|s| s.split_once('=').map_or(s.clone(), |(_, v)| format!("\"{v}\""))).collect();
+        let _ = write!(
+            csv,
+            "{}{}{},{}",
+            values.join(","),
+            if values.is_empty() { "" } else { "," },
+            ok.len(),
+            members.len() - ok.len()
+        );
+        for m in METRICS {
+            let xs: Vec<f64> = ok.iter().filter_map(|s| s[m].as_f64()).collect();
+            let (mean, std) = mean_std(&xs);
+            let _ = write!(csv, ",{mean:.6},{std:.6}");
+        }
+        csv.push('\n');
+    }
+    csv
+}
+
+/// Mean and sample standard deviation; NaN where there is nothing to average.
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_axes_except_where_a_list_is_the_value() {
+        let table: toml::Table = toml::from_str(
+            "name = \"x\"\nseed = [0, 1]\n[model]\nkind = \"mlp\"\nhidden = [300, 100]\n[prune]\ntarget = [0.5, 0.9]\n",
+        )
+        .unwrap();
+        let axes = axes(&table);
+        let keys: Vec<&str> = axes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["prune.target", "seed"]);
+        let table: toml::Table = toml::from_str("[model]\nhidden = [[300, 100], [150, 50]]\n").unwrap();
+        assert_eq!(axes_values(&table), vec![vec!["[300, 100]".to_string(), "[150, 50]".to_string()]]);
+        assert_eq!(grid(&super::axes(&toml::from_str("a = [1, 2]\nb = [3, 4, 5]\n").unwrap())).len(), 6);
+    }
+
+    fn axes_values(table: &toml::Table) -> Vec<Vec<String>> {
+        axes(table).into_iter().map(|a| a.values).collect()
+    }
+
+    #[test]
+    fn mean_and_sample_std() {
+        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
+        assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
+    }
+}
