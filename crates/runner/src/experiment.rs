@@ -15,8 +15,8 @@ use coppice_data::{ImageBatch, ImageItem};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
 use coppice_prune::{
     DEFAULT_LEVELS, Granularity, MaskSet, NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome, Strategy,
-    WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv, sensitivity_svg,
-    sparsity_report, tolerated_sparsity, values_of,
+    WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv, sparsity_report,
+    tolerated_sparsity, values_of,
 };
 use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
 use serde::Serialize;
@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::backend::BackendName;
 use crate::bench::inference_seconds;
 use crate::config::{Config, DatasetKind};
+use crate::plot::{Series, line_chart};
 use crate::prune_config::{PruneConfig, RewindKind, StrategyKind, TargetSource};
 use crate::rundir::{create_run_dir, write_atomic};
 
@@ -750,7 +751,17 @@ pub fn sensitivity_run(
     let points = sensitivity(&net, levels, device, &mut evaluate_valid)?;
     write_atomic(&run_dir.join("sensitivity.csv"), sensitivity_csv(&points).as_bytes())?;
     let title = format!("{}: each layer pruned alone (validation accuracy)", config.name);
-    write_atomic(&run_dir.join("sensitivity.svg"), sensitivity_svg(&points, &title).as_bytes())?;
+    let series: Vec<Series> = net
+        .prunable_layers()
+        .into_iter()
+        .map(|l| Series {
+            points: points.iter().filter(|p| p.layer == l.name).map(|p| (p.sparsity, p.accuracy)).collect(),
+            label: l.name,
+        })
+        .collect();
+    let svg =
+        line_chart(&title, "sparsity of the layer (others dense)", "accuracy without retraining", &series, false, true);
+    write_atomic(&run_dir.join("sensitivity.svg"), svg.as_bytes())?;
     for (tolerance, label) in [(0.005, "0.5 point"), (0.01, "1 point")] {
         let best = tolerated_sparsity(&points, tolerance);
         let line: Vec<String> = net

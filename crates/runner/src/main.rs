@@ -5,7 +5,9 @@ mod bench;
 mod config;
 mod experiment;
 mod export;
+mod plot;
 mod prune_config;
+mod report;
 mod rundir;
 mod sweep;
 
@@ -109,6 +111,14 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// A markdown report with SVG plots over one or more run directories.
+    Report {
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+        /// Directory that receives the report directory.
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+    },
     /// Check a config without running it.
     Validate {
         config: PathBuf,
@@ -185,6 +195,9 @@ fn execute(command: Command) -> Result<()> {
         Command::Sweep { config, jobs, backend, out, overrides } => {
             parse_backend(backend.clone())?;
             println!("{}", sweep::sweep(&config, &overrides, &out, jobs, backend.as_deref())?.display());
+        }
+        Command::Report { run_dirs, out } => {
+            println!("{}", report::report(&run_dirs, &out)?.display());
         }
         Command::Validate { config, overrides } => {
             let parsed = Config::load(&config, &overrides)?;

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::plot::{Series, line_chart};
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// One swept key and its values, as TOML text ready for `--set`.
@@ -137,6 +138,7 @@ pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backe
         }
     }
     write_atomic(&sweep_dir.join("sweep.csv"), sweep_csv(&axes, &results).as_bytes())?;
+    write_atomic(&sweep_dir.join("sweep.svg"), sweep_svg(&results).as_bytes())?;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     if failed > 0 {
         return Err(anyhow!(
@@ -161,17 +163,9 @@ fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]
         let _ = write!(csv, ",{m}_mean,{m}_std");
     }
     csv.push('\n');
-    let key_of = |point: &Vec<String>| point.iter().filter(|s| !s.starts_with("seed=")).cloned().collect::<Vec<_>>();
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    for (point, _) in results {
-        let key = key_of(point);
-        if !groups.contains(&key) {
-            groups.push(key);
-        }
-    }
-    for group in groups {
+    for group in groups(results) {
         let members: Vec<&Result<serde_json::Value>> =
-            results.iter().filter(|(p, _)| key_of(p) == group).map(|(_, r)| r).collect();
+            results.iter().filter(|(p, _)| seedless(p) == group).map(|(_, r)| r).collect();
         let ok: Vec<&serde_json::Value> = members.iter().filter_map(|r| r.as_ref().ok()).collect();
         let values: Vec<String> =
             group.iter().map(|s| s.split_once('=').map_or(s.clone(), |(_, v)| format!("\"{v}\""))).collect();
@@ -191,6 +185,46 @@ fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]
         csv.push('\n');
     }
     csv
+}
+
+/// Mean test accuracy against mean compression of each group of seeds, on a log axis.
+fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    for group in groups(results) {
+        let ok: Vec<&serde_json::Value> =
+            results.iter().filter(|(p, _)| seedless(p) == group).filter_map(|(_, r)| r.as_ref().ok()).collect();
+        let (compression, _) =
+            mean_std(&ok.iter().map(|s| s["compression_ratio"].as_f64().unwrap_or(1.0)).collect::<Vec<_>>());
+        let (accuracy, _) = mean_std(&ok.iter().filter_map(|s| s["test_accuracy"].as_f64()).collect::<Vec<_>>());
+        points.push((compression, accuracy));
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let series = [Series { label: "mean over seeds".into(), points }];
+    line_chart(
+        "Sweep: test accuracy against compression",
+        "compression ratio (log)",
+        "test accuracy",
+        &series,
+        true,
+        true,
+    )
+}
+
+/// A grid point without its seed: the runs that a mean is taken over share it.
+fn seedless(point: &[String]) -> Vec<String> {
+    point.iter().filter(|s| !s.starts_with("seed=")).cloned().collect()
+}
+
+/// The distinct seedless points, in grid order.
+fn groups(results: &[(Vec<String>, Result<serde_json::Value>)]) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for (point, _) in results {
+        let key = seedless(point);
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    groups
 }
 
 /// Mean and sample standard deviation; NaN where there is nothing to average.

@@ -1,0 +1,148 @@
+//! `coppice report RUN_DIR...`: runs side by side, in markdown with SVG plots.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::plot::{Series, bar_chart, line_chart};
+use crate::rundir::{create_run_dir, write_atomic};
+
+/// What a report reads from one run directory.
+struct RunData {
+    dir: PathBuf,
+    summary: serde_json::Value,
+    /// (compression ratio, test accuracy) per round; the run's own result when it did not prune.
+    rounds: Vec<(f64, f64)>,
+    /// Final sparsity per prunable layer, from the last round.
+    layers: Vec<(String, f64)>,
+    /// Validation accuracy per epoch, over all of the run's training.
+    curve: Vec<f64>,
+}
+
+fn read_run(dir: &Path) -> Result<RunData> {
+    let text = std::fs::read_to_string(dir.join("summary.json"))
+        .with_context(|| format!("{}: no summary.json; fix: pass run directories that finished", dir.display()))?;
+    let summary: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: summary.json is not JSON", dir.display()))?;
+    let (mut rounds, mut layers) = (Vec::new(), Vec::new());
+    if let Ok(csv) = std::fs::read_to_string(dir.join("rounds.csv")) {
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+        let column = |name: &str| header.iter().position(|h| *h == name);
+        let (compression, accuracy) = (column("compression_ratio"), column("test_accuracy"));
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        for row in &rows {
+            let get = |i: Option<usize>| i.and_then(|i| row.get(i)).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(c), Some(a)) = (get(compression), get(accuracy)) {
+                rounds.push((c, a));
+            }
+        }
+        if let Some(last) = rows.last() {
+            for (i, name) in header.iter().enumerate() {
+                if let (Some(layer), Some(value)) =
+                    (name.strip_prefix("sparsity_"), last.get(i).and_then(|v| v.parse().ok()))
+                {
+                    layers.push((layer.to_string(), value));
+                }
+            }
+        }
+    }
+    if rounds.is_empty() {
+        let compression = summary["compression_ratio"].as_f64().unwrap_or(1.0);
+        rounds.push((compression, summary["test_accuracy"].as_f64().unwrap_or(f64::NAN)));
+    }
+    // Columns by name: older runs' metrics.csv has no `round` column.
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap_or_default();
+    let mut lines = metrics.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let (split, accuracy) = (header.iter().position(|h| *h == "split"), header.iter().position(|h| *h == "accuracy"));
+    let curve = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|row| split.and_then(|i| row.get(i)) == Some(&"valid"))
+        .filter_map(|row| accuracy.and_then(|i| row.get(i)).and_then(|v| v.parse().ok()))
+        .collect();
+    Ok(RunData { dir: dir.to_path_buf(), summary, rounds, layers, curve })
+}
+
+/// Writes `report.md` and its plots into a new directory under `out` and returns it.
+pub fn report(run_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
+    let runs = run_dirs.iter().map(|d| read_run(d)).collect::<Result<Vec<_>>>()?;
+    if runs.is_empty() {
+        return Err(anyhow!("no run directories given; fix: coppice report runs/<run>..."));
+    }
+    let dir = create_run_dir(out, "report")?;
+    // Runs are named by their config name; the directory's timestamp only tells repeats apart.
+    let label = |r: &RunData| {
+        let name = r.summary["name"].as_str().unwrap_or("run").to_string();
+        let repeats = runs.iter().filter(|o| o.summary["name"] == r.summary["name"]).count();
+        if repeats > 1 { r.dir.file_name().map_or(name, |n| n.to_string_lossy().to_string()) } else { name }
+    };
+
+    let series: Vec<Series> = runs.iter().map(|r| Series { label: label(r), points: r.rounds.clone() }).collect();
+    let svg = line_chart(
+        "Test accuracy against compression",
+        "compression ratio (total / non-zero parameters, log)",
+        "test accuracy",
+        &series,
+        true,
+        true,
+    );
+    write_atomic(&dir.join("accuracy-vs-compression.svg"), svg.as_bytes())?;
+
+    let curves: Vec<Series> = runs
+        .iter()
+        .map(|r| Series {
+            label: label(r),
+            points: r.curve.iter().enumerate().map(|(i, a)| ((i + 1) as f64, *a)).collect(),
+        })
+        .collect();
+    let svg =
+        line_chart("Validation accuracy per epoch (all rounds)", "epoch", "validation accuracy", &curves, false, true);
+    write_atomic(&dir.join("training-curves.svg"), svg.as_bytes())?;
+
+    let pruned: Vec<&RunData> = runs.iter().filter(|r| !r.layers.is_empty()).collect();
+    let mut md = String::from(
+        "# coppice report\n\n| run | test accuracy | dense | sparsity | compression | non-zero parameters | seconds |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in &runs {
+        let s = &r.summary;
+        let pct = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |v| format!("{:.2} %", v * 100.0));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.0} |",
+            label(r),
+            pct(&s["test_accuracy"]),
+            pct(&s["dense_test_accuracy"]),
+            pct(&s["sparsity"]),
+            s["compression_ratio"].as_f64().map_or("1.00x".to_string(), |c| format!("{c:.2}x")),
+            s["params_nonzero"],
+            s["wall_seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+    md.push_str("\n![accuracy against compression](accuracy-vs-compression.svg)\n\n");
+    if !pruned.is_empty() {
+        let layers: Vec<String> = pruned[0].layers.iter().map(|(l, _)| l.clone()).collect();
+        let bars: Vec<Series> = pruned
+            .iter()
+            .map(|r| Series {
+                label: label(r),
+                points: layers
+                    .iter()
+                    .map(|l| (0.0, r.layers.iter().find(|(n, _)| n == l).map_or(0.0, |x| x.1)))
+                    .collect(),
+            })
+            .collect();
+        write_atomic(
+            &dir.join("layer-sparsity.svg"),
+            bar_chart("Sparsity per layer after pruning", "sparsity", &layers, &bars).as_bytes(),
+        )?;
+        md.push_str("![sparsity per layer](layer-sparsity.svg)\n\n");
+    }
+    md.push_str("![training curves](training-curves.svg)\n\nRuns:\n\n");
+    for r in &runs {
+        let _ = writeln!(md, "- `{}`", r.dir.display());
+    }
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    Ok(dir)
+}
