@@ -158,6 +158,8 @@ impl Config {
                 "; fix: remove or rename the key (README, \"Config reference\", lists every key)"
             } else if problem.contains("missing field") {
                 "; fix: add the key (README, \"Config reference\")"
+            } else if problem.contains("invalid type: sequence") {
+                "; fix: a list of values is a sweep: run it with `coppice sweep`"
             } else {
                 ""
             };
@@ -383,6 +385,12 @@ mod tests {
         assert_eq!(config.train.lr, 0.2);
         assert_eq!(config.model.hidden, Some(vec![10]));
         assert_eq!(config.name, "other");
+    }
+
+    #[test]
+    fn a_list_where_a_value_belongs_points_to_sweep() {
+        let message = load_err("list.toml", &format!("seed = [1, 2]\n{MINIMAL}"), &[]);
+        assert!(message.contains("seed") && message.contains("coppice sweep"), "{message}");
     }
 
     #[test]
