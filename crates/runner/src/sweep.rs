@@ -81,7 +81,8 @@ pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backe
         ));
     }
     let name = table.get("name").and_then(|v| v.as_str()).unwrap_or("sweep");
-    let sweep_dir = create_run_dir(out, &format!("{name}-sweep"))?;
+    let dir_name = if name.ends_with("sweep") { name.to_string() } else { format!("{name}-sweep") };
+    let sweep_dir = create_run_dir(out, &dir_name)?;
     let points = grid(&axes);
     println!(
         "sweep of {} runs over {} -> {}",
