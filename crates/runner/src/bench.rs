@@ -3,12 +3,11 @@
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use burn::data::dataloader::batcher::Batcher;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
-use coppice_data::{ImageBatch, ImageItem, ImageSet};
+use coppice_data::ImageBatch;
 use coppice_models::{Architecture, Classifier, InputShape, LeNet5Config, MlpConfig, Network};
 use coppice_prune::{Allocation, MaskSet, Schedule, WeightCriterion, WeightPruner, WeightPruning};
 
@@ -75,7 +74,8 @@ fn bench_one(
 ) -> Result<BenchRow> {
     let device = backend.device().autodiff();
     device.seed(0);
-    let batches = prepare_batches(&data.train, data, batch_size, &device);
+    // Full batches only, so every step times the same amount of work.
+    let batches = data.train_batches(batch_size, (data.train.len() / batch_size).min(32), &device);
     if batches.is_empty() {
         return Err(anyhow!("not enough training data for batch size {batch_size}"));
     }
@@ -154,22 +154,6 @@ impl Trainer {
         self.steps(batches, steps);
         start.elapsed().as_secs_f64()
     }
-}
-
-fn prepare_batches(set: &ImageSet, data: &Data, batch_size: usize, device: &Device) -> Vec<ImageBatch> {
-    let per_image = set.pixels_per_image();
-    let usable = (set.len() / batch_size).min(32);
-    (0..usable)
-        .map(|b| {
-            let items = (b * batch_size..(b + 1) * batch_size)
-                .map(|i| ImageItem {
-                    pixels: set.images[i * per_image..(i + 1) * per_image].to_vec(),
-                    label: set.labels[i],
-                })
-                .collect();
-            data.batcher.batch(items, device)
-        })
-        .collect()
 }
 
 /// Median seconds of one inference pass of `batch` random images for each network, after

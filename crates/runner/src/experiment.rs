@@ -68,6 +68,26 @@ impl Data {
     pub fn classes(&self) -> usize {
         self.train.classes
     }
+
+    /// The first `count` batches of the training split, in order (the last may be short): what
+    /// data-driven unit criteria are measured on, and what the benchmark trains on.
+    pub fn train_batches(&self, batch_size: usize, count: usize, device: &burn::prelude::Device) -> Vec<ImageBatch> {
+        let set = &self.train;
+        let per_image = set.pixels_per_image();
+        (0..count)
+            .map(|b| b * batch_size..((b + 1) * batch_size).min(set.len()))
+            .filter(|range| !range.is_empty())
+            .map(|range| {
+                let items = range
+                    .map(|i| ImageItem {
+                        pixels: set.images[i * per_image..(i + 1) * per_image].to_vec(),
+                        label: set.labels[i],
+                    })
+                    .collect();
+                self.batcher.batch(items, device)
+            })
+            .collect()
+    }
 }
 
 /// `summary.json`: a contract for scripts. The top-level keys named in the README stay.
@@ -396,11 +416,7 @@ fn prune_rounds(
     let in_config = |(field, problem): (String, String)| anyhow!("config: {field}: {problem}");
     let prune = &resolve_targets(prune, &net, data, config, device)?;
     let calibration = |needed: bool| {
-        if needed {
-            calibration_batches(data, config.train.batch_size, prune.calibration_batches, device)
-        } else {
-            Vec::new()
-        }
+        if needed { data.train_batches(config.train.batch_size, prune.calibration_batches, device) } else { Vec::new() }
     };
     let retrain = TrainConfig {
         epochs: prune.retrain_epochs,
@@ -539,30 +555,6 @@ fn resolve_targets(
     let shown: Vec<String> = layers.iter().map(|(l, t)| format!("{l} {:.0}%", t * 100.0)).collect();
     println!("targets from sensitivity (tolerance {:.2} points): {}", prune.tolerance * 100.0, shown.join(", "));
     Ok(PruneConfig { target: Some(0.0), layers, targets: TargetSource::Config, ..prune.clone() })
-}
-
-/// The first `count` batches of the training split, in order: what data-driven unit criteria
-/// are measured on.
-fn calibration_batches(
-    data: &Data,
-    batch_size: usize,
-    count: usize,
-    device: &burn::prelude::Device,
-) -> Vec<ImageBatch> {
-    let per_image = data.train.pixels_per_image();
-    (0..count)
-        .map(|b| b * batch_size..((b + 1) * batch_size).min(data.train.len()))
-        .filter(|range| !range.is_empty())
-        .map(|range| {
-            let items = range
-                .map(|i| ImageItem {
-                    pixels: data.train.images[i * per_image..(i + 1) * per_image].to_vec(),
-                    label: data.train.labels[i],
-                })
-                .collect();
-            data.batcher.batch(items, device)
-        })
-        .collect()
 }
 
 fn round_line(r: &RoundRecord, total: usize) -> String {
