@@ -221,7 +221,9 @@ mod tests {
 
     #[test]
     fn bundled_mnist_test_split() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mnist");
+        // At run time: a test binary reused from a clone at another path has that path baked in.
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+        let dir = Path::new(&manifest_dir).join("../../datasets/mnist");
         assert!(dir.join("SHA256SUMS").is_file(), "datasets/mnist/SHA256SUMS must exist");
         let set = load_mnist(&dir, MnistSplit::Test).unwrap();
         assert_eq!((set.len(), set.height, set.width), (10_000, 28, 28));
