@@ -21,7 +21,7 @@ pub use layerwise::{Granularity, LayerAttempt, LayerWise, layer_order, run_layer
 pub use mask::{MaskSet, values_of};
 pub use neuron::{NeuronPruner, NeuronPruning, UnitCriterion};
 pub use report::{LayerSparsity, SparsityReport, rounds_csv, sparsity_report};
-pub use rounds::{RoundRecord, Rounds, RoundsOutcome, Strategy, run_rounds};
+pub use rounds::{Completed, RoundRecord, Rounds, RoundsOutcome, Strategy, run_rounds};
 pub use schedule::{Schedule, agp_sparsity, iterative_target, per_round_fraction};
 pub use sensitivity::{DEFAULT_LEVELS, SensitivityPoint, sensitivity, sensitivity_csv, tolerated_sparsity};
 pub use surgery::{UnitCut, cut_units};

@@ -31,6 +31,20 @@ impl MaskSet {
         self.masks.get(path).map_or_else(|| vec![true; len], |m| m.keep.clone())
     }
 
+    /// Masks that hold the zeros `net` already has in the tensors at `paths`: how a saved
+    /// pruned network keeps its sparsity when it trains again.
+    pub fn from_zeros(net: &Network, paths: &[String], device: &Device) -> MaskSet {
+        let params = float_params(net);
+        let mut masks = MaskSet::default();
+        for param in params.into_iter().filter(|p| paths.contains(&p.path)) {
+            let keep: Vec<bool> = host_values(param.values).iter().map(|v| *v != 0.0).collect();
+            if keep.contains(&false) {
+                masks.set(&param.path, keep, device);
+            }
+        }
+        masks
+    }
+
     pub fn is_empty(&self) -> bool {
         self.masks.is_empty()
     }

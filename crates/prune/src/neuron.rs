@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::PruneError;
 use crate::allocation::{Allocation, LayerScores, allocate};
 use crate::mask::host_values;
-use crate::rounds::Strategy;
+use crate::rounds::{Strategy, round_seed};
 use crate::schedule::Schedule;
 use crate::surgery::{UnitCut, cut_units};
 
@@ -305,6 +305,8 @@ fn taylor(net: &Network, groups: &[UnitGroup], batches: &[ImageBatch], device: &
 /// removed units are gone.
 impl Strategy for NeuronPruner {
     fn prune(&mut self, net: Network, round: usize) -> Result<Network, PruneError> {
+        // A stream of its own per round, so that a resumed run draws what an uninterrupted one would.
+        self.rng = SplitMix64::new(round_seed(self.config.seed, round));
         let schedule = self.config.schedule;
         self.prune_to(net, &|target| schedule.round_target(target, round))
     }
@@ -319,6 +321,10 @@ impl Strategy for NeuronPruner {
 
     fn rewind(&self, pruned: Network, _initial: &Network) -> Network {
         pruned
+    }
+
+    fn resume(&mut self, dense: &Network, _net: &Network) {
+        self.original_units = dense.unit_groups().into_iter().map(|g| (g.layer, g.units)).collect();
     }
 }
 

@@ -2,12 +2,12 @@ use std::fmt::Write as _;
 
 use burn::module::Module;
 use coppice_models::{Network, Prunable, count_nonzero, float_params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mask::host_values;
 use crate::rounds::RoundRecord;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerSparsity {
     pub name: String,
     pub weights: usize,
@@ -17,7 +17,7 @@ pub struct LayerSparsity {
 
 /// Sparsity as ShrinkBench defines it: over prunable weights, and compression over all
 /// parameters (total / non-zero).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SparsityReport {
     pub layers: Vec<LayerSparsity>,
     /// The fraction of prunable weights that are zero.

@@ -3,6 +3,7 @@ use std::time::Instant;
 use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::Network;
 use coppice_train::{Callback, Callbacks, EpochRecord, Evaluation, TrainSetup, evaluate, fit};
+use serde::{Deserialize, Serialize};
 
 use crate::PruneError;
 use crate::report::{SparsityReport, sparsity_report};
@@ -17,6 +18,10 @@ pub trait Strategy {
     fn callback(&self) -> Box<dyn Callback>;
     /// `initial`'s values for the surviving weights of `pruned` (lottery-ticket rewinding).
     fn rewind(&self, pruned: Network, initial: &Network) -> Network;
+    /// Takes up an interrupted run: `net` is the network after the last completed round and
+    /// `dense` the one before round 1. What a strategy carries between rounds must follow from
+    /// these two, so that a resumed run prunes exactly as an uninterrupted one.
+    fn resume(&mut self, dense: &Network, net: &Network);
 }
 
 pub struct Rounds {
@@ -47,7 +52,12 @@ impl Rounds {
     }
 }
 
-#[derive(Clone, Debug)]
+/// The seed of one round's random draws, so that any round can be redone on its own.
+pub(crate) fn round_seed(seed: u64, round: usize) -> u64 {
+    seed.wrapping_add((round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RoundRecord {
     /// 0 is the network before any pruning.
     pub round: usize,
@@ -59,6 +69,12 @@ pub struct RoundRecord {
     pub epochs: Vec<EpochRecord>,
 }
 
+/// The rounds an interrupted run completed (round 0 first), and its network before round 1.
+pub struct Completed {
+    pub records: Vec<RoundRecord>,
+    pub dense: Network,
+}
+
 pub struct RoundsOutcome {
     pub net: Network,
     pub rounds: Vec<RoundRecord>,
@@ -66,10 +82,13 @@ pub struct RoundsOutcome {
 
 /// Prune, retrain, evaluate, record: `rounds.rounds` times, after recording round 0. `on_round`
 /// sees each record as soon as it exists, so a caller can write it out before the next round.
+/// With `completed`, `net` is the network after its last round, and the loop goes on from the
+/// next round.
 pub fn run_rounds(
     mut net: Network,
     strategy: &mut dyn Strategy,
     rounds: &Rounds,
+    completed: Option<Completed>,
     on_round: &mut dyn FnMut(&RoundRecord, &Network),
 ) -> Result<RoundsOutcome, PruneError> {
     let eval = |net: &Network| {
@@ -81,18 +100,26 @@ pub fn run_rounds(
             &rounds.retrain.device,
         )
     };
-    let dense = RoundRecord {
-        round: 0,
-        target: Some(0.0),
-        sparsity: sparsity_report(&net),
-        test: eval(&net)?,
-        seconds: 0.0,
-        epochs: Vec::new(),
+    let mut records = match completed {
+        Some(Completed { records, dense }) => {
+            strategy.resume(&dense, &net);
+            records
+        }
+        None => {
+            let dense = RoundRecord {
+                round: 0,
+                target: Some(0.0),
+                sparsity: sparsity_report(&net),
+                test: eval(&net)?,
+                seconds: 0.0,
+                epochs: Vec::new(),
+            };
+            on_round(&dense, &net);
+            vec![dense]
+        }
     };
-    on_round(&dense, &net);
-    let mut records = vec![dense];
     let callbacks = Callbacks::new(vec![strategy.callback()]);
-    for round in 1..=rounds.rounds {
+    for round in records.len()..=rounds.rounds {
         let started = Instant::now();
         callbacks.on_round_start(round);
         net = strategy.prune(net, round)?;

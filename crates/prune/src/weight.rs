@@ -9,7 +9,7 @@ use crate::PruneError;
 use crate::allocation::{Allocation, LayerScores, allocate};
 use crate::criteria::WeightCriterion;
 use crate::mask::{MaskSet, host_values};
-use crate::rounds::Strategy;
+use crate::rounds::{Strategy, round_seed};
 use crate::schedule::{Schedule, agp_sparsity};
 
 /// Unstructured pruning: zero the least important weights and keep them zero.
@@ -130,6 +130,11 @@ impl Strategy for WeightPruner {
         drop(pruned);
         self.lock().masks.apply(initial.clone())
     }
+
+    fn resume(&mut self, _dense: &Network, net: &Network) {
+        let paths: Vec<String> = net.prunable_layers().iter().flat_map(|l| self.pruned_paths(l)).collect();
+        self.lock().masks = MaskSet::from_zeros(net, &paths, &self.device);
+    }
 }
 
 impl Callback for WeightPruner {
@@ -149,7 +154,10 @@ impl Callback for WeightPruner {
         self.lock().masks.apply(net)
     }
 
-    fn on_round_start(&mut self, _round: usize) {
-        self.lock().round_steps = 0;
+    fn on_round_start(&mut self, round: usize) {
+        let mut state = self.lock();
+        state.round_steps = 0;
+        // A stream of its own per round, so that a resumed run draws what an uninterrupted one would.
+        state.rng = SplitMix64::new(round_seed(self.config.seed, round));
     }
 }

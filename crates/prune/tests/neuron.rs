@@ -208,13 +208,24 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
         min_units: 1,
         seed: 1,
     };
-    let mut strategy = NeuronPruner::new(config, vec![], device()).unwrap();
-    let outcome = run_rounds(mlp(), &mut strategy, &rounds, &mut |_, _| {}).unwrap();
+    let mut strategy = NeuronPruner::new(config.clone(), vec![], device()).unwrap();
+    let mut saved: Vec<(RoundRecord, Network)> = Vec::new();
+    let outcome =
+        run_rounds(mlp(), &mut strategy, &rounds, None, &mut |r, net| saved.push((r.clone(), net.deep_clone())))
+            .unwrap();
     let units: usize = outcome.net.unit_groups().iter().map(|g| g.units).sum();
     assert_eq!(units, 10, "half of the 20 hidden units are gone");
     assert!(outcome.net.num_params() < mlp().num_params());
     let last = outcome.rounds.last().unwrap();
     assert!(last.test.accuracy > 0.5, "the smaller network still learns: {}", last.test.accuracy);
+
+    // Resumed after round 1, round 2 cuts from the original sizes, as it did uninterrupted.
+    let completed =
+        Completed { records: saved[..2].iter().map(|(r, _)| r.clone()).collect(), dense: saved[0].1.deep_clone() };
+    let mut fresh = NeuronPruner::new(config, vec![], device()).unwrap();
+    let resumed = run_rounds(saved[1].1.deep_clone(), &mut fresh, &rounds, Some(completed), &mut |_, _| {}).unwrap();
+    assert_eq!(resumed.net.architecture(), outcome.net.architecture());
+    assert_eq!(resumed.rounds.last().unwrap().test, last.test);
 }
 
 /// Sets every entry of the tensors whose path ends with a given suffix.

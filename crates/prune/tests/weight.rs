@@ -71,7 +71,7 @@ fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
         let before = zero_positions(&pruned, "fc.0.weight");
         assert_eq!(before.len(), 36 * 24 / 2);
         let outcome =
-            run_rounds(pruned, &mut strategy, &rounds("hold", 1, 2, optimizer, None), &mut |_, _| {}).unwrap();
+            run_rounds(pruned, &mut strategy, &rounds("hold", 1, 2, optimizer, None), None, &mut |_, _| {}).unwrap();
         // The round pruned again (a no-op at the same target) and retrained 2 epochs with a
         // fresh optimizer whose momentum would have moved any unmasked weight.
         let after = zero_positions(&outcome.net, "fc.0.weight");
@@ -85,7 +85,7 @@ fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
 fn per_layer_targets_land_within_one_weight_and_stay_after_retraining() {
     let mut strategy = pruner(per_layer(0.37, &[("fc3", 0.74)]), Schedule::Iterative { rounds: 3 });
     let outcome =
-        run_rounds(tiny_net(), &mut strategy, &rounds("exact", 3, 1, OptimizerKind::Sgd, None), &mut |_, _| {})
+        run_rounds(tiny_net(), &mut strategy, &rounds("exact", 3, 1, OptimizerKind::Sgd, None), None, &mut |_, _| {})
             .unwrap();
     let last = outcome.rounds.last().unwrap();
     for layer in &last.sparsity.layers {
@@ -176,6 +176,7 @@ fn rewinding_resets_survivors_to_their_initial_values() {
         initial.clone(),
         &mut strategy,
         &rounds("rewind", 1, 0, OptimizerKind::Sgd, Some(initial.clone())),
+        None,
         &mut |_, _| {},
     )
     .unwrap();
@@ -213,4 +214,53 @@ fn random_criterion_prunes_the_target_but_not_by_magnitude() {
     let smallest_kept =
         original.iter().enumerate().filter(|(i, _)| !zeros.contains(i)).map(|(_, v)| v.abs()).fold(f32::MAX, f32::min);
     assert!(largest_pruned > smallest_kept, "random is not magnitude");
+}
+
+/// What `coppice run --resume` relies on: the rounds after an interruption, started from the
+/// saved network and records, end exactly where an uninterrupted run ends.
+#[test]
+fn resuming_after_round_one_ends_where_an_uninterrupted_run_ends() {
+    for criterion in [WeightCriterion::Magnitude, WeightCriterion::Random] {
+        let pruner = || {
+            let config = WeightPruning {
+                criterion,
+                allocation: per_layer(0.6, &[]),
+                schedule: Schedule::Iterative { rounds: 3 },
+                include_bias: false,
+                seed: 1,
+            };
+            WeightPruner::new(config, Device::flex())
+        };
+        let mut saved: Vec<(RoundRecord, Network)> = Vec::new();
+        let full = run_rounds(
+            tiny_net(),
+            &mut pruner(),
+            &rounds("resume-full", 3, 1, OptimizerKind::Sgd, None),
+            None,
+            &mut |record, net| saved.push((record.clone(), net.deep_clone())),
+        )
+        .unwrap();
+        let completed =
+            Completed { records: saved[..2].iter().map(|(r, _)| r.clone()).collect(), dense: saved[0].1.deep_clone() };
+        let mut later_rounds = Vec::new();
+        let resumed = run_rounds(
+            saved[1].1.deep_clone(),
+            &mut pruner(),
+            &rounds("resume-rest", 3, 1, OptimizerKind::Sgd, None),
+            Some(completed),
+            &mut |record, _| later_rounds.push(record.round),
+        )
+        .unwrap();
+        assert_eq!(later_rounds, vec![2, 3], "{criterion:?}: only the rounds left are run");
+        assert_eq!(resumed.rounds.len(), 4);
+        for layer in full.net.prunable_layers() {
+            assert_eq!(
+                values_of(&full.net, &layer.weight_path),
+                values_of(&resumed.net, &layer.weight_path),
+                "{criterion:?}: {} differs",
+                layer.name
+            );
+        }
+        assert_eq!(full.rounds.last().unwrap().test, resumed.rounds.last().unwrap().test);
+    }
 }

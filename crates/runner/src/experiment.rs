@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use burn::data::dataloader::batcher::Batcher;
@@ -14,12 +14,12 @@ use coppice_data::{
 use coppice_data::{ImageBatch, ImageItem};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
 use coppice_prune::{
-    DEFAULT_LEVELS, Granularity, MaskSet, NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome, Strategy,
-    WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv, sparsity_report,
-    tolerated_sparsity, values_of,
+    Completed, DEFAULT_LEVELS, Granularity, MaskSet, NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome,
+    Strategy, WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv,
+    sparsity_report, tolerated_sparsity,
 };
 use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendName;
 use crate::bench::inference_seconds;
@@ -273,7 +273,24 @@ struct Experiment {
 
 impl Experiment {
     fn start(config_path: &Path, overrides: &[String], options: &RunOptions) -> Result<(Experiment, Network)> {
-        let mut config = Config::load(config_path, overrides)?;
+        let config = Config::load(config_path, overrides)?;
+        Experiment::open(config, config_path, options, None)
+    }
+
+    /// An interrupted run's experiment, from the resolved config in its directory.
+    fn reopen(run_dir: &Path, options: &RunOptions) -> Result<(Experiment, Network)> {
+        let config_path = run_dir.join("config.toml");
+        let config = Config::load(&config_path, &[])
+            .with_context(|| format!("{}: fix: pass a run directory written by `coppice run`", run_dir.display()))?;
+        Experiment::open(config, &config_path, options, Some(run_dir.to_path_buf()))
+    }
+
+    fn open(
+        mut config: Config,
+        config_path: &Path,
+        options: &RunOptions,
+        run_dir: Option<PathBuf>,
+    ) -> Result<(Experiment, Network)> {
         if let Some(backend) = options.backend {
             config.backend = backend;
         }
@@ -295,9 +312,19 @@ impl Experiment {
             let names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
             prune.check_layers(&names).map_err(in_config)?;
         }
-        let run_dir = create_run_dir(&options.out, &config.name)?;
-        let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
-        write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())?;
+        let run_dir = match run_dir {
+            Some(dir) => dir,
+            None => {
+                // The resolved config says everything a resume needs, `--from` included.
+                if let (Some(prune), Some(dir)) = (config.prune.as_mut(), &options.from) {
+                    prune.from = Some(dir.clone());
+                }
+                let dir = create_run_dir(&options.out, &config.name)?;
+                let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
+                write_atomic(&dir.join("config.toml"), resolved.as_bytes())?;
+                dir
+            }
+        };
         println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
         Ok((Experiment { config, data, device, from, run_dir }, start_net))
     }
@@ -331,23 +358,72 @@ impl Experiment {
 
 /// Runs a config end to end and returns the run directory.
 pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Result<PathBuf> {
-    let started = Instant::now();
     let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
-    let Experiment { config, data, device, run_dir, .. } = &experiment;
+    run_experiment(&experiment, start_net, None, options)
+}
+
+/// `coppice run --resume RUN_DIR`: goes on after the last round the interrupted run completed,
+/// or trains again from the start when it completed none. What the run recorded stays, once.
+pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<PathBuf> {
+    if run_dir.join("summary.json").is_file() {
+        return Err(anyhow!(
+            "{}: this run finished (it has summary.json); nothing to resume; fix: start a new one with `coppice run CONFIG`",
+            run_dir.display()
+        ));
+    }
+    // A config.toml alone could be any folder of configs: a run that started training has more.
+    if !run_dir.join("train").is_dir() && !Checkpoint::dir(run_dir).is_dir() {
+        return Err(anyhow!(
+            "{}: not an interrupted coppice run (it has neither train/ nor checkpoints/); fix: pass the run directory `coppice run` printed, or start again with `coppice run CONFIG`",
+            run_dir.display()
+        ));
+    }
+    let (experiment, start_net) = Experiment::reopen(run_dir, options)?;
+    let progress = Checkpoint::read(run_dir)?;
+    match &progress {
+        Some(p) => println!("resuming after round {} of {}", p.last_round(), run_dir.display()),
+        None => println!("{} completed no round; training from the start", run_dir.display()),
+    }
+    run_experiment(&experiment, start_net, progress, options)
+}
+
+fn run_experiment(
+    experiment: &Experiment,
+    start_net: Network,
+    progress: Option<Checkpoint>,
+    options: &RunOptions,
+) -> Result<PathBuf> {
+    let Experiment { config, data, device, run_dir, .. } = experiment;
+    let earlier = Duration::from_secs_f64(progress.as_ref().map_or(0.0, |p| p.seconds));
+    let started = Instant::now().checked_sub(earlier).unwrap_or_else(Instant::now);
     let prune = config.prune.clone();
     let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
     // Deep copies: burn clones share BatchNorm running statistics, which training rewrites.
     let initial = start_net.deep_clone();
-    let net = experiment.dense(start_net, options, &mut metrics, if prune.is_some() { "dense" } else { "train" })?;
-
-    let dense_net = net.deep_clone();
+    let (net, dense_net, completed) = match progress {
+        Some(progress) => {
+            metrics.rows = progress.metrics;
+            metrics.extend(0, &[])?;
+            write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&progress.rounds).as_bytes())?;
+            let dense = load_model(&Checkpoint::model_dir(run_dir, 0), device)?;
+            let last = progress.rounds.last().map_or(0, |r| r.round);
+            let net = load_model(&Checkpoint::model_dir(run_dir, last), device)?;
+            (net, dense.deep_clone(), Some(Completed { records: progress.rounds, dense }))
+        }
+        None => {
+            let label = if prune.is_some() { "dense" } else { "train" };
+            let net = experiment.dense(start_net, options, &mut metrics, label)?;
+            let dense_net = net.deep_clone();
+            (net, dense_net, None)
+        }
+    };
     let (net, test, pruning) = match &prune {
         None => {
             let test = evaluate_test(&net, data, config, device)?;
             (net, test, None)
         }
         Some(prune) => {
-            let outcome = prune_rounds(net, prune, config, data, device, run_dir, initial, options, &mut metrics)?;
+            let outcome = prune_rounds(net, prune, experiment, initial, completed, options, &mut metrics, started)?;
             let last = outcome.rounds.last().expect("round 0 is always recorded");
             let test = last.test;
             let dense = outcome.rounds[0].test.accuracy;
@@ -371,8 +447,77 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
     if let Some((_, outcome)) = &pruning {
         write_atomic(&run_dir.join("report.md"), report_md(config, &summary, &outcome.rounds).as_bytes())?;
     }
+    Checkpoint::finished(run_dir);
     summary.print();
     Ok(run_dir.clone())
+}
+
+/// What an interrupted run leaves to resume from, in `checkpoints/` of its run directory: the
+/// records of the rounds it completed, and the networks before round 1 and after the last one.
+/// `progress.json` is written after the networks, so it never names one that is not there.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    rounds: Vec<RoundRecord>,
+    metrics: Vec<(usize, EpochRecord)>,
+    /// Wall time so far, so that `wall_seconds` covers every attempt.
+    seconds: f64,
+}
+
+impl Checkpoint {
+    fn dir(run_dir: &Path) -> PathBuf {
+        run_dir.join("checkpoints")
+    }
+
+    fn model_dir(run_dir: &Path, round: usize) -> PathBuf {
+        Checkpoint::dir(run_dir).join(format!("round-{round}"))
+    }
+
+    fn last_round(&self) -> usize {
+        self.rounds.last().map_or(0, |r| r.round)
+    }
+
+    fn read(run_dir: &Path) -> Result<Option<Checkpoint>> {
+        let path = Checkpoint::dir(run_dir).join("progress.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let progress: Checkpoint = serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a coppice checkpoint; fix: delete checkpoints/ to train from the start", path.display())
+        })?;
+        Ok(Some(progress))
+    }
+
+    /// Saves the network after `rounds`' last round, then the records; drops the network of
+    /// the round before, which nothing needs any more (round 0 stays: a resumed run starts its
+    /// strategy from it).
+    fn save(
+        run_dir: &Path,
+        net: &Network,
+        rounds: &[RoundRecord],
+        metrics: &MetricsLog,
+        started: Instant,
+    ) -> Result<()> {
+        let round = rounds.last().map_or(0, |r| r.round);
+        let dir = Checkpoint::model_dir(run_dir, round);
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        save_model(net, &dir)?;
+        let progress = Checkpoint {
+            rounds: rounds.to_vec(),
+            metrics: metrics.rows.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        write_atomic(&Checkpoint::dir(run_dir).join("progress.json"), serde_json::to_string(&progress)?.as_bytes())?;
+        if round > 1 {
+            let _ = std::fs::remove_dir_all(Checkpoint::model_dir(run_dir, round - 1));
+        }
+        Ok(())
+    }
+
+    /// A finished run has its model and summary; the checkpoints would only duplicate them.
+    fn finished(run_dir: &Path) {
+        let _ = std::fs::remove_dir_all(Checkpoint::dir(run_dir));
+    }
 }
 
 /// A saved model must take the data's images.
@@ -400,21 +545,24 @@ fn check_input(architecture: &Architecture, data: &Data, dir: &Path) -> Result<(
     }
 }
 
+/// The rounds after the dense network, or after `completed` when resuming. Every completed
+/// round is written out (records and a checkpoint) before the next starts.
 #[allow(clippy::too_many_arguments)]
 fn prune_rounds(
     net: Network,
     prune: &PruneConfig,
-    config: &Config,
-    data: &Data,
-    device: &burn::prelude::Device,
-    run_dir: &Path,
+    experiment: &Experiment,
     initial: Network,
+    completed: Option<Completed>,
     options: &RunOptions,
     metrics: &mut MetricsLog,
+    started: Instant,
 ) -> Result<RoundsOutcome> {
+    let Experiment { config, data, device, run_dir, .. } = experiment;
     let steps_per_epoch = data.train.len().div_ceil(config.train.batch_size);
     let in_config = |(field, problem): (String, String)| anyhow!("config: {field}: {problem}");
-    let prune = &resolve_targets(prune, &net, data, config, device)?;
+    let dense = completed.as_ref().map_or(&net, |c| &c.dense);
+    let prune = &resolve_targets(prune, dense, data, config, device)?;
     let calibration = |needed: bool| {
         if needed { data.train_batches(config.train.batch_size, prune.calibration_batches, device) } else { Vec::new() }
     };
@@ -441,22 +589,29 @@ fn prune_rounds(
         batcher: data.batcher.clone(),
         rewind_to: (prune.rewind == RewindKind::Init).then_some(initial),
     };
-    let mut records: Vec<RoundRecord> = Vec::new();
+    let mut records: Vec<RoundRecord> = completed.as_ref().map(|c| c.records.clone()).unwrap_or_default();
     let mut failure = None;
     if prune.strategy == StrategyKind::Layerwise {
+        // Only the dense network is checkpointed: a resumed layer-wise run starts again at the
+        // first layer, because each layer's tries depend on the ones before.
+        let net = completed.map_or(net, |c| c.dense);
+        records.truncate(1);
         let names = layer_order(&net, prune.granularity);
         let layer_wise = prune.layer_wise(prune.config_targets(&names), config.seed).map_err(in_config)?;
         let data_needed = prune.granularity == Granularity::Unit && layer_wise.unit_criterion.needs_data();
-        let dense = RoundRecord {
-            round: 0,
-            target: Some(0.0),
-            sparsity: sparsity_report(&net),
-            test: evaluate_test(&net, data, config, device)?,
-            seconds: 0.0,
-            epochs: Vec::new(),
-        };
-        println!("{}", round_line(&dense, names.len()));
-        records.push(dense);
+        if records.is_empty() {
+            let dense = RoundRecord {
+                round: 0,
+                target: Some(0.0),
+                sparsity: sparsity_report(&net),
+                test: evaluate_test(&net, data, config, device)?,
+                seconds: 0.0,
+                epochs: Vec::new(),
+            };
+            println!("{}", round_line(&dense, names.len()));
+            records.push(dense);
+            Checkpoint::save(run_dir, &net, &records, metrics, started)?;
+        }
         let mut attempts_csv =
             String::from("layer,attempt,target,valid_accuracy,accepted,sparsity,params_total,test_accuracy,seconds\n");
         let (net, _) = run_layerwise(net, &layer_wise, &rounds, calibration(data_needed), &mut |a, _| {
@@ -518,12 +673,13 @@ fn prune_rounds(
         }
     };
     let total = rounds.rounds;
-    let outcome = run_rounds(net, strategy.as_mut(), &rounds, &mut |record, _net| {
+    let outcome = run_rounds(net, strategy.as_mut(), &rounds, completed, &mut |record, net| {
         records.push(record.clone());
         println!("{}", round_line(record, total));
         let written = metrics
             .extend(record.round, &record.epochs)
-            .and_then(|()| write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&records).as_bytes()));
+            .and_then(|()| write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&records).as_bytes()))
+            .and_then(|()| Checkpoint::save(run_dir, net, &records, metrics, started));
         if let Err(e) = written {
             failure.get_or_insert(e);
         }
@@ -793,14 +949,8 @@ pub fn finetune(
     };
     let (experiment, net) = Experiment::start(&parent_config, &sets, &options)?;
     let Experiment { config, data, device, run_dir, .. } = &experiment;
-    let mut masks = MaskSet::default();
-    for layer in net.prunable_layers() {
-        let keep: Vec<bool> =
-            values_of(&net, &layer.weight_path).unwrap_or_default().iter().map(|v| *v != 0.0).collect();
-        if keep.contains(&false) {
-            masks.set(&layer.weight_path, keep, device);
-        }
-    }
+    let weights: Vec<String> = net.prunable_layers().into_iter().map(|l| l.weight_path).collect();
+    let masks = MaskSet::from_zeros(&net, &weights, device);
     let setup = TrainSetup {
         config: config.train.clone(),
         device: device.clone(),

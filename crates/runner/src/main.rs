@@ -61,7 +61,11 @@ impl RunArgs {
 enum Command {
     /// Train (and prune) as the config says; writes runs/<name>-<timestamp>/.
     Run {
-        config: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        config: Option<PathBuf>,
+        /// Continue an interrupted run in its own directory, after its last completed round.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides", "out"])]
+        resume: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -172,9 +176,14 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Run { config, run } => {
+        Command::Run { config, resume, run } => {
             let (options, overrides) = run.options(None)?;
-            println!("{}", experiment::run(&config, &overrides, &options)?.display());
+            let run_dir = match (resume, config) {
+                (Some(run_dir), _) => experiment::resume(&run_dir, &options)?,
+                (None, Some(config)) => experiment::run(&config, &overrides, &options)?,
+                (None, None) => unreachable!("clap requires a config unless --resume is given"),
+            };
+            println!("{}", run_dir.display());
         }
         Command::Sensitivity { config, levels, run, from } => {
             let (options, overrides) = run.options(from)?;

@@ -15,7 +15,10 @@ fn coppice(args: &[&str]) -> Output {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    // Read when the test runs, not baked in when it compiles: CI reuses one target directory for
+    // clones at different paths, and cargo may not rebuild a test whose sources did not change.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    Path::new(&manifest_dir).join("../..").canonicalize().unwrap()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -466,4 +469,85 @@ fn bad_prune_settings_are_named() {
     let config = config_in(&dir, &format!("{MLP_CONFIG}[prune]\ntarget = 0.5\nlayers = {{ fc7 = 0.5 }}\n"));
     let out = coppice(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
     assert_clean_failure(&out, &["prune.layers.fc7", "fc1, fc2"]);
+}
+
+/// The rows of a CSV without its `seconds` column, which no two runs share.
+fn csv_without_seconds(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let seconds = header.iter().position(|h| *h == "seconds").unwrap();
+    text.lines()
+        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != seconds).map(|(_, v)| v).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+/// A weight-pruning run killed with SIGKILL during round 2 and resumed records each round once
+/// and ends exactly where the same run ends uninterrupted.
+#[test]
+fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
+    let dir = scratch("resume");
+    let config = config_in(
+        &dir,
+        "name = \"resume\"\n[data]\ntrain_limit = 8000\ntest_limit = 2000\n[model]\nkind = \"mlp\"\n\
+         [train]\nepochs = 1\n[prune]\nallocation = \"global\"\ntarget = 0.9\nrounds = 3\nretrain_epochs = 3\n",
+    );
+    let run_in = |tag: &str| {
+        let out = dir.join(tag);
+        let child = Command::new(env!("CARGO_BIN_EXE_coppice"))
+            .args(["run", config.to_str().unwrap(), "--plain", "--out", out.to_str().unwrap()])
+            .current_dir(repo_root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the coppice binary runs");
+        (out, child)
+    };
+    let only_entry = |out: &Path| std::fs::read_dir(out).unwrap().next().unwrap().unwrap().path();
+
+    let (out, child) = run_in("whole");
+    let finished = child.wait_with_output().unwrap();
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    let whole = only_entry(&out);
+    assert!(!whole.join("checkpoints").exists(), "a finished run keeps no checkpoints");
+
+    let (out, mut child) = run_in("killed");
+    let last_round = |run_dir: &Path| -> Option<u64> {
+        let text = std::fs::read_to_string(run_dir.join("checkpoints/progress.json")).ok()?;
+        let progress: serde_json::Value = serde_json::from_str(&text).ok()?;
+        progress["rounds"].as_array()?.last()?["round"].as_u64()
+    };
+    let killed = loop {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before round 1 was recorded");
+        if let Some(run_dir) = std::fs::read_dir(&out).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path())
+            && last_round(&run_dir) == Some(1)
+        {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+            break run_dir;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(last_round(&killed), Some(1), "killed during round 2");
+    assert!(!killed.join("summary.json").exists());
+
+    let resumed = coppice(&["run", "--resume", killed.to_str().unwrap(), "--plain"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resuming after round 1"));
+    let rounds: Vec<String> = csv_without_seconds(&killed.join("rounds.csv"));
+    let numbers: Vec<&str> = rounds.iter().skip(1).map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(numbers, ["0", "1", "2", "3"], "each round exactly once");
+    assert_eq!(rounds, csv_without_seconds(&whole.join("rounds.csv")), "the same rounds as uninterrupted");
+    assert_eq!(csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
+    let (a, b) = (read_summary(&whole), read_summary(&killed));
+    for key in ["test_accuracy", "test_loss", "sparsity", "params_nonzero", "dense_test_accuracy", "rounds", "epochs"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert!(!killed.join("checkpoints").exists());
+
+    assert_clean_failure(
+        &coppice(&["run", "--resume", killed.to_str().unwrap()]),
+        &["summary.json", "nothing to resume"],
+    );
+    // A folder with a config in it is not a run to resume.
+    assert_clean_failure(&coppice(&["run", "--resume", dir.to_str().unwrap()]), &["not an interrupted", "coppice run"]);
 }

@@ -1,10 +1,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use coppice_models::Network;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One epoch of training as `metrics.csv` records it. Accuracies are fractions in [0, 1].
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Counted from 1 within one call to `fit`.
     pub epoch: usize,

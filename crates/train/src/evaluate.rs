@@ -3,13 +3,13 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::{Classifier, Network};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fit::TrainError;
 
 /// Loss and accuracy over a whole dataset, weighted by sample so the last short batch counts
 /// for what it holds.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub loss: f64,
     /// A fraction in [0, 1].
