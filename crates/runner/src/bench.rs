@@ -72,7 +72,8 @@ fn bench_one(
     batch_size: usize,
     options: &BenchOptions,
 ) -> Result<BenchRow> {
-    let device = backend.device().autodiff();
+    let plain_device = backend.device()?;
+    let device = plain_device.clone().autodiff();
     device.seed(0);
     // Full batches only, so every step times the same amount of work.
     let batches = data.train_batches(batch_size, (data.train.len() / batch_size).min(32), &device);
@@ -88,7 +89,7 @@ fn bench_one(
             include_bias: false,
             seed: 0,
         };
-        let pruner = WeightPruner::new(pruning, backend.device());
+        let pruner = WeightPruner::new(pruning, plain_device.clone());
         let net = pruner.prune_to(architecture.init(&device), &|t| t);
         Trainer::new(net, Some(pruner.masks()))
     });
@@ -117,9 +118,11 @@ fn bench_one(
     })
 }
 
-/// A bare training loop: forward, backward, SGD step, and the masks when there are any.
+/// A bare training loop: forward, backward, SGD step, and the masks when there are any. The
+/// network moves through the step as it does in training, so that the optimizer and the masks
+/// own its tensors and may update them in place.
 struct Trainer {
-    net: Network,
+    net: Option<Network>,
     optim: ModuleOptimizer,
     masks: Option<MaskSet>,
     cursor: usize,
@@ -128,7 +131,7 @@ struct Trainer {
 impl Trainer {
     fn new(net: Network, masks: Option<MaskSet>) -> Self {
         let optim = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init();
-        Self { net, optim, masks, cursor: 0 }
+        Self { net: Some(net), optim, masks, cursor: 0 }
     }
 
     /// Returns the last loss, read back so that lazy backends finish the work being timed.
@@ -137,13 +140,15 @@ impl Trainer {
         for _ in 0..steps {
             let batch = &batches[self.cursor % batches.len()];
             self.cursor += 1;
-            let logits = self.net.forward(batch.images.clone());
+            let net = self.net.take().expect("the network is back after every step");
+            let logits = net.forward(batch.images.clone());
             let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.targets.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &self.net);
-            self.net = self.optim.step(0.01, self.net.clone(), grads);
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let mut net = self.optim.step(0.01, net, grads);
             if let Some(masks) = &self.masks {
-                self.net = masks.apply(self.net.clone());
+                net = masks.apply(net);
             }
+            self.net = Some(net);
             last = Some(loss);
         }
         last.map_or(0.0, |l| l.into_scalar::<f64>())
@@ -167,8 +172,10 @@ pub fn inference_seconds(nets: &[&Network], input: InputShape, batch: usize, dev
     );
     let nets: Vec<Network> = nets.iter().map(|n| (*n).clone().valid()).collect();
     let time = |net: &Network| {
+        let _ = device.sync();
         let start = Instant::now();
         let _ = net.forward(images.clone()).into_data();
+        let _ = device.sync();
         start.elapsed().as_secs_f64()
     };
     for net in &nets {

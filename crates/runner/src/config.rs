@@ -100,6 +100,11 @@ pub struct ModelConfig {
     pub stages: Option<Vec<Vec<usize>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fc: Option<usize>,
+    /// A run directory whose weights (`model.bpk`, `architecture.json`) the network starts from
+    /// instead of the seeded random init, and then trains: how `coppice compare` starts every
+    /// backend from the same weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 /// A config error: which file, which field, what is wrong and how to fix it, on one line.
@@ -127,6 +132,7 @@ impl Config {
                 fc1: None,
                 stages: None,
                 fc: None,
+                init: None,
             },
             train: TrainConfig::default(),
             prune: None,

@@ -72,7 +72,21 @@ impl Data {
     /// The first `count` batches of the training split, in order (the last may be short): what
     /// data-driven unit criteria are measured on, and what the benchmark trains on.
     pub fn train_batches(&self, batch_size: usize, count: usize, device: &burn::prelude::Device) -> Vec<ImageBatch> {
-        let set = &self.train;
+        self.batches(&self.train, batch_size, count, device)
+    }
+
+    /// The whole test split in order.
+    pub fn test_batches(&self, batch_size: usize, device: &burn::prelude::Device) -> Vec<ImageBatch> {
+        self.batches(&self.test, batch_size, self.test.len().div_ceil(batch_size), device)
+    }
+
+    fn batches(
+        &self,
+        set: &ImageSet,
+        batch_size: usize,
+        count: usize,
+        device: &burn::prelude::Device,
+    ) -> Vec<ImageBatch> {
         let per_image = set.pixels_per_image();
         (0..count)
             .map(|b| b * batch_size..((b + 1) * batch_size).min(set.len()))
@@ -124,6 +138,13 @@ pub struct Summary {
     /// For `coppice finetune`: the run directory it continued from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// The process's peak resident memory (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
+    /// What the device's allocator holds at the end, on backends that report it (the GPU ones);
+    /// its pools keep what the run's peak needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_memory_bytes: Option<u64>,
 }
 
 impl Summary {
@@ -134,6 +155,7 @@ impl Summary {
         test: &Evaluation,
         metrics: &MetricsLog,
         data: &Data,
+        device: &burn::prelude::Device,
         started: Instant,
     ) -> Summary {
         Summary {
@@ -157,6 +179,8 @@ impl Summary {
             rounds: None,
             dense: None,
             parent: None,
+            peak_rss_bytes: peak_rss_bytes(),
+            device_memory_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
         }
     }
 
@@ -171,6 +195,14 @@ impl Summary {
             self.wall_seconds
         );
     }
+}
+
+/// The high-water mark of this process's resident memory, from `/proc/self/status` (Linux).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[derive(Serialize)]
@@ -296,7 +328,7 @@ impl Experiment {
         }
         let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
         let data = Data::load(&config)?;
-        let device = config.backend.device();
+        let device = config.backend.device().with_context(|| format!("{}: backend", config_path.display()))?;
         device.seed(config.seed);
         let from = options.from.clone().or_else(|| config.prune.as_ref().and_then(|p| p.from.clone()));
         let start_net = match &from {
@@ -306,7 +338,26 @@ impl Experiment {
                 check_input(&net.architecture(), &data, dir)?;
                 net
             }
-            None => config.architecture(data.input(), data.classes()).map_err(in_config)?.init(&device),
+            None => {
+                let architecture = config.architecture(data.input(), data.classes()).map_err(in_config)?;
+                match &config.model.init {
+                    None => architecture.init(&device),
+                    Some(dir) => {
+                        let net = load_model(dir, &device)
+                            .with_context(|| format!("{}: model.init", config_path.display()))?;
+                        if net.architecture() != architecture {
+                            return Err(anyhow!(
+                                "{}: model.init: {} holds a {:?}, the config asks for a {:?}; fix: point model.init at weights of the config's model",
+                                config_path.display(),
+                                dir.display(),
+                                net.architecture(),
+                                architecture
+                            ));
+                        }
+                        net
+                    }
+                }
+            }
         };
         if let Some(prune) = &config.prune {
             let names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
@@ -441,7 +492,7 @@ fn run_experiment(
             .as_ref()
             .filter(|p| p.strategy == StrategyKind::Neuron)
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
-        ..Summary::basic(config, &net, &test, &metrics, data, started)
+        ..Summary::basic(config, &net, &test, &metrics, data, device, started)
     };
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     if let Some((_, outcome)) = &pruning {
@@ -850,7 +901,7 @@ pub fn eval(run_dir: &Path, backend: Option<BackendName>) -> Result<Evaluation> 
     if let Some(backend) = backend {
         config.backend = backend;
     }
-    let device = config.backend.device();
+    let device = config.backend.device()?;
     let net = load_model(run_dir, &device)?;
     let data = Data::load(&config)?;
     evaluate_test(&net, &data, &config, &device)
@@ -972,7 +1023,7 @@ pub fn finetune(
         sparsity: Some(report.sparsity),
         compression_ratio: Some(report.compression_ratio),
         parent: Some(parent.display().to_string()),
-        ..Summary::basic(config, &outcome.net, &test, &metrics, data, started)
+        ..Summary::basic(config, &outcome.net, &test, &metrics, data, device, started)
     };
     write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     summary.print();

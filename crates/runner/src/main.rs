@@ -2,6 +2,7 @@
 
 mod backend;
 mod bench;
+mod compare;
 mod config;
 mod experiment;
 mod export;
@@ -31,7 +32,8 @@ struct Cli {
 /// The options of every command that trains.
 #[derive(clap::Args)]
 struct RunArgs {
-    /// flex or ndarray; overrides `backend` in the config.
+    /// flex, ndarray, wgpu or cuda (the last two in builds with those features); overrides
+    /// `backend` in the config.
     #[arg(long)]
     backend: Option<String>,
     /// Directory that receives the run directory.
@@ -135,6 +137,21 @@ enum Command {
         #[arg(long)]
         backend: Option<String>,
     },
+    /// Train one config on several backends from the same initial weights and compare speed,
+    /// memory, accuracy and the logits of the same weights; writes compare.csv.
+    Compare {
+        config: PathBuf,
+        #[arg(long, default_value = "flex,ndarray", value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Training epochs (overrides train.epochs).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Directory that receives the comparison directory.
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Measure training throughput (samples/s) per backend, model and batch size.
     Bench {
         #[arg(long, default_value = "flex,ndarray", value_delimiter = ',')]
@@ -160,6 +177,14 @@ enum Command {
 
 fn parse_backend(name: Option<String>) -> Result<Option<BackendName>> {
     name.map(|n| n.parse::<BackendName>().map_err(|e| anyhow!("--backend: {e}"))).transpose()
+}
+
+fn parse_backends(names: &[String]) -> Result<Vec<BackendName>> {
+    names
+        .iter()
+        .map(|b| b.parse())
+        .collect::<Result<Vec<BackendName>, String>>()
+        .map_err(|e| anyhow!("--backends: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -228,12 +253,15 @@ fn execute(command: Command) -> Result<()> {
                 result.samples
             );
         }
+        Command::Compare { config, backends, epochs, out, mut overrides } => {
+            let backends = parse_backends(&backends)?;
+            overrides.extend(epochs.map(|e| format!("train.epochs={e}")));
+            let (dir, rows) = compare::compare(&config, &overrides, &backends, &out)?;
+            print!("{}", compare::compare_table(&rows));
+            println!("{}", dir.display());
+        }
         Command::Bench { backends, models, batch_sizes, warmup, windows, steps, data, masks } => {
-            let backends = backends
-                .iter()
-                .map(|b| b.parse())
-                .collect::<Result<Vec<BackendName>, String>>()
-                .map_err(|e| anyhow!("--backends: {e}"))?;
+            let backends = parse_backends(&backends)?;
             if windows == 0 || steps == 0 || batch_sizes.contains(&0) {
                 return Err(anyhow!("--windows, --steps and --batch-sizes must be at least 1"));
             }

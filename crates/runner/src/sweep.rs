@@ -98,35 +98,13 @@ pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backe
             .enumerate()
             .map(|(i, point)| {
                 let index = results.len() + i;
-                let mut command = Command::new(&exe);
-                command
-                    .arg("run")
-                    .arg(config)
-                    .arg("--plain")
-                    .arg("--out")
-                    .arg(sweep_dir.join(format!("point-{index}")));
-                for setting in point.iter().chain(overrides) {
-                    command.arg("--set").arg(setting);
-                }
-                if let Some(backend) = backend {
-                    command.arg("--backend").arg(backend);
-                }
-                command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-                (point.clone(), index, command.spawn())
+                let settings: Vec<String> = point.iter().chain(overrides).cloned().collect();
+                let child = spawn_run(&exe, config, &sweep_dir.join(format!("point-{index}")), &settings, backend);
+                (point.clone(), child)
             })
             .collect();
-        for (point, index, output) in children {
-            let summary =
-                output.and_then(|child| child.wait_with_output()).map_err(anyhow::Error::from).and_then(|o| {
-                    if !o.status.success() {
-                        return Err(anyhow!("{}", String::from_utf8_lossy(&o.stderr).trim()));
-                    }
-                    let dir = std::fs::read_dir(sweep_dir.join(format!("point-{index}")))?
-                        .next()
-                        .ok_or_else(|| anyhow!("no run directory"))??
-                        .path();
-                    Ok(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("summary.json"))?)?)
-                });
+        for (point, child) in children {
+            let summary = child.and_then(ChildRun::finish).map(|(_, summary)| summary);
             match &summary {
                 Ok(s) => println!(
                     "{}: test accuracy {:.2}%",
@@ -149,6 +127,45 @@ pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backe
         ));
     }
     Ok(sweep_dir)
+}
+
+/// A `coppice run` in a child process, writing its run directory under `out`.
+pub struct ChildRun {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+pub fn spawn_run(
+    exe: &Path,
+    config: &Path,
+    out: &Path,
+    settings: &[String],
+    backend: Option<&str>,
+) -> Result<ChildRun> {
+    let mut command = Command::new(exe);
+    command.arg("run").arg(config).arg("--plain").arg("--out").arg(out);
+    for setting in settings {
+        command.arg("--set").arg(setting);
+    }
+    if let Some(backend) = backend {
+        command.arg("--backend").arg(backend);
+    }
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+    Ok(ChildRun { child, out: out.to_path_buf() })
+}
+
+impl ChildRun {
+    /// Waits for the run; its directory and `summary.json`, or its one-line error.
+    pub fn finish(self) -> Result<(PathBuf, serde_json::Value)> {
+        let output = self.child.wait_with_output()?;
+        if !output.status.success() {
+            return Err(anyhow!("{}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        let dir = std::fs::read_dir(&self.out)?.next().ok_or_else(|| anyhow!("no run directory"))??.path();
+        let summary = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+        Ok((dir, summary))
+    }
 }
 
 const METRICS: [&str; 4] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero"];

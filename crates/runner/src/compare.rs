@@ -1,0 +1,180 @@
+//! `coppice compare`: one config on several backends from the same initial weights, side by side.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use burn::prelude::*;
+use coppice_models::{Classifier, Network};
+
+use crate::backend::BackendName;
+use crate::bench::inference_seconds;
+use crate::config::Config;
+use crate::experiment::{Data, load_model, save_model};
+use crate::rundir::{create_run_dir, write_atomic};
+use crate::sweep::spawn_run;
+
+pub struct CompareRow {
+    pub backend: BackendName,
+    /// Training samples per second over the run's epochs, validation passes included.
+    pub train_samples_per_second: f64,
+    /// Forward passes at the config's eval batch size, median of repeats.
+    pub inference_samples_per_second: f64,
+    pub epoch_seconds: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub device_memory_bytes: Option<u64>,
+    pub test_accuracy: f64,
+    /// The largest |logit - reference logit| over the test set, every backend running the
+    /// reference backend's trained weights.
+    pub max_logit_difference: f64,
+}
+
+/// Trains the config once per backend, each in a child process (so that its peak memory is its
+/// own) and each from the same initial weights; then runs the first backend's trained network on
+/// every backend over the test set and compares the logits.
+pub fn compare(
+    config_path: &Path,
+    overrides: &[String],
+    backends: &[BackendName],
+    out: &Path,
+) -> Result<(PathBuf, Vec<CompareRow>)> {
+    if backends.is_empty() {
+        return Err(anyhow!("--backends: name at least one backend, e.g. --backends flex,ndarray"));
+    }
+    let config = Config::load(config_path, overrides)?;
+    // Every backend opens here first, so that a missing one fails before any training.
+    let devices = backends.iter().map(|b| b.device()).collect::<Result<Vec<_>>>()?;
+    let data = Data::load(&config)?;
+    let compare_dir = create_run_dir(out, &format!("{}-compare", config.name))?;
+    println!("compare {} on {} -> {}", config.name, names(backends), compare_dir.display());
+
+    let initial_dir = compare_dir.join("initial");
+    std::fs::create_dir_all(&initial_dir).with_context(|| format!("{}: cannot create", initial_dir.display()))?;
+    let seeded = Device::flex();
+    seeded.seed(config.seed);
+    let architecture = config
+        .architecture(data.input(), data.classes())
+        .map_err(|(field, problem)| anyhow!("{}: {field}: {problem}", config_path.display()))?;
+    save_model(&architecture.init(&seeded), &initial_dir)?;
+
+    let exe = std::env::current_exe().context("cannot find the coppice binary")?;
+    let mut settings = overrides.to_vec();
+    settings.push(format!("model.init={}", toml_string(&initial_dir)));
+    let mut trained = Vec::new();
+    for backend in backends {
+        let child =
+            spawn_run(&exe, config_path, &compare_dir.join(backend.as_str()), &settings, Some(backend.as_str()))?;
+        let (run_dir, summary) = child.finish().with_context(|| format!("backend {backend}"))?;
+        println!("{backend}: test accuracy {:.2}%", summary["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0);
+        trained.push((run_dir, summary));
+    }
+
+    let reference_dir = &trained[0].0;
+    let batches = |device: &Device| data.test_batches(config.train.eval_batch_size, device);
+    let reference = logits(&load_model(reference_dir, &devices[0])?, &batches(&devices[0]));
+    let mut rows = Vec::new();
+    for ((backend, device), (run_dir, summary)) in backends.iter().zip(&devices).zip(&trained) {
+        let net = load_model(reference_dir, device)?;
+        let max_logit_difference = logits(&net, &batches(device))
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .fold(0.0, f64::max);
+        let batch = config.train.eval_batch_size;
+        let inference = inference_seconds(&[&net], data.input(), batch, device)[0];
+        let epoch_seconds = mean_epoch_seconds(run_dir)?;
+        let number = |key: &str| summary[key].as_f64();
+        rows.push(CompareRow {
+            backend: *backend,
+            train_samples_per_second: number("train_samples").unwrap_or(f64::NAN) / epoch_seconds,
+            inference_samples_per_second: batch as f64 / inference,
+            epoch_seconds,
+            peak_rss_bytes: summary["peak_rss_bytes"].as_u64(),
+            device_memory_bytes: summary["device_memory_bytes"].as_u64(),
+            test_accuracy: number("test_accuracy").unwrap_or(f64::NAN),
+            max_logit_difference,
+        });
+    }
+    write_atomic(&compare_dir.join("compare.csv"), compare_csv(&rows).as_bytes())?;
+    Ok((compare_dir, rows))
+}
+
+fn names(backends: &[BackendName]) -> String {
+    backends.iter().map(|b| b.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// A path as a TOML string for `--set`.
+fn toml_string(path: &Path) -> String {
+    toml::Value::String(path.display().to_string()).to_string()
+}
+
+/// The logits of every test sample, flattened, on the host.
+fn logits(net: &Network, batches: &[coppice_data::ImageBatch]) -> Vec<f32> {
+    batches
+        .iter()
+        .flat_map(|b| net.forward(b.images.clone()).into_data().try_into_vec_as::<f32>().expect("logits are f32"))
+        .collect()
+}
+
+/// The mean wall time of the run's training epochs (round 0 of `metrics.csv`).
+fn mean_epoch_seconds(run_dir: &Path) -> Result<f64> {
+    let path = run_dir.join("metrics.csv");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let seconds: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("0,") && l.contains(",train,"))
+        .filter_map(|l| l.rsplit(',').next()?.parse().ok())
+        .collect();
+    if seconds.is_empty() {
+        return Err(anyhow!("{}: no training epochs recorded", path.display()));
+    }
+    Ok(seconds.iter().sum::<f64>() / seconds.len() as f64)
+}
+
+fn megabytes(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| format!("{:.0}", b as f64 / 1e6))
+}
+
+pub fn compare_csv(rows: &[CompareRow]) -> String {
+    let mut csv = String::from(
+        "backend,train_samples_per_second,inference_samples_per_second,epoch_seconds,peak_rss_mb,device_memory_mb,test_accuracy,max_logit_difference\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            csv,
+            "{},{:.1},{:.1},{:.3},{},{},{:.6},{:e}",
+            r.backend,
+            r.train_samples_per_second,
+            r.inference_samples_per_second,
+            r.epoch_seconds,
+            megabytes(r.peak_rss_bytes),
+            megabytes(r.device_memory_bytes),
+            r.test_accuracy,
+            r.max_logit_difference
+        );
+    }
+    csv
+}
+
+/// The table `coppice compare` prints, as markdown so that it pastes into a README.
+pub fn compare_table(rows: &[CompareRow]) -> String {
+    let mut table = String::from(
+        "| backend | train samples/s | inference samples/s | epoch s | peak RSS MB | device MB | test accuracy | max logit diff |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            table,
+            "| {} | {:.0} | {:.0} | {:.2} | {} | {} | {:.2} % | {:.1e} |",
+            r.backend,
+            r.train_samples_per_second,
+            r.inference_samples_per_second,
+            r.epoch_seconds,
+            megabytes(r.peak_rss_bytes),
+            megabytes(r.device_memory_bytes),
+            r.test_accuracy * 100.0,
+            r.max_logit_difference
+        );
+    }
+    table
+}
