@@ -18,7 +18,10 @@ use coppice_prune::{
     Strategy, WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv,
     sparsity_report, tolerated_sparsity,
 };
-use coppice_train::{Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit};
+use coppice_train::{
+    Callback, Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit, fit_after,
+    resumable_epochs,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendName;
@@ -381,12 +384,15 @@ impl Experiment {
     }
 
     /// The trained dense network: `start_net` itself when it was loaded from a saved run.
+    /// `done` are the epochs an interrupted run already trained; every epoch is journalled in
+    /// `checkpoints/` so that `--resume` can go on after it.
     fn dense(
         &self,
         start_net: Network,
         options: &RunOptions,
         metrics: &mut MetricsLog,
         label: &str,
+        done: Vec<EpochRecord>,
     ) -> Result<Network> {
         if self.from.is_some() {
             return Ok(start_net);
@@ -401,7 +407,9 @@ impl Experiment {
         };
         let train = ImageDataset::new(self.data.train.clone());
         let valid = ImageDataset::new(self.data.valid.clone());
-        let outcome = fit(start_net, train, valid, self.data.batcher.clone(), &setup, &Callbacks::default())?;
+        let journal = EpochJournal::start(&self.run_dir, done.clone())?;
+        let callbacks = Callbacks::new(vec![Box::new(journal)]);
+        let outcome = fit_after(start_net, train, valid, self.data.batcher.clone(), &setup, &callbacks, done)?;
         metrics.extend(0, &outcome.epochs)?;
         Ok(outcome.net)
     }
@@ -433,7 +441,14 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<PathBuf> {
     let progress = Checkpoint::read(run_dir)?;
     match &progress {
         Some(p) => println!("resuming after round {} of {}", p.last_round(), run_dir.display()),
-        None => println!("{} completed no round; training from the start", run_dir.display()),
+        None => {
+            let done = EpochJournal::read(run_dir)?;
+            let epochs = experiment.config.train.epochs;
+            match resumable_epochs(&run_dir.join("train"), &done, epochs) {
+                0 => println!("{} completed no epoch; training from the start", run_dir.display()),
+                epoch => println!("resuming after epoch {epoch} of {}", run_dir.display()),
+            }
+        }
     }
     run_experiment(&experiment, start_net, progress, options)
 }
@@ -463,7 +478,8 @@ fn run_experiment(
         }
         None => {
             let label = if prune.is_some() { "dense" } else { "train" };
-            let net = experiment.dense(start_net, options, &mut metrics, label)?;
+            let done = EpochJournal::read(run_dir)?;
+            let net = experiment.dense(start_net, options, &mut metrics, label, done)?;
             let dense_net = net.deep_clone();
             (net, dense_net, None)
         }
@@ -501,6 +517,45 @@ fn run_experiment(
     Checkpoint::finished(run_dir);
     summary.print();
     Ok(run_dir.clone())
+}
+
+/// `checkpoints/dense-epochs.json`: the dense training's epochs, rewritten after each one (burn-train
+/// has checkpointed that epoch by then), so that `--resume` goes on after the last.
+struct EpochJournal {
+    path: PathBuf,
+    epochs: Vec<EpochRecord>,
+}
+
+impl EpochJournal {
+    fn start(run_dir: &Path, done: Vec<EpochRecord>) -> Result<EpochJournal> {
+        let dir = Checkpoint::dir(run_dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        Ok(EpochJournal { path: dir.join("dense-epochs.json"), epochs: done })
+    }
+
+    fn read(run_dir: &Path) -> Result<Vec<EpochRecord>> {
+        let path = Checkpoint::dir(run_dir).join("dense-epochs.json");
+        if !path.is_file() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a coppice epoch journal; fix: delete it to train from the start", path.display())
+        })
+    }
+}
+
+impl Callback for EpochJournal {
+    fn on_epoch_end(&mut self, record: &EpochRecord) {
+        self.epochs.push(record.clone());
+        let written = serde_json::to_string(&self.epochs)
+            .map_err(anyhow::Error::from)
+            .and_then(|json| write_atomic(&self.path, json.as_bytes()));
+        if let Err(e) = written {
+            // Training goes on; only a resume would start further back.
+            eprintln!("warning: {e:#}");
+        }
+    }
 }
 
 /// What an interrupted run leaves to resume from, in `checkpoints/` of its run directory: the
@@ -941,8 +996,9 @@ pub fn sensitivity_run(
     let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
     let Experiment { config, data, device, run_dir, .. } = &experiment;
     let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
-    let net = experiment.dense(start_net, options, &mut metrics, "dense")?;
+    let net = experiment.dense(start_net, options, &mut metrics, "dense", Vec::new())?;
     save_model(&net, run_dir)?;
+    Checkpoint::finished(run_dir);
     let valid = ImageDataset::new(data.valid.clone());
     let mut evaluate_valid = |n: &Network| {
         evaluate(n, valid.clone(), data.batcher.clone(), config.train.eval_batch_size, device).map_err(PruneError::from)

@@ -481,17 +481,10 @@ fn csv_without_seconds(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A weight-pruning run killed with SIGKILL during round 2 and resumed records each round once
-/// and ends exactly where the same run ends uninterrupted.
-#[test]
-fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
-    let dir = scratch("resume");
-    let config = config_in(
-        &dir,
-        "name = \"resume\"\n[data]\ntrain_limit = 8000\ntest_limit = 2000\n[model]\nkind = \"mlp\"\n\
-         [train]\nepochs = 1\n[prune]\nallocation = \"global\"\ntarget = 0.9\nrounds = 3\nretrain_epochs = 3\n",
-    );
-    let run_in = |tag: &str| {
+/// Starts `coppice run CONFIG --out OUT` twice, once to the end and once killed with SIGKILL as
+/// soon as `killed_when(run_dir)`; returns both run directories.
+fn run_whole_and_killed(dir: &Path, config: &Path, killed_when: impl Fn(&Path) -> bool) -> (PathBuf, PathBuf) {
+    let start = |tag: &str| {
         let out = dir.join(tag);
         let child = Command::new(env!("CARGO_BIN_EXE_coppice"))
             .args(["run", config.to_str().unwrap(), "--plain", "--out", out.to_str().unwrap()])
@@ -502,24 +495,17 @@ fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
             .expect("the coppice binary runs");
         (out, child)
     };
-    let only_entry = |out: &Path| std::fs::read_dir(out).unwrap().next().unwrap().unwrap().path();
-
-    let (out, child) = run_in("whole");
+    let (out, child) = start("whole");
     let finished = child.wait_with_output().unwrap();
     assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
-    let whole = only_entry(&out);
+    let whole = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
     assert!(!whole.join("checkpoints").exists(), "a finished run keeps no checkpoints");
 
-    let (out, mut child) = run_in("killed");
-    let last_round = |run_dir: &Path| -> Option<u64> {
-        let text = std::fs::read_to_string(run_dir.join("checkpoints/progress.json")).ok()?;
-        let progress: serde_json::Value = serde_json::from_str(&text).ok()?;
-        progress["rounds"].as_array()?.last()?["round"].as_u64()
-    };
+    let (out, mut child) = start("killed");
     let killed = loop {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before round 1 was recorded");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         if let Some(run_dir) = std::fs::read_dir(&out).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path())
-            && last_round(&run_dir) == Some(1)
+            && killed_when(&run_dir)
         {
             child.kill().unwrap(); // SIGKILL on Unix
             child.wait().unwrap();
@@ -527,7 +513,73 @@ fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     };
-    assert_eq!(last_round(&killed), Some(1), "killed during round 2");
+    (whole, killed)
+}
+
+/// The `round` of the last record in a run's `checkpoints/progress.json`.
+fn last_checkpointed_round(run_dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(run_dir.join("checkpoints/progress.json")).ok()?;
+    let progress: serde_json::Value = serde_json::from_str(&text).ok()?;
+    progress["rounds"].as_array()?.last()?["round"].as_u64()
+}
+
+/// How many dense epochs a run's `checkpoints/dense-epochs.json` records.
+fn journalled_epochs(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("checkpoints/dense-epochs.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(&text).ok())
+        .map_or(0, |epochs| epochs.len())
+}
+
+/// Training killed with SIGKILL after its first epoch resumes after that epoch, keeps its record,
+/// and ends close to the same run uninterrupted (not exactly: the shuffling differs after a
+/// resume).
+#[test]
+fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
+    let dir = scratch("resume-epochs");
+    let config = config_in(
+        &dir,
+        "name = \"resume-epochs\"\n[data]\ntrain_limit = 16000\ntest_limit = 2000\n[model]\nkind = \"mlp\"\n\
+         [train]\nepochs = 3\n",
+    );
+    // Killed once epoch 1 is recorded and burn-train has written its checkpoint in the background.
+    let epoch_one_saved = |run_dir: &Path| {
+        journalled_epochs(run_dir) == 1
+            && ["model", "optim", "scheduler"]
+                .iter()
+                .all(|kind| run_dir.join(format!("train/checkpoint/{kind}-1.bpk")).is_file())
+    };
+    let (whole, killed) = run_whole_and_killed(&dir, &config, epoch_one_saved);
+    assert_eq!(journalled_epochs(&killed), 1, "killed during epoch 2");
+    assert!(!killed.join("summary.json").exists());
+    let resumed = coppice(&["run", "--resume", killed.to_str().unwrap(), "--plain"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let printed = String::from_utf8_lossy(&resumed.stdout);
+    assert!(printed.contains("resuming after epoch 1"), "{printed}");
+    assert!(!printed.contains("epoch 1/3") && printed.contains("epoch 2/3"), "epoch 1 is not trained again: {printed}");
+    let (resumed_rows, whole_rows) =
+        (csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
+    assert_eq!(resumed_rows.len(), whole_rows.len(), "every epoch once: {resumed_rows:?}");
+    assert_eq!(resumed_rows[..3], whole_rows[..3], "epoch 1 is the interrupted run's own record");
+    assert!(resumed_rows.iter().skip(1).all(|row| !row.contains("NaN") && !row.contains(",,")), "{resumed_rows:?}");
+    let (a, b) = (read_summary(&whole), read_summary(&killed));
+    assert_eq!(a["epochs"], b["epochs"]);
+    let accuracy = |s: &serde_json::Value| s["test_accuracy"].as_f64().unwrap();
+    assert!((accuracy(&a) - accuracy(&b)).abs() < 0.01, "{} vs {}", accuracy(&a), accuracy(&b));
+}
+
+/// A weight-pruning run killed with SIGKILL during round 2 and resumed records each round once
+/// and ends exactly where the same run ends uninterrupted.
+#[test]
+fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
+    let dir = scratch("resume");
+    let config = config_in(
+        &dir,
+        "name = \"resume\"\n[data]\ntrain_limit = 8000\ntest_limit = 2000\n[model]\nkind = \"mlp\"\n\
+         [train]\nepochs = 1\n[prune]\nallocation = \"global\"\ntarget = 0.9\nrounds = 3\nretrain_epochs = 3\n",
+    );
+    let (whole, killed) = run_whole_and_killed(&dir, &config, |run_dir| last_checkpointed_round(run_dir) == Some(1));
+    assert_eq!(last_checkpointed_round(&killed), Some(1), "killed during round 2");
     assert!(!killed.join("summary.json").exists());
 
     let resumed = coppice(&["run", "--resume", killed.to_str().unwrap(), "--plain"]);

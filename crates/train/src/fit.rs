@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -71,6 +71,26 @@ pub fn fit(
     setup: &TrainSetup,
     callbacks: &Callbacks,
 ) -> Result<TrainOutcome, TrainError> {
+    fit_after(net, train, valid, batcher, setup, callbacks, Vec::new())
+}
+
+/// Goes on with a training that an interrupted process began with the same setup: `done` are
+/// the epochs it recorded. Training restarts after the last of them that burn-train checkpointed
+/// in `setup.artifact_dir` (model, optimizer and learning-rate schedule), or from the start when
+/// there is none; the returned epochs include the earlier ones. The shuffling after a resume is
+/// not the one the uninterrupted training would have drawn: burn-train's loader derives each
+/// epoch's order from a generator that its checkpoints do not keep.
+pub fn fit_after(
+    net: Network,
+    train: ImageDataset,
+    valid: ImageDataset,
+    batcher: ImageBatcher,
+    setup: &TrainSetup,
+    callbacks: &Callbacks,
+    mut done: Vec<EpochRecord>,
+) -> Result<TrainOutcome, TrainError> {
+    let resume_after = resumable_epochs(&setup.artifact_dir, &done, setup.config.epochs);
+    done.truncate(resume_after);
     let config = &setup.config;
     if train.set().is_empty() || valid.set().is_empty() {
         return Err(TrainError::Data("training and validation sets must not be empty".into()));
@@ -87,7 +107,7 @@ pub fn fit(
         .build(valid);
 
     let use_tui = setup.progress == Progress::Auto && std::io::stdout().is_terminal();
-    let epoch_end = EpochEnd::new(setup, callbacks.clone(), !use_tui && setup.progress != Progress::Quiet);
+    let epoch_end = EpochEnd::new(setup, callbacks.clone(), !use_tui && setup.progress != Progress::Quiet, done);
     let mut training = SupervisedTraining::new(&setup.artifact_dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .with_metric_logger(InMemoryMetricLogger::default())
@@ -95,12 +115,16 @@ pub fn fit(
         .with_default_checkpointers()
         .early_stopping(epoch_end.clone())
         .num_epochs(config.epochs);
+    if resume_after > 0 {
+        training = training.checkpoint(resume_after);
+    }
     if !use_tui {
         training = training.renderer(Box::new(QuietRenderer));
     }
 
     let trainee = Trainee::new(net, callbacks.clone()).train();
-    let learner = Learner::new(trainee, optimizer(config), EpochLr::new(config.clone(), steps_per_epoch));
+    let schedule = EpochLr::new(config.clone(), steps_per_epoch).after_epochs(resume_after);
+    let learner = Learner::new(trainee, optimizer(config), schedule);
     let result = training.launch(learner);
     if let Some(error) = result.error {
         return Err(TrainError::Failed(error.to_string()));
@@ -111,6 +135,18 @@ pub fn fit(
     }
     let epochs = epoch_end.records();
     Ok(TrainOutcome { net: result.model.net.valid(), epochs })
+}
+
+/// How many of the `done` epochs a training in `artifact_dir` can go on after: the last one for
+/// which burn-train finished writing the model, optimizer and schedule (it writes them in the
+/// background, so a killed process may have recorded an epoch whose checkpoint is incomplete).
+pub fn resumable_epochs(artifact_dir: &Path, done: &[EpochRecord], epochs: usize) -> usize {
+    let checkpointed = |epoch: usize| {
+        ["model", "optim", "scheduler"]
+            .iter()
+            .all(|kind| artifact_dir.join("checkpoint").join(format!("{kind}-{epoch}.bpk")).is_file())
+    };
+    (1..=done.len().min(epochs)).rev().find(|&e| checkpointed(e)).unwrap_or(0)
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
@@ -142,17 +178,21 @@ struct EpochEndState {
     label: String,
     last: Instant,
     records: Vec<EpochRecord>,
+    /// Epochs trained before a resume: burn-train's in-memory metric logger numbers the epochs
+    /// it has seen from 1, so epoch `e` of the training is its epoch `e - resumed_after`.
+    resumed_after: usize,
 }
 
 impl EpochEnd {
-    fn new(setup: &TrainSetup, callbacks: Callbacks, print: bool) -> Self {
+    fn new(setup: &TrainSetup, callbacks: Callbacks, print: bool, earlier: Vec<EpochRecord>) -> Self {
         let state = EpochEndState {
             config: setup.config.clone(),
             callbacks,
             print,
             label: setup.label.clone(),
             last: Instant::now(),
-            records: Vec::new(),
+            resumed_after: earlier.len(),
+            records: earlier,
         };
         Self { state: Arc::new(Mutex::new(state)) }
     }
@@ -165,7 +205,8 @@ impl EpochEnd {
 impl EarlyStoppingStrategy for EpochEnd {
     fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
         let Ok(mut state) = self.state.lock() else { return false };
-        let metric = |name: &str, split: Split| store.find_metric(name, epoch, Aggregate::Mean, &split);
+        let logged_epoch = epoch - state.resumed_after;
+        let metric = |name: &str, split: Split| store.find_metric(name, logged_epoch, Aggregate::Mean, &split);
         let now = Instant::now();
         let record = EpochRecord {
             epoch,

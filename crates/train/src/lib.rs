@@ -15,6 +15,6 @@ mod trainee;
 pub use callback::{Callback, Callbacks, EpochRecord};
 pub use config::{LrScheduleKind, OptimizerKind, TrainConfig, TrainConfigError};
 pub use evaluate::{Evaluation, evaluate};
-pub use fit::{Progress, TrainError, TrainOutcome, TrainSetup, fit};
+pub use fit::{Progress, TrainError, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
 pub use lr::lr_at;
 pub use trainee::Trainee;

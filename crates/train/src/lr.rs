@@ -32,6 +32,12 @@ impl EpochLr {
     pub(crate) fn new(config: TrainConfig, steps_per_epoch: usize) -> Self {
         Self { config, steps_per_epoch: steps_per_epoch.max(1), steps_taken: 0 }
     }
+
+    /// The schedule as it stands after `epochs` whole epochs: where a resumed training goes on.
+    pub(crate) fn after_epochs(mut self, epochs: usize) -> Self {
+        self.steps_taken = epochs * self.steps_per_epoch;
+        self
+    }
 }
 
 impl LrScheduler for EpochLr {
@@ -41,7 +47,8 @@ impl LrScheduler for EpochLr {
         lr_at(&self.config, progress)
     }
 
-    // Runs never resume inside burn-train's loop, so there is no state worth saving.
+    // The position follows from the epoch a training resumes after (`after_epochs`), so
+    // burn-train's checkpoint need not carry it.
     fn to_record(&self) -> LrSchedulerRecord {
         LrSchedulerRecord::new()
     }
