@@ -36,6 +36,9 @@ pub struct BenchRow {
     pub max: f64,
     /// Median samples/s with masks, when asked for.
     pub masked: Option<f64>,
+    /// The median over windows of (plain rate / masked rate of the window that followed) - 1:
+    /// each pair saw nearly the same machine, so drift in its load cancels out.
+    pub mask_cost: Option<f64>,
 }
 
 pub fn architecture_named(name: &str) -> Result<Architecture> {
@@ -105,6 +108,8 @@ fn bench_one(
             masked_rates.push(samples / m.timed_steps(&batches, options.steps_per_window));
         }
     }
+    let mut costs: Vec<f64> = rates.iter().zip(&masked_rates).map(|(plain, masked)| plain / masked - 1.0).collect();
+    costs.sort_by(f64::total_cmp);
     rates.sort_by(f64::total_cmp);
     masked_rates.sort_by(f64::total_cmp);
     Ok(BenchRow {
@@ -115,6 +120,7 @@ fn bench_one(
         min: rates[0],
         max: rates[rates.len() - 1],
         masked: masked_rates.get(masked_rates.len() / 2).copied(),
+        mask_cost: costs.get(costs.len() / 2).copied(),
     })
 }
 

@@ -279,9 +279,10 @@ fn execute(command: Command) -> Result<()> {
             println!("samples/s: median of {windows} windows of {steps} steps after {warmup} warm-up steps");
             println!("backend  model     batch  samples/s  (min-max){masked_header}");
             bench::bench(&loaded, &options, |r| {
-                let masked = r.masked.map_or(String::new(), |m| {
-                    format!("  {m:>9.0}  {:>+8.1}%", (r.samples_per_second / m - 1.0) * 100.0)
-                });
+                let masked = match (r.masked, r.mask_cost) {
+                    (Some(m), Some(cost)) => format!("  {m:>9.0}  {:>+8.1}%", cost * 100.0),
+                    _ => String::new(),
+                };
                 println!(
                     "{:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0}){masked}",
                     r.backend.as_str(),
