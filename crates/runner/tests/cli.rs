@@ -532,8 +532,7 @@ fn journalled_epochs(run_dir: &Path) -> usize {
 }
 
 /// Training killed with SIGKILL after its first epoch resumes after that epoch, keeps its record,
-/// and ends close to the same run uninterrupted (not exactly: the shuffling differs after a
-/// resume).
+/// and ends exactly where the same run ends uninterrupted.
 #[test]
 fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
     let dir = scratch("resume-epochs");
@@ -557,15 +556,11 @@ fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
     let printed = String::from_utf8_lossy(&resumed.stdout);
     assert!(printed.contains("resuming after epoch 1"), "{printed}");
     assert!(!printed.contains("epoch 1/3") && printed.contains("epoch 2/3"), "epoch 1 is not trained again: {printed}");
-    let (resumed_rows, whole_rows) =
-        (csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
-    assert_eq!(resumed_rows.len(), whole_rows.len(), "every epoch once: {resumed_rows:?}");
-    assert_eq!(resumed_rows[..3], whole_rows[..3], "epoch 1 is the interrupted run's own record");
-    assert!(resumed_rows.iter().skip(1).all(|row| !row.contains("NaN") && !row.contains(",,")), "{resumed_rows:?}");
+    assert_eq!(csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
     let (a, b) = (read_summary(&whole), read_summary(&killed));
-    assert_eq!(a["epochs"], b["epochs"]);
-    let accuracy = |s: &serde_json::Value| s["test_accuracy"].as_f64().unwrap();
-    assert!((accuracy(&a) - accuracy(&b)).abs() < 0.01, "{} vs {}", accuracy(&a), accuracy(&b));
+    for key in ["test_accuracy", "test_loss", "epochs"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
 }
 
 /// A weight-pruning run killed with SIGKILL during round 2 and resumed records each round once

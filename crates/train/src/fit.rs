@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
@@ -77,9 +77,8 @@ pub fn fit(
 /// Goes on with a training that an interrupted process began with the same setup: `done` are
 /// the epochs it recorded. Training restarts after the last of them that burn-train checkpointed
 /// in `setup.artifact_dir` (model, optimizer and learning-rate schedule), or from the start when
-/// there is none; the returned epochs include the earlier ones. The shuffling after a resume is
-/// not the one the uninterrupted training would have drawn: burn-train's loader derives each
-/// epoch's order from a generator that its checkpoints do not keep.
+/// there is none; the returned epochs include the earlier ones, and the later epochs see the
+/// batches an uninterrupted training would have seen.
 pub fn fit_after(
     net: Network,
     train: ImageDataset,
@@ -106,6 +105,10 @@ pub fn fit_after(
         .set_device(setup.device.clone())
         .build(valid);
 
+    let train_loader: Arc<dyn DataLoader<_>> = match resume_after {
+        0 => train_loader,
+        epochs_done => Arc::new(ResumedLoader { inner: train_loader, epochs_done }),
+    };
     let use_tui = setup.progress == Progress::Auto && std::io::stdout().is_terminal();
     let epoch_end = EpochEnd::new(setup, callbacks.clone(), !use_tui && setup.progress != Progress::Quiet, done);
     let mut training = SupervisedTraining::new(&setup.artifact_dir, train_loader, valid_loader)
@@ -135,6 +138,37 @@ pub fn fit_after(
     }
     let epochs = epoch_end.records();
     Ok(TrainOutcome { net: result.model.net.valid(), epochs })
+}
+
+/// The training loader of a resumed training. burn-train moves its loader to the training device,
+/// which forks the shuffling generator, and then draws one order per epoch from the fork: drawing
+/// the finished epochs' orders right after that move leaves the fork where an uninterrupted
+/// training's would be.
+struct ResumedLoader<O> {
+    inner: Arc<dyn DataLoader<O>>,
+    epochs_done: usize,
+}
+
+impl<O: 'static> DataLoader<O> for ResumedLoader<O> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
+        self.inner.iter()
+    }
+
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<O>> {
+        let moved = self.inner.to_device(device);
+        for _ in 0..self.epochs_done {
+            drop(moved.iter());
+        }
+        moved
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<O>> {
+        Arc::new(ResumedLoader { inner: self.inner.slice(start, end), epochs_done: self.epochs_done })
+    }
 }
 
 /// How many of the `done` epochs a training in `artifact_dir` can go on after: the last one for
