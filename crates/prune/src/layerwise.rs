@@ -43,7 +43,7 @@ pub struct LayerWise {
 }
 
 /// One try at one layer; the accepted try of each layer is that layer's round.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LayerAttempt {
     pub layer: String,
     /// 0 for the first try, then one more per back-off.
@@ -69,23 +69,38 @@ pub fn layer_order(net: &Network, granularity: Granularity) -> Vec<String> {
 /// retrained; when validation accuracy then lies more than `max_drop` below the dense network's,
 /// the sparsity added in that step is halved and the layer tried again from where it started,
 /// at most `max_retries` times. `on_attempt` sees every try.
+///
+/// With `done` (an interrupted run's tries and its dense network), `net` is the network after
+/// the last accepted try, and the walk goes on at the next layer; the tries of a layer that was
+/// not accepted yet are made again, as they were.
 pub fn run_layerwise(
     mut net: Network,
     config: &LayerWise,
     rounds: &Rounds,
     calibration: Vec<ImageBatch>,
+    done: Option<LayerwiseDone>,
     on_attempt: &mut dyn FnMut(&LayerAttempt, &Network),
 ) -> Result<(Network, Vec<LayerAttempt>), PruneError> {
     let device = rounds.retrain.device.clone();
     let batch = rounds.retrain.config.eval_batch_size;
     let valid_of = |n: &Network| evaluate(n, rounds.valid.clone(), rounds.batcher.clone(), batch, &device);
     let test_of = |n: &Network| evaluate(n, rounds.test.clone(), rounds.batcher.clone(), batch, &device);
-    let dense_valid = valid_of(&net)?.accuracy;
-    let mut accepted: BTreeMap<String, f64> = BTreeMap::new();
-    let mut attempts = Vec::new();
+    let (dense_valid, mut attempts) = match done {
+        Some(LayerwiseDone { mut attempts, dense }) => {
+            let kept = attempts.iter().rposition(|a| a.accepted).map_or(0, |last| last + 1);
+            attempts.truncate(kept);
+            (valid_of(&dense)?.accuracy, attempts)
+        }
+        None => (valid_of(&net)?.accuracy, Vec::new()),
+    };
+    let mut accepted: BTreeMap<String, f64> =
+        attempts.iter().filter(|a| a.accepted).map(|a| (a.layer.clone(), a.target)).collect();
     let order = layer_order(&net, config.granularity);
     for (index, layer) in order.iter().enumerate() {
         let Some(&final_target) = config.targets.get(layer) else { continue };
+        if accepted.contains_key(layer) {
+            continue;
+        }
         let mut added = final_target;
         for attempt in 0..=config.max_retries {
             let started = std::time::Instant::now();
@@ -141,6 +156,13 @@ pub fn run_layerwise(
         }
     }
     Ok((net, attempts))
+}
+
+/// What an interrupted layer-wise run finished: every try it recorded, and its network before
+/// the first layer (the accuracy every try is held against).
+pub struct LayerwiseDone {
+    pub attempts: Vec<LayerAttempt>,
+    pub dense: Network,
 }
 
 /// Prunes `layer` to `target`, keeping earlier layers at what they were accepted at. Weight

@@ -17,7 +17,7 @@ mod weight;
 
 pub use allocation::{Allocation, LayerScores, allocate};
 pub use criteria::WeightCriterion;
-pub use layerwise::{Granularity, LayerAttempt, LayerWise, layer_order, run_layerwise};
+pub use layerwise::{Granularity, LayerAttempt, LayerWise, LayerwiseDone, layer_order, run_layerwise};
 pub use mask::{MaskSet, values_of};
 pub use neuron::{NeuronPruner, NeuronPruning, UnitCriterion};
 pub use report::{LayerSparsity, SparsityReport, rounds_csv, sparsity_report};

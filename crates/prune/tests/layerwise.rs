@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
-use coppice_models::{Architecture, MlpConfig, Network};
+use coppice_models::{Architecture, MlpConfig, Network, Prunable};
 use coppice_prune::*;
 use coppice_train::{Progress, TrainConfig, TrainSetup};
 
@@ -50,7 +50,7 @@ fn config(granularity: Granularity, max_drop: f64, freeze_pruned: bool) -> Layer
 fn layers_go_in_forward_order_one_accepted_round_each() {
     let mut seen = Vec::new();
     let (out, attempts) =
-        run_layerwise(net(), &config(Granularity::Weight, 1.0, false), &rounds("order"), vec![], &mut |a, _| {
+        run_layerwise(net(), &config(Granularity::Weight, 1.0, false), &rounds("order"), vec![], None, &mut |a, _| {
             seen.push(a.layer.clone())
         })
         .unwrap();
@@ -66,7 +66,7 @@ fn a_layer_that_drops_too_far_backs_off_by_halving_its_step() {
     // No accuracy can satisfy a negative allowance: every try backs off until the last.
     let mut config = config(Granularity::Weight, -1.0, false);
     config.targets = BTreeMap::from([("fc1".into(), 0.8)]);
-    let (_, attempts) = run_layerwise(net(), &config, &rounds("backoff"), vec![], &mut |_, _| {}).unwrap();
+    let (_, attempts) = run_layerwise(net(), &config, &rounds("backoff"), vec![], None, &mut |_, _| {}).unwrap();
     let tries: Vec<(f64, bool)> = attempts.iter().map(|a| (a.target, a.accepted)).collect();
     assert_eq!(tries, [(0.8, false), (0.4, false), (0.2, true)], "halved twice, then kept after max_retries");
     let fc1 = &attempts[2].sparsity.layers[0];
@@ -80,13 +80,58 @@ fn a_layer_that_drops_too_far_backs_off_by_halving_its_step() {
 fn frozen_layers_keep_their_values_while_later_layers_retrain() {
     for granularity in [Granularity::Weight, Granularity::Unit] {
         let mut snapshots: Vec<(String, Vec<f32>)> = Vec::new();
-        run_layerwise(net(), &config(granularity, 1.0, true), &rounds("freeze"), vec![], &mut |a, n| {
+        run_layerwise(net(), &config(granularity, 1.0, true), &rounds("freeze"), vec![], None, &mut |a, n| {
             snapshots.push((a.layer.clone(), values_of(n, "fc.0.weight").unwrap()))
         })
         .unwrap();
         let after_fc1 = &snapshots[0].1;
         for (layer, values) in &snapshots[1..] {
             assert_eq!(values, after_fc1, "{granularity:?}: fc1 unchanged while {layer} retrained");
+        }
+    }
+}
+
+/// What `coppice run --resume` relies on for layer-wise runs: started again from the network
+/// after the first accepted layer and the tries so far, the walk goes on at the next layer and
+/// ends where the uninterrupted walk ends.
+#[test]
+fn resuming_after_the_first_layer_ends_where_an_uninterrupted_walk_ends() {
+    for granularity in [Granularity::Weight, Granularity::Unit] {
+        let config = config(granularity, 1.0, true);
+        let dense = net();
+        let mut after_first: Option<(Vec<LayerAttempt>, Network)> = None;
+        let mut seen = Vec::new();
+        let (whole, attempts) =
+            run_layerwise(dense.deep_clone(), &config, &rounds("resume-whole"), vec![], None, &mut |a, n| {
+                seen.push(a.clone());
+                if a.accepted && after_first.is_none() {
+                    after_first = Some((seen.clone(), n.deep_clone()));
+                }
+            })
+            .unwrap();
+        let (done, net_after_first) = after_first.unwrap();
+        let mut later = Vec::new();
+        let (resumed, resumed_attempts) = run_layerwise(
+            net_after_first,
+            &config,
+            &rounds("resume-rest"),
+            vec![],
+            Some(LayerwiseDone { attempts: done, dense }),
+            &mut |a, _| later.push(a.layer.clone()),
+        )
+        .unwrap();
+        // Unit pruning never prunes the output layer, so its walk is fc1, fc2.
+        let rest = &layer_order(&whole, granularity)[1..];
+        assert_eq!(later, rest, "{granularity:?}: the first layer is not pruned again");
+        assert_eq!(resumed_attempts.len(), attempts.len());
+        assert_eq!(resumed.architecture(), whole.architecture());
+        for layer in whole.prunable_layers() {
+            assert_eq!(
+                values_of(&whole, &layer.weight_path),
+                values_of(&resumed, &layer.weight_path),
+                "{granularity:?}: {}",
+                layer.name
+            );
         }
     }
 }

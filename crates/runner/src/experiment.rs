@@ -14,9 +14,9 @@ use coppice_data::{
 use coppice_data::{ImageBatch, ImageItem};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
 use coppice_prune::{
-    Completed, DEFAULT_LEVELS, Granularity, MaskSet, NeuronPruner, PruneError, RoundRecord, Rounds, RoundsOutcome,
-    Strategy, WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds, sensitivity, sensitivity_csv,
-    sparsity_report, tolerated_sparsity,
+    Completed, DEFAULT_LEVELS, Granularity, LayerAttempt, LayerwiseDone, MaskSet, NeuronPruner, PruneError,
+    RoundRecord, Rounds, RoundsOutcome, Strategy, WeightPruner, layer_order, rounds_csv, run_layerwise, run_rounds,
+    sensitivity, sensitivity_csv, sparsity_report, tolerated_sparsity,
 };
 use coppice_train::{
     Callback, Callbacks, EpochRecord, Evaluation, Progress, TrainConfig, TrainSetup, evaluate, fit, fit_after,
@@ -466,7 +466,7 @@ fn run_experiment(
     let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
     // Deep copies: burn clones share BatchNorm running statistics, which training rewrites.
     let initial = start_net.deep_clone();
-    let (net, dense_net, completed) = match progress {
+    let (net, dense_net, completed, attempts) = match progress {
         Some(progress) => {
             metrics.rows = progress.metrics;
             metrics.extend(0, &[])?;
@@ -474,14 +474,14 @@ fn run_experiment(
             let dense = load_model(&Checkpoint::model_dir(run_dir, 0), device)?;
             let last = progress.rounds.last().map_or(0, |r| r.round);
             let net = load_model(&Checkpoint::model_dir(run_dir, last), device)?;
-            (net, dense.deep_clone(), Some(Completed { records: progress.rounds, dense }))
+            (net, dense.deep_clone(), Some(Completed { records: progress.rounds, dense }), progress.attempts)
         }
         None => {
             let label = if prune.is_some() { "dense" } else { "train" };
             let done = EpochJournal::read(run_dir)?;
             let net = experiment.dense(start_net, options, &mut metrics, label, done)?;
             let dense_net = net.deep_clone();
-            (net, dense_net, None)
+            (net, dense_net, None, Vec::new())
         }
     };
     let (net, test, pruning) = match &prune {
@@ -490,7 +490,8 @@ fn run_experiment(
             (net, test, None)
         }
         Some(prune) => {
-            let outcome = prune_rounds(net, prune, experiment, initial, completed, options, &mut metrics, started)?;
+            let outcome =
+                prune_rounds(net, prune, experiment, initial, completed, attempts, options, &mut metrics, started)?;
             let last = outcome.rounds.last().expect("round 0 is always recorded");
             let test = last.test;
             let dense = outcome.rounds[0].test.accuracy;
@@ -565,6 +566,9 @@ impl Callback for EpochJournal {
 struct Checkpoint {
     rounds: Vec<RoundRecord>,
     metrics: Vec<(usize, EpochRecord)>,
+    /// Layer-wise runs: every try so far.
+    #[serde(default)]
+    attempts: Vec<LayerAttempt>,
     /// Wall time so far, so that `wall_seconds` covers every attempt.
     seconds: f64,
 }
@@ -601,6 +605,7 @@ impl Checkpoint {
         run_dir: &Path,
         net: &Network,
         rounds: &[RoundRecord],
+        attempts: &[LayerAttempt],
         metrics: &MetricsLog,
         started: Instant,
     ) -> Result<()> {
@@ -611,6 +616,7 @@ impl Checkpoint {
         let progress = Checkpoint {
             rounds: rounds.to_vec(),
             metrics: metrics.rows.clone(),
+            attempts: attempts.to_vec(),
             seconds: started.elapsed().as_secs_f64(),
         };
         write_atomic(&Checkpoint::dir(run_dir).join("progress.json"), serde_json::to_string(&progress)?.as_bytes())?;
@@ -660,6 +666,7 @@ fn prune_rounds(
     experiment: &Experiment,
     initial: Network,
     completed: Option<Completed>,
+    attempts_done: Vec<LayerAttempt>,
     options: &RunOptions,
     metrics: &mut MetricsLog,
     started: Instant,
@@ -698,10 +705,11 @@ fn prune_rounds(
     let mut records: Vec<RoundRecord> = completed.as_ref().map(|c| c.records.clone()).unwrap_or_default();
     let mut failure = None;
     if prune.strategy == StrategyKind::Layerwise {
-        // Only the dense network is checkpointed: a resumed layer-wise run starts again at the
-        // first layer, because each layer's tries depend on the ones before.
-        let net = completed.map_or(net, |c| c.dense);
-        records.truncate(1);
+        let mut attempts = attempts_done;
+        // Tries at a layer that was not accepted before the interruption are made again.
+        attempts.truncate(attempts.iter().rposition(|a| a.accepted).map_or(0, |last| last + 1));
+        write_atomic(&run_dir.join("attempts.csv"), attempts_csv(&attempts).as_bytes())?;
+        let done = completed.map(|c| LayerwiseDone { attempts: attempts.clone(), dense: c.dense });
         let names = layer_order(&net, prune.granularity);
         let layer_wise = prune.layer_wise(prune.config_targets(&names), config.seed).map_err(in_config)?;
         let data_needed = prune.granularity == Granularity::Unit && layer_wise.unit_criterion.needs_data();
@@ -716,11 +724,10 @@ fn prune_rounds(
             };
             println!("{}", round_line(&dense, names.len()));
             records.push(dense);
-            Checkpoint::save(run_dir, &net, &records, metrics, started)?;
+            Checkpoint::save(run_dir, &net, &records, &attempts, metrics, started)?;
         }
-        let mut attempts_csv =
-            String::from("layer,attempt,target,valid_accuracy,accepted,sparsity,params_total,test_accuracy,seconds\n");
-        let (net, _) = run_layerwise(net, &layer_wise, &rounds, calibration(data_needed), &mut |a, _| {
+        let calibration = calibration(data_needed);
+        let (net, _) = run_layerwise(net, &layer_wise, &rounds, calibration, done, &mut |a, candidate| {
             println!(
                 "{} try {}: target {:.2}%, valid acc {:.2}% -> {}",
                 a.layer,
@@ -729,20 +736,8 @@ fn prune_rounds(
                 a.valid_accuracy * 100.0,
                 if a.accepted { "kept" } else { "backing off" }
             );
-            let _ = writeln!(
-                attempts_csv,
-                "{},{},{:.6},{:.6},{},{:.6},{},{:.6},{:.3}",
-                a.layer,
-                a.attempt,
-                a.target,
-                a.valid_accuracy,
-                a.accepted,
-                a.sparsity.sparsity,
-                a.sparsity.params_total,
-                a.test.accuracy,
-                a.seconds
-            );
-            let mut written = write_atomic(&run_dir.join("attempts.csv"), attempts_csv.as_bytes());
+            attempts.push(a.clone());
+            let mut written = write_atomic(&run_dir.join("attempts.csv"), attempts_csv(&attempts).as_bytes());
             if a.accepted {
                 let record = RoundRecord {
                     round: records.len(),
@@ -755,8 +750,9 @@ fn prune_rounds(
                 println!("{}", round_line(&record, names.len()));
                 written = written.and_then(|()| metrics.extend(record.round, &record.epochs));
                 records.push(record);
-                written =
-                    written.and_then(|()| write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&records).as_bytes()));
+                written = written
+                    .and_then(|()| write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&records).as_bytes()))
+                    .and_then(|()| Checkpoint::save(run_dir, candidate, &records, &attempts, metrics, started));
             }
             if let Err(e) = written {
                 failure.get_or_insert(e);
@@ -785,7 +781,7 @@ fn prune_rounds(
         let written = metrics
             .extend(record.round, &record.epochs)
             .and_then(|()| write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&records).as_bytes()))
-            .and_then(|()| Checkpoint::save(run_dir, net, &records, metrics, started));
+            .and_then(|()| Checkpoint::save(run_dir, net, &records, &[], metrics, started));
         if let Err(e) = written {
             failure.get_or_insert(e);
         }
@@ -794,6 +790,28 @@ fn prune_rounds(
         Some(e) => Err(e),
         None => Ok(outcome),
     }
+}
+
+/// `attempts.csv`: every layer-wise try, backed-off ones included.
+fn attempts_csv(attempts: &[LayerAttempt]) -> String {
+    let mut csv =
+        String::from("layer,attempt,target,valid_accuracy,accepted,sparsity,params_total,test_accuracy,seconds\n");
+    for a in attempts {
+        let _ = writeln!(
+            csv,
+            "{},{},{:.6},{:.6},{},{:.6},{},{:.6},{:.3}",
+            a.layer,
+            a.attempt,
+            a.target,
+            a.valid_accuracy,
+            a.accepted,
+            a.sparsity.sparsity,
+            a.sparsity.params_total,
+            a.test.accuracy,
+            a.seconds
+        );
+    }
+    csv
 }
 
 /// With `targets = "sensitivity"`: each layer's target becomes the largest level whose

@@ -563,6 +563,31 @@ fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
     }
 }
 
+/// A layer-wise run killed while it works on its second layer goes on at that layer after a
+/// resume, and ends where the uninterrupted run ends.
+#[test]
+fn a_layerwise_run_killed_at_its_second_layer_resumes_to_the_uninterrupted_result() {
+    let dir = scratch("resume-layerwise");
+    let config = config_in(
+        &dir,
+        "name = \"resume-layerwise\"\n[data]\ntrain_limit = 8000\ntest_limit = 1000\n[model]\nkind = \"mlp\"\n\
+         [train]\nepochs = 1\n[prune]\nstrategy = \"layerwise\"\ntarget = 0.6\nretrain_epochs = 2\nmax_drop = 0.5\n",
+    );
+    let (whole, killed) = run_whole_and_killed(&dir, &config, |run_dir| last_checkpointed_round(run_dir) == Some(1));
+    assert_eq!(last_checkpointed_round(&killed), Some(1), "killed while fc2 was being pruned");
+    let resumed = coppice(&["run", "--resume", killed.to_str().unwrap(), "--plain"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let printed = String::from_utf8_lossy(&resumed.stdout);
+    assert!(!printed.contains("fc1 try") && printed.contains("fc2 try 1"), "fc1 is not pruned again: {printed}");
+    for file in ["rounds.csv", "attempts.csv", "metrics.csv"] {
+        assert_eq!(csv_without_seconds(&killed.join(file)), csv_without_seconds(&whole.join(file)), "{file}");
+    }
+    let (a, b) = (read_summary(&whole), read_summary(&killed));
+    for key in ["test_accuracy", "sparsity", "params_nonzero"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
 /// A weight-pruning run killed with SIGKILL during round 2 and resumed records each round once
 /// and ends exactly where the same run ends uninterrupted.
 #[test]
