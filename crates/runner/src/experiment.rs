@@ -421,8 +421,9 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
     run_experiment(&experiment, start_net, None, options)
 }
 
-/// `coppice run --resume RUN_DIR`: goes on after the last round the interrupted run completed,
-/// or trains again from the start when it completed none. What the run recorded stays, once.
+/// `coppice run --resume RUN_DIR`: goes on after the last round (or layer-wise layer) the
+/// interrupted run completed, or, in dense training, after its last completed epoch. What the
+/// run recorded stays, once.
 pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<PathBuf> {
     if run_dir.join("summary.json").is_file() {
         return Err(anyhow!(
@@ -460,7 +461,11 @@ fn run_experiment(
     options: &RunOptions,
 ) -> Result<PathBuf> {
     let Experiment { config, data, device, run_dir, .. } = experiment;
-    let earlier = Duration::from_secs_f64(progress.as_ref().map_or(0.0, |p| p.seconds));
+    let earlier_seconds = match &progress {
+        Some(p) => p.seconds,
+        None => EpochJournal::read(run_dir)?.iter().map(|e| e.seconds).sum(),
+    };
+    let earlier = Duration::from_secs_f64(earlier_seconds);
     let started = Instant::now().checked_sub(earlier).unwrap_or_else(Instant::now);
     let prune = config.prune.clone();
     let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
