@@ -86,11 +86,7 @@ pub fn run_layerwise(
     let valid_of = |n: &Network| evaluate(n, rounds.valid.clone(), rounds.batcher.clone(), batch, &device);
     let test_of = |n: &Network| evaluate(n, rounds.test.clone(), rounds.batcher.clone(), batch, &device);
     let (dense_valid, mut attempts) = match done {
-        Some(LayerwiseDone { mut attempts, dense }) => {
-            let kept = attempts.iter().rposition(|a| a.accepted).map_or(0, |last| last + 1);
-            attempts.truncate(kept);
-            (valid_of(&dense)?.accuracy, attempts)
-        }
+        Some(LayerwiseDone { attempts, dense }) => (valid_of(&dense)?.accuracy, attempts),
         None => (valid_of(&net)?.accuracy, Vec::new()),
     };
     let mut accepted: BTreeMap<String, f64> =
@@ -158,11 +154,20 @@ pub fn run_layerwise(
     Ok((net, attempts))
 }
 
-/// What an interrupted layer-wise run finished: every try it recorded, and its network before
-/// the first layer (the accuracy every try is held against).
+/// What an interrupted layer-wise run finished: its tries up to the last accepted one, and its
+/// network before the first layer (the accuracy every try is held against).
 pub struct LayerwiseDone {
     pub attempts: Vec<LayerAttempt>,
     pub dense: Network,
+}
+
+impl LayerwiseDone {
+    /// Drops the tries at a layer that was not accepted before the interruption: they are made
+    /// again.
+    pub fn new(mut attempts: Vec<LayerAttempt>, dense: Network) -> Self {
+        attempts.truncate(attempts.iter().rposition(|a| a.accepted).map_or(0, |last| last + 1));
+        Self { attempts, dense }
+    }
 }
 
 /// Prunes `layer` to `target`, keeping earlier layers at what they were accepted at. Weight

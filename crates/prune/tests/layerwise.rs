@@ -116,7 +116,7 @@ fn resuming_after_the_first_layer_ends_where_an_uninterrupted_walk_ends() {
             &config,
             &rounds("resume-rest"),
             vec![],
-            Some(LayerwiseDone { attempts: done, dense }),
+            Some(LayerwiseDone::new(done, dense)),
             &mut |a, _| later.push(a.layer.clone()),
         )
         .unwrap();

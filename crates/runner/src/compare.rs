@@ -70,16 +70,15 @@ pub fn compare(
     }
 
     let reference_dir = &trained[0].0;
-    let batches = |device: &Device| data.test_batches(config.train.eval_batch_size, device);
-    let reference = logits(&load_model(reference_dir, &devices[0])?, &batches(&devices[0]));
+    // The first backend's logits, once it has run: every backend is held against them.
+    let mut reference: Option<Vec<f32>> = None;
     let mut rows = Vec::new();
     for ((backend, device), (run_dir, summary)) in backends.iter().zip(&devices).zip(&trained) {
         let net = load_model(reference_dir, device)?;
-        let max_logit_difference = logits(&net, &batches(device))
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| (a - b).abs() as f64)
-            .fold(0.0, f64::max);
+        let values = logits(&net, &data.test_batches(config.train.eval_batch_size, device));
+        let reference = reference.get_or_insert_with(|| values.clone());
+        let max_logit_difference =
+            values.iter().zip(reference.iter()).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
         let batch = config.train.eval_batch_size;
         let inference = inference_seconds(&[&net], data.input(), batch, device)[0];
         let epoch_seconds = mean_epoch_seconds(run_dir)?;

@@ -418,7 +418,7 @@ impl Experiment {
 /// Runs a config end to end and returns the run directory.
 pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Result<PathBuf> {
     let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
-    run_experiment(&experiment, start_net, None, options)
+    run_experiment(&experiment, start_net, None, Vec::new(), options)
 }
 
 /// `coppice run --resume RUN_DIR`: goes on after the last round (or layer-wise layer) the
@@ -440,8 +440,11 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<PathBuf> {
     }
     let (experiment, start_net) = Experiment::reopen(run_dir, options)?;
     let progress = Checkpoint::read(run_dir)?;
-    match &progress {
-        Some(p) => println!("resuming after round {} of {}", p.last_round(), run_dir.display()),
+    let done = match &progress {
+        Some(p) => {
+            println!("resuming after round {} of {}", p.last_round(), run_dir.display());
+            Vec::new()
+        }
         None => {
             let done = EpochJournal::read(run_dir)?;
             let epochs = experiment.config.train.epochs;
@@ -449,21 +452,25 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<PathBuf> {
                 0 => println!("{} completed no epoch; training from the start", run_dir.display()),
                 epoch => println!("resuming after epoch {epoch} of {}", run_dir.display()),
             }
+            done
         }
-    }
-    run_experiment(&experiment, start_net, progress, options)
+    };
+    run_experiment(&experiment, start_net, progress, done, options)
 }
 
+/// A run from its start, or from where an interrupted one stopped: after the rounds in
+/// `progress`, or else after the dense epochs in `done`.
 fn run_experiment(
     experiment: &Experiment,
     start_net: Network,
     progress: Option<Checkpoint>,
+    done: Vec<EpochRecord>,
     options: &RunOptions,
 ) -> Result<PathBuf> {
     let Experiment { config, data, device, run_dir, .. } = experiment;
     let earlier_seconds = match &progress {
         Some(p) => p.seconds,
-        None => EpochJournal::read(run_dir)?.iter().map(|e| e.seconds).sum(),
+        None => done.iter().map(|e| e.seconds).sum(),
     };
     let earlier = Duration::from_secs_f64(earlier_seconds);
     let started = Instant::now().checked_sub(earlier).unwrap_or_else(Instant::now);
@@ -473,17 +480,15 @@ fn run_experiment(
     let initial = start_net.deep_clone();
     let (net, dense_net, completed, attempts) = match progress {
         Some(progress) => {
+            let net = load_model(&Checkpoint::model_dir(run_dir, progress.last_round()), device)?;
+            let dense = load_model(&Checkpoint::model_dir(run_dir, 0), device)?;
             metrics.rows = progress.metrics;
             metrics.extend(0, &[])?;
             write_atomic(&run_dir.join("rounds.csv"), rounds_csv(&progress.rounds).as_bytes())?;
-            let dense = load_model(&Checkpoint::model_dir(run_dir, 0), device)?;
-            let last = progress.rounds.last().map_or(0, |r| r.round);
-            let net = load_model(&Checkpoint::model_dir(run_dir, last), device)?;
             (net, dense.deep_clone(), Some(Completed { records: progress.rounds, dense }), progress.attempts)
         }
         None => {
             let label = if prune.is_some() { "dense" } else { "train" };
-            let done = EpochJournal::read(run_dir)?;
             let net = experiment.dense(start_net, options, &mut metrics, label, done)?;
             let dense_net = net.deep_clone();
             (net, dense_net, None, Vec::new())
@@ -710,11 +715,9 @@ fn prune_rounds(
     let mut records: Vec<RoundRecord> = completed.as_ref().map(|c| c.records.clone()).unwrap_or_default();
     let mut failure = None;
     if prune.strategy == StrategyKind::Layerwise {
-        let mut attempts = attempts_done;
-        // Tries at a layer that was not accepted before the interruption are made again.
-        attempts.truncate(attempts.iter().rposition(|a| a.accepted).map_or(0, |last| last + 1));
+        let done = completed.map(|c| LayerwiseDone::new(attempts_done, c.dense));
+        let mut attempts = done.as_ref().map(|d| d.attempts.clone()).unwrap_or_default();
         write_atomic(&run_dir.join("attempts.csv"), attempts_csv(&attempts).as_bytes())?;
-        let done = completed.map(|c| LayerwiseDone { attempts: attempts.clone(), dense: c.dense });
         let names = layer_order(&net, prune.granularity);
         let layer_wise = prune.layer_wise(prune.config_targets(&names), config.seed).map_err(in_config)?;
         let data_needed = prune.granularity == Granularity::Unit && layer_wise.unit_criterion.needs_data();

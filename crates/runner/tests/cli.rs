@@ -516,6 +516,21 @@ fn run_whole_and_killed(dir: &Path, config: &Path, killed_when: impl Fn(&Path) -
     (whole, killed)
 }
 
+/// `coppice run --resume RUN_DIR`, which must succeed; what it printed.
+fn resume(run_dir: &Path) -> String {
+    let resumed = coppice(&["run", "--resume", run_dir.to_str().unwrap(), "--plain"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    String::from_utf8_lossy(&resumed.stdout).into_owned()
+}
+
+/// The two runs' `summary.json` agree on every one of `keys`.
+fn assert_same_summary(a: &Path, b: &Path, keys: &[&str]) {
+    let (a, b) = (read_summary(a), read_summary(b));
+    for key in keys {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
 /// The `round` of the last record in a run's `checkpoints/progress.json`.
 fn last_checkpointed_round(run_dir: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(run_dir.join("checkpoints/progress.json")).ok()?;
@@ -551,16 +566,11 @@ fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
     let (whole, killed) = run_whole_and_killed(&dir, &config, epoch_one_saved);
     assert_eq!(journalled_epochs(&killed), 1, "killed during epoch 2");
     assert!(!killed.join("summary.json").exists());
-    let resumed = coppice(&["run", "--resume", killed.to_str().unwrap(), "--plain"]);
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    let printed = String::from_utf8_lossy(&resumed.stdout);
+    let printed = resume(&killed);
     assert!(printed.contains("resuming after epoch 1"), "{printed}");
     assert!(!printed.contains("epoch 1/3") && printed.contains("epoch 2/3"), "epoch 1 is not trained again: {printed}");
     assert_eq!(csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
-    let (a, b) = (read_summary(&whole), read_summary(&killed));
-    for key in ["test_accuracy", "test_loss", "epochs"] {
-        assert_eq!(a[key], b[key], "{key}");
-    }
+    assert_same_summary(&whole, &killed, &["test_accuracy", "test_loss", "epochs"]);
 }
 
 /// A layer-wise run killed while it works on its second layer goes on at that layer after a
@@ -575,17 +585,12 @@ fn a_layerwise_run_killed_at_its_second_layer_resumes_to_the_uninterrupted_resul
     );
     let (whole, killed) = run_whole_and_killed(&dir, &config, |run_dir| last_checkpointed_round(run_dir) == Some(1));
     assert_eq!(last_checkpointed_round(&killed), Some(1), "killed while fc2 was being pruned");
-    let resumed = coppice(&["run", "--resume", killed.to_str().unwrap(), "--plain"]);
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    let printed = String::from_utf8_lossy(&resumed.stdout);
+    let printed = resume(&killed);
     assert!(!printed.contains("fc1 try") && printed.contains("fc2 try 1"), "fc1 is not pruned again: {printed}");
     for file in ["rounds.csv", "attempts.csv", "metrics.csv"] {
         assert_eq!(csv_without_seconds(&killed.join(file)), csv_without_seconds(&whole.join(file)), "{file}");
     }
-    let (a, b) = (read_summary(&whole), read_summary(&killed));
-    for key in ["test_accuracy", "sparsity", "params_nonzero"] {
-        assert_eq!(a[key], b[key], "{key}");
-    }
+    assert_same_summary(&whole, &killed, &["test_accuracy", "sparsity", "params_nonzero"]);
 }
 
 /// A weight-pruning run killed with SIGKILL during round 2 and resumed records each round once
@@ -602,18 +607,17 @@ fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
     assert_eq!(last_checkpointed_round(&killed), Some(1), "killed during round 2");
     assert!(!killed.join("summary.json").exists());
 
-    let resumed = coppice(&["run", "--resume", killed.to_str().unwrap(), "--plain"]);
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resuming after round 1"));
+    assert!(resume(&killed).contains("resuming after round 1"));
     let rounds: Vec<String> = csv_without_seconds(&killed.join("rounds.csv"));
     let numbers: Vec<&str> = rounds.iter().skip(1).map(|r| r.split(',').next().unwrap()).collect();
     assert_eq!(numbers, ["0", "1", "2", "3"], "each round exactly once");
     assert_eq!(rounds, csv_without_seconds(&whole.join("rounds.csv")), "the same rounds as uninterrupted");
     assert_eq!(csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
-    let (a, b) = (read_summary(&whole), read_summary(&killed));
-    for key in ["test_accuracy", "test_loss", "sparsity", "params_nonzero", "dense_test_accuracy", "rounds", "epochs"] {
-        assert_eq!(a[key], b[key], "{key}");
-    }
+    assert_same_summary(
+        &whole,
+        &killed,
+        &["test_accuracy", "test_loss", "sparsity", "params_nonzero", "dense_test_accuracy", "rounds", "epochs"],
+    );
     assert!(!killed.join("checkpoints").exists());
 
     assert_clean_failure(
