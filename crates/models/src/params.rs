@@ -1,10 +1,12 @@
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
 
 /// One float parameter, flattened, with the path the pruning code addresses it by.
 #[derive(Clone, Debug)]
 pub struct ParamTensor {
     pub path: String,
+    /// burn's identity of the parameter, which optimizer state and parameter groups key on.
+    pub id: ParamId,
     pub shape: Vec<usize>,
     pub values: Tensor<1>,
 }
@@ -77,7 +79,7 @@ impl ModuleVisitor for Collector {
         let tensor = param.val();
         let shape = tensor.dims().to_vec();
         let len: usize = shape.iter().product();
-        self.params.push(ParamTensor { path: self.path.path(), shape, values: tensor.reshape([len]) });
+        self.params.push(ParamTensor { path: self.path.path(), id: param.id, shape, values: tensor.reshape([len]) });
     }
 }
 

@@ -3,13 +3,16 @@ use std::collections::BTreeMap;
 use burn::module::Param;
 use burn::prelude::*;
 use coppice_models::{Network, ParamEditor, edit_param, edit_params, float_params};
-use coppice_train::Callback;
+use coppice_train::{Callback, UpdateMasks};
 
-/// Binary masks of pruned tensors, by parameter path. Applying them after every optimizer step
-/// keeps pruned weights exactly zero whatever the optimizer's momentum or moments would do.
+/// Binary masks of pruned tensors, by parameter path. They keep pruned weights exactly zero
+/// through training whatever the optimizer's momentum or moments would do: the optimizer folds
+/// them into its update, and [`MaskSet::hold`] applies any it could not after the step.
 #[derive(Clone, Debug, Default)]
 pub struct MaskSet {
     masks: BTreeMap<String, Mask>,
+    /// The same factors, for the optimizer; clones of the set share it.
+    update: UpdateMasks,
 }
 
 #[derive(Clone, Debug)]
@@ -23,6 +26,7 @@ impl MaskSet {
     pub fn set(&mut self, path: &str, keep: Vec<bool>, device: &Device) {
         let factors: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
         let factors = Tensor::from_data(TensorData::new(factors, [keep.len()]), device);
+        self.update.set(path, factors.clone());
         self.masks.insert(path.to_string(), Mask { keep, factors });
     }
 
@@ -54,23 +58,46 @@ impl MaskSet {
         if self.masks.is_empty() {
             return net;
         }
-        edit_params(net, &mut Apply { masks: &self.masks })
+        edit_params(net, &mut Apply { masks: &self.masks, paths: None })
+    }
+
+    /// After an optimizer step: applies the masks the optimizer did not fold into its update,
+    /// which is none of them when it was built with [`MaskSet::update_masks`].
+    pub fn hold(&self, net: Network) -> Network {
+        let unfolded = self.update.take_unfolded();
+        if unfolded.is_empty() {
+            return net;
+        }
+        edit_params(net, &mut Apply { masks: &self.masks, paths: Some(&unfolded) })
+    }
+
+    pub fn update_masks(&self) -> UpdateMasks {
+        self.update.clone()
     }
 }
 
-/// Masks that only hold: after every optimizer step the pruned weights are zeroed again.
+/// Masks that only hold the zeros a network has.
 impl Callback for MaskSet {
     fn after_step(&mut self, net: Network, _step: usize) -> Network {
-        self.apply(net)
+        self.hold(net)
+    }
+
+    fn update_masks(&self) -> Option<UpdateMasks> {
+        Some(self.update.clone())
     }
 }
 
 struct Apply<'a> {
     masks: &'a BTreeMap<String, Mask>,
+    /// Only these; all when `None`.
+    paths: Option<&'a [String]>,
 }
 
 impl ParamEditor for Apply<'_> {
     fn edit<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.paths.is_some_and(|paths| !paths.iter().any(|p| p == path)) {
+            return param;
+        }
         match self.masks.get(path) {
             Some(mask) => edit_param(param, |value| {
                 let shape = value.shape();

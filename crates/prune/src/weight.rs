@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use burn::prelude::*;
 use coppice_data::SplitMix64;
 use coppice_models::{Network, Prunable, PrunableLayer, float_params};
-use coppice_train::Callback;
+use coppice_train::{Callback, UpdateMasks};
 
 use crate::PruneError;
 use crate::allocation::{Allocation, LayerScores, allocate};
@@ -151,7 +151,11 @@ impl Callback for WeightPruner {
         {
             return self.prune_to(net, &|target| agp_sparsity(initial, target, start, end - start, step));
         }
-        self.lock().masks.apply(net)
+        self.lock().masks.hold(net)
+    }
+
+    fn update_masks(&self) -> Option<UpdateMasks> {
+        Some(self.lock().masks.update_masks())
     }
 
     fn on_round_start(&mut self, round: usize) {

@@ -4,12 +4,12 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use coppice_data::ImageBatch;
 use coppice_models::{Architecture, Classifier, InputShape, LeNet5Config, MlpConfig, Network};
 use coppice_prune::{Allocation, MaskSet, Schedule, WeightCriterion, WeightPruner, WeightPruning};
+use coppice_train::{Callback, Callbacks, TrainConfig, optimizer};
 
 use crate::backend::BackendName;
 use crate::experiment::Data;
@@ -21,7 +21,7 @@ pub struct BenchOptions {
     pub warmup_steps: usize,
     pub windows: usize,
     pub steps_per_window: usize,
-    /// Also time training with 90 % per-layer masks re-applied after every step, in windows
+    /// Also time training with 90 % per-layer masks held through every step, in windows
     /// interleaved with the unmasked ones so both see the same machine.
     pub masks: bool,
 }
@@ -124,20 +124,24 @@ fn bench_one(
     })
 }
 
-/// A bare training loop: forward, backward, SGD step, and the masks when there are any. The
-/// network moves through the step as it does in training, so that the optimizer and the masks
-/// own its tensors and may update them in place.
+/// A bare training loop with what training itself uses: the optimizer built from the default
+/// `[train]` settings (SGD with momentum and weight decay), folding in the masks when there are
+/// any, and the callbacks after each step. The network moves through the step as it does in
+/// training, so that the optimizer owns its tensors and may update them in place.
 struct Trainer {
     net: Option<Network>,
     optim: ModuleOptimizer,
-    masks: Option<MaskSet>,
+    callbacks: Callbacks,
+    lr: f64,
     cursor: usize,
 }
 
 impl Trainer {
     fn new(net: Network, masks: Option<MaskSet>) -> Self {
-        let optim = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_dampening(0.0))).init();
-        Self { net: Some(net), optim, masks, cursor: 0 }
+        let config = TrainConfig::default();
+        let callbacks = Callbacks::new(masks.into_iter().map(|m| Box::new(m) as Box<dyn Callback>).collect());
+        let optim = optimizer(&config, &net, callbacks.update_masks().as_ref());
+        Self { net: Some(net), optim, callbacks, lr: config.lr, cursor: 0 }
     }
 
     /// Returns the last loss, read back so that lazy backends finish the work being timed.
@@ -150,11 +154,8 @@ impl Trainer {
             let logits = net.forward(batch.images.clone());
             let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, batch.targets.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &net);
-            let mut net = self.optim.step(0.01, net, grads);
-            if let Some(masks) = &self.masks {
-                net = masks.apply(net);
-            }
-            self.net = Some(net);
+            let net = self.optim.step(self.lr, net, grads);
+            self.net = Some(self.callbacks.after_step(net));
             last = Some(loss);
         }
         last.map_or(0.0, |l| l.into_scalar::<f64>())

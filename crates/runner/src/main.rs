@@ -169,7 +169,7 @@ enum Command {
         /// MNIST directory to take the batches from.
         #[arg(long, default_value = "datasets/mnist")]
         data: PathBuf,
-        /// Also measure training with weight masks re-applied after every step.
+        /// Also measure training with 90 % weight masks held through every step.
         #[arg(long)]
         masks: bool,
     },

@@ -3,6 +3,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use coppice_models::Network;
 use serde::{Deserialize, Serialize};
 
+use crate::optim::UpdateMasks;
+
 /// One epoch of training as `metrics.csv` records it. Accuracies are fractions in [0, 1].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -27,6 +29,11 @@ pub trait Callback: Send {
         net
     }
     fn on_epoch_end(&mut self, _record: &EpochRecord) {}
+    /// Masks the optimizer should fold into its update (see [`UpdateMasks`]); asked once at the
+    /// start of each training.
+    fn update_masks(&self) -> Option<UpdateMasks> {
+        None
+    }
     fn on_round_start(&mut self, _round: usize) {}
     fn on_round_end(&mut self, _round: usize) {}
 }
@@ -76,6 +83,12 @@ impl Callbacks {
             net = callback.after_step(net, step);
         }
         net
+    }
+
+    /// The first callback's masks that the optimizer folds in; any other callback holding masks
+    /// applies them after the step itself.
+    pub fn update_masks(&self) -> Option<UpdateMasks> {
+        self.lock().callbacks.iter().find_map(|c| c.update_masks())
     }
 
     pub fn on_epoch_end(&self, record: &EpochRecord) {

@@ -4,9 +4,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::train::logger::InMemoryMetricLogger;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
@@ -16,8 +13,9 @@ use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::Network;
 
 use crate::callback::{Callbacks, EpochRecord};
-use crate::config::{OptimizerKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::lr::{EpochLr, lr_at};
+use crate::optim::optimizer;
 use crate::quiet::QuietRenderer;
 use crate::trainee::Trainee;
 
@@ -125,9 +123,10 @@ pub fn fit_after(
         training = training.renderer(Box::new(QuietRenderer));
     }
 
+    let optim = optimizer(config, &net, callbacks.update_masks().as_ref());
     let trainee = Trainee::new(net, callbacks.clone()).train();
     let schedule = EpochLr::new(config.clone(), steps_per_epoch).after_epochs(resume_after);
-    let learner = Learner::new(trainee, optimizer(config), schedule);
+    let learner = Learner::new(trainee, optim, schedule);
     let result = training.launch(learner);
     if let Some(error) = result.error {
         return Err(TrainError::Failed(error.to_string()));
@@ -181,21 +180,6 @@ pub fn resumable_epochs(artifact_dir: &Path, done: &[EpochRecord], epochs: usize
             .all(|kind| artifact_dir.join("checkpoint").join(format!("{kind}-{epoch}.bpk")).is_file())
     };
     (1..=done.len().min(epochs)).rev().find(|&e| checkpointed(e)).unwrap_or(0)
-}
-
-fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.optimizer {
-        OptimizerKind::Sgd => {
-            let momentum = (config.momentum > 0.0).then_some(MomentumConfig {
-                momentum: config.momentum,
-                dampening: 0.0,
-                nesterov: config.nesterov,
-            });
-            SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init()
-        }
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
-    }
 }
 
 /// burn-train's synchronous epoch-end hook, used to read the epoch's metrics and hand them to

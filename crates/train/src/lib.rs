@@ -9,6 +9,7 @@ mod config;
 mod evaluate;
 mod fit;
 mod lr;
+mod optim;
 mod quiet;
 mod trainee;
 
@@ -17,4 +18,5 @@ pub use config::{LrScheduleKind, OptimizerKind, TrainConfig, TrainConfigError};
 pub use evaluate::{Evaluation, evaluate};
 pub use fit::{Progress, TrainError, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
 pub use lr::lr_at;
+pub use optim::{UpdateMasks, optimizer};
 pub use trainee::Trainee;

@@ -95,3 +95,38 @@ fn training_writes_a_checkpoint_per_epoch() {
         assert!(path.is_file(), "{} exists", path.display());
     }
 }
+
+/// Records, after every step, which masks the optimizer did not fold into its update.
+struct FoldWatch {
+    masks: UpdateMasks,
+    unfolded: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl Callback for FoldWatch {
+    fn after_step(&mut self, net: Network, _step: usize) -> Network {
+        self.unfolded.lock().unwrap().push(self.masks.take_unfolded());
+        net
+    }
+
+    fn update_masks(&self) -> Option<UpdateMasks> {
+        Some(self.masks.clone())
+    }
+}
+
+/// burn-train moves the network to the autodiff device and clones it; the optimizer `fit` builds
+/// must still find the masked parameters, or every step would pay for the masks twice.
+#[test]
+fn fit_folds_the_callbacks_masks_into_every_update() {
+    let train = synthetic_images(64, 2, 1, 4, 4, 3);
+    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let net = Architecture::Mlp(MlpConfig { inputs: 16, hidden: vec![4], classes: 2 }).init(&Device::flex());
+    let masks = UpdateMasks::default();
+    masks.set("fc.0.weight", Tensor::ones([64], &Device::flex()));
+    let unfolded = Arc::new(Mutex::new(Vec::new()));
+    let callbacks = Callbacks::new(vec![Box::new(FoldWatch { masks, unfolded: unfolded.clone() })]);
+    let setup = setup("fold", 2);
+    fit(net, ImageDataset::new(train.clone()), ImageDataset::new(train), batcher, &setup, &callbacks).unwrap();
+    let unfolded = unfolded.lock().unwrap();
+    assert_eq!(unfolded.len(), 8, "64 samples / 16 per batch, 2 epochs");
+    assert!(unfolded.iter().all(Vec::is_empty), "{unfolded:?}");
+}
