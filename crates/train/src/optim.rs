@@ -132,12 +132,28 @@ struct Fold<const D: usize> {
     clear_state: Option<Tensor<D>>,
 }
 
-impl<const D: usize> Fold<D> {
-    fn clear(&self, state: Tensor<D>) -> Tensor<D> {
-        match &self.clear_state {
-            Some(factors) => state.mul(factors.clone()),
-            None => state,
-        }
+/// The gradient as it enters the velocity or first moment: times the mask's scaled factors, or
+/// times `scale` alone (the pass the mask replaces) when there is no mask.
+fn entering<const D: usize>(fold: Option<&Fold<D>>, grad: Tensor<D>, scale: f32) -> Tensor<D> {
+    match fold {
+        Some(fold) => grad.mul(fold.scaled.clone()),
+        None => grad.mul_scalar(scale),
+    }
+}
+
+/// `tensor` times the mask, where no pass of the optimizer's own could carry it.
+fn masked<const D: usize>(fold: Option<&Fold<D>>, tensor: Tensor<D>) -> Tensor<D> {
+    match fold {
+        Some(fold) => tensor.mul(fold.scaled.clone()),
+        None => tensor,
+    }
+}
+
+/// A velocity or first moment, cleared where a mask that came mid-training is 0.
+fn cleared<const D: usize>(fold: Option<&Fold<D>>, state: Tensor<D>) -> Tensor<D> {
+    match fold.and_then(|f| f.clear_state.as_ref()) {
+        Some(factors) => state.mul(factors.clone()),
+        None => state,
     }
 }
 
@@ -210,32 +226,22 @@ impl Optimizer for MaskedSgd {
     ) -> (Tensor<D>, Option<SgdState<D>>) {
         let Masked { update, path, masks } = &self.0;
         let fold = masks.fold::<D>(path, 1.0, grad.shape());
+        let fold = fold.as_ref();
         let grad = update.decayed(&tensor, grad);
         if update.momentum == 0.0 {
             // No pass scales the gradient here, so the mask takes one of its own.
-            let grad = match &fold {
-                Some(fold) => grad.mul(fold.scaled.clone()),
-                None => grad,
-            };
+            let grad = masked(fold, grad);
             return (tensor - grad.mul_scalar(lr), Some(SgdState { velocity: None }));
         }
         let previous = state.and_then(|s| s.velocity);
         // The same operations as burn's `Momentum::transform`, whose `grad * (1 − dampening)`
         // becomes `grad * mask`.
-        let velocity = match (previous, &fold) {
-            (None, None) => grad.clone(),
-            (None, Some(fold)) => grad.clone().mul(fold.scaled.clone()),
-            (Some(v), None) => grad.clone().mul_scalar(1.0).add(v.mul_scalar(update.momentum)),
-            (Some(v), Some(fold)) => {
-                grad.clone().mul(fold.scaled.clone()).add(fold.clear(v).mul_scalar(update.momentum))
-            }
+        let velocity = match previous {
+            None => masked(fold, grad.clone()),
+            Some(v) => entering(fold, grad.clone(), 1.0).add(cleared(fold, v).mul_scalar(update.momentum)),
         };
         let direction = if update.nesterov {
-            let grad = match &fold {
-                Some(fold) => grad.mul(fold.scaled.clone()),
-                None => grad,
-            };
-            velocity.clone().mul_scalar(update.momentum).add(grad)
+            velocity.clone().mul_scalar(update.momentum).add(masked(fold, grad))
         } else {
             velocity.clone()
         };
@@ -264,26 +270,23 @@ impl Optimizer for MaskedAdam {
     ) -> (Tensor<D>, Option<AdamState<D>>) {
         let Masked { update, path, masks } = &self.0;
         let fold = masks.fold::<D>(path, 1.0 - ADAM_BETA_1, grad.shape());
+        let fold = fold.as_ref();
         let grad = update.decayed(&tensor, grad);
-        let entering = |grad: Tensor<D>| match &fold {
-            Some(fold) => grad.mul(fold.scaled.clone()),
-            None => grad.mul_scalar(1.0 - ADAM_BETA_1),
-        };
         // The same operations, in the same order, as burn's `AdaptiveMomentum::transform`.
         let moments = match state {
             Some(AdamState { momentum: mut moments }) => {
-                let moment_1 = match &fold {
-                    Some(fold) => fold.clear(moments.moment_1),
-                    None => moments.moment_1,
-                };
-                moments.moment_1 = moment_1.mul_scalar(ADAM_BETA_1).add(entering(grad.clone()));
+                moments.moment_1 = cleared(fold, moments.moment_1).mul_scalar(ADAM_BETA_1).add(entering(
+                    fold,
+                    grad.clone(),
+                    1.0 - ADAM_BETA_1,
+                ));
                 moments.moment_2 =
                     moments.moment_2.mul_scalar(ADAM_BETA_2).add(grad.square().mul_scalar(1.0 - ADAM_BETA_2));
                 moments.time += 1;
                 moments
             }
             None => {
-                let moment_1 = entering(grad.clone());
+                let moment_1 = entering(fold, grad.clone(), 1.0 - ADAM_BETA_1);
                 AdaptiveMomentumState::new(1, moment_1, grad.square().mul_scalar(1.0 - ADAM_BETA_2))
             }
         };
