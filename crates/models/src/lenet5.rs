@@ -1,7 +1,8 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, Relu};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use coppice_kernels::{conv2d, linear, max_pool2d};
 
 use crate::structure::{
     Activation, Prunable, PrunableLayer, UnitGroup, UnitOp, conv_layer, dense, linear_layer, spatial, unit_group,
@@ -37,7 +38,6 @@ pub struct LeNet5 {
     pub fc1: Linear,
     pub fc2: Linear,
     pub pool: MaxPool2d,
-    pub activation: Relu,
     /// Input height and width, kept so that the architecture can be read back from the model.
     #[module(skip)]
     pub input_hw: [usize; 2],
@@ -74,7 +74,6 @@ impl LeNet5Config {
             fc1: LinearConfig::new(self.conv2 * ph * pw, self.fc1).init(device),
             fc2: LinearConfig::new(self.fc1, self.classes).init(device),
             pool: MaxPool2dConfig::new([POOL, POOL]).init(),
-            activation: Relu::new(),
             input_hw: [self.height, self.width],
         }
     }
@@ -118,10 +117,10 @@ impl Prunable for LeNet5 {
     }
 
     fn forward_tapped(&self, images: Tensor<4>, tap: &mut dyn FnMut(usize, Activation) -> Activation) -> Tensor<2> {
-        let x = spatial(tap(0, Activation::Spatial(self.pool.forward(self.conv1.forward(images)))));
-        let x = spatial(tap(1, Activation::Spatial(self.pool.forward(self.conv2.forward(x)))));
+        let x = spatial(tap(0, Activation::Spatial(max_pool2d(conv2d(images, &self.conv1), &self.pool))));
+        let x = spatial(tap(1, Activation::Spatial(max_pool2d(conv2d(x, &self.conv2), &self.pool))));
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = dense(tap(2, Activation::Dense(self.activation.forward(self.fc1.forward(x)))));
-        self.fc2.forward(x)
+        let x = dense(tap(2, Activation::Dense(linear(x, &self.fc1, true))));
+        linear(x, &self.fc2, false)
     }
 }

@@ -1,5 +1,6 @@
-use burn::nn::{Linear, LinearConfig, Relu};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
+use coppice_kernels::linear;
 
 use crate::structure::{Activation, Prunable, PrunableLayer, UnitGroup, UnitOp, dense, linear_layer, unit_group};
 
@@ -18,7 +19,6 @@ pub struct MlpConfig {
 pub struct Mlp {
     /// Hidden layers then the output layer; users call them fc1, fc2, ...
     pub fc: Vec<Linear>,
-    pub activation: Relu,
 }
 
 impl MlpConfig {
@@ -28,7 +28,7 @@ impl MlpConfig {
             .chain(std::iter::once(self.classes))
             .collect();
         let fc = widths.windows(2).map(|pair| LinearConfig::new(pair[0], pair[1]).init(device)).collect();
-        Mlp { fc, activation: Relu::new() }
+        Mlp { fc }
     }
 }
 
@@ -67,9 +67,10 @@ impl Prunable for Mlp {
         let mut x: Tensor<2> = images.flatten(1, 3);
         let last = self.fc.len() - 1;
         for (i, layer) in self.fc.iter().enumerate() {
-            x = layer.forward(x);
+            // Hidden layers end in ReLU, which the layer's kernel applies in its own output.
+            x = linear(x, layer, i < last);
             if i < last {
-                x = dense(tap(i, Activation::Dense(self.activation.forward(x))));
+                x = dense(tap(i, Activation::Dense(x)));
             }
         }
         x

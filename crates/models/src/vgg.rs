@@ -2,6 +2,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
+use coppice_kernels::{conv2d, linear, max_pool2d};
 
 use crate::structure::{
     Activation, Prunable, PrunableLayer, UnitGroup, UnitOp, conv_layer, dense, linear_layer, spatial, unit_group,
@@ -167,13 +168,13 @@ impl Prunable for Vgg {
         for &convs in &self.stage_sizes {
             for (i, (conv, bn)) in layers.by_ref().take(convs) {
                 x = take(x, &mut untapped);
-                x = self.activation.forward(bn.forward(conv.forward(x)));
+                x = self.activation.forward(bn.forward(conv2d(x, conv)));
                 untapped = Some(i);
             }
-            x = self.pool.forward(x);
+            x = max_pool2d(x, &self.pool);
         }
         let x: Tensor<2> = take(x, &mut untapped).flatten(1, 3);
-        let x = dense(tap(self.conv.len(), Activation::Dense(self.activation.forward(self.fc1.forward(x)))));
-        self.fc2.forward(x)
+        let x = dense(tap(self.conv.len(), Activation::Dense(linear(x, &self.fc1, true))));
+        linear(x, &self.fc2, false)
     }
 }

@@ -7,24 +7,25 @@
 //! scaling by the mask times that factor instead costs one more read, of the mask. Where the
 //! mask is 0, the velocity or the first moment then stays 0, so the update is exactly 0 and a
 //! weight that is 0 stays 0, for any learning rate, momentum, weight decay or second moment.
+//!
+//! The update itself is one pass over parameter, gradient and state (`coppice_kernels`), with
+//! burn's arithmetic: a test compares it with burn's `Sgd` and `Adam` bit for bit.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::module::ParamGroup;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
-    AdamConfig, AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer, RecordState, SgdConfig,
-    StateSink, StateSource, join_path,
+    AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer, RecordState, StateSink, StateSource,
+    join_path,
 };
 use burn::prelude::*;
+use coppice_kernels::{AdamStep, SgdStep, adam_update, sgd_update};
 use coppice_models::{Network, float_params};
 
 use crate::config::{OptimizerKind, TrainConfig};
 
-/// burn's `AdamConfig` defaults, which coppice trains with; a test checks that the masked
-/// update matches burn's Adam bit for bit.
+/// burn's `AdamConfig` defaults, which coppice trains with.
 const ADAM_BETA_1: f32 = 0.9;
 const ADAM_BETA_2: f32 = 0.999;
 const ADAM_EPSILON: f32 = 1e-5;
@@ -34,27 +35,19 @@ const ADAM_EPSILON: f32 = 1e-5;
 /// without a mask is updated exactly as burn's optimizer would.
 pub fn optimizer(config: &TrainConfig, net: &Network, masks: Option<&UpdateMasks>) -> ModuleOptimizer {
     let update = Update::of(config);
-    let decay = update.weight_decay.map(WeightDecayConfig::new);
     let mut optim = match config.optimizer {
-        OptimizerKind::Sgd => {
-            let momentum = (update.momentum > 0.0).then_some(MomentumConfig {
-                momentum: config.momentum,
-                dampening: 0.0,
-                nesterov: update.nesterov,
-            });
-            SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init()
-        }
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Sgd => ModuleOptimizer::from(Sgd(Method { update, mask: None })),
+        OptimizerKind::Adam => ModuleOptimizer::from(Adam(Method { update, mask: None })),
     };
     let Some(masks) = masks else {
         return optim;
     };
     for param in float_params(net) {
         let group = ParamGroup::from_ids(vec![param.id]);
-        let masked = Masked { update: update.clone(), path: param.path, masks: masks.clone() };
+        let method = Method { update, mask: Some(MaskOf { path: param.path, masks: masks.clone() }) };
         optim = match config.optimizer {
-            OptimizerKind::Sgd => optim.with_group(group, MaskedSgd(masked), None),
-            OptimizerKind::Adam => optim.with_group(group, MaskedAdam(masked), None),
+            OptimizerKind::Sgd => optim.with_group(group, Sgd(method), None),
+            OptimizerKind::Adam => optim.with_group(group, Adam(method), None),
         };
     }
     optim
@@ -69,8 +62,6 @@ pub struct UpdateMasks {
 
 struct UpdateMask {
     factors: Tensor<1>,
-    /// The factors times a constant of the optimizer (Adam's 1 − β₁), computed once.
-    scaled: Option<(f32, Tensor<1>)>,
     /// The optimizer's state may still hold velocity or moment where this mask is 0 (the mask
     /// came in the middle of a training); the next update clears it there.
     state_stale: bool,
@@ -88,7 +79,7 @@ impl UpdateMasks {
     /// From now on, the updates of the tensor at `path` are 0 where `factors` is 0. The tensor's
     /// entries there must already be 0: the optimizer keeps them so, it does not zero them.
     pub fn set(&self, path: &str, factors: Tensor<1>) {
-        let mask = UpdateMask { factors, scaled: None, state_stale: true, folded: false };
+        let mask = UpdateMask { factors, state_stale: true, folded: false };
         self.lock().insert(path.to_string(), mask);
     }
 
@@ -102,21 +93,13 @@ impl UpdateMasks {
         unfolded
     }
 
-    fn fold<const D: usize>(&self, path: &str, scale: f32, shape: Shape) -> Option<Fold<D>> {
+    fn fold<const D: usize>(&self, path: &str, shape: Shape) -> Option<Fold<D>> {
         let mut masks = self.lock();
         let mask = masks.get_mut(path)?;
         mask.folded = true;
-        let scaled = match &mask.scaled {
-            _ if scale == 1.0 => mask.factors.clone(),
-            Some((s, scaled)) if *s == scale => scaled.clone(),
-            _ => {
-                let scaled = mask.factors.clone().mul_scalar(scale);
-                mask.scaled = Some((scale, scaled.clone()));
-                scaled
-            }
-        };
-        let clear_state = std::mem::take(&mut mask.state_stale).then(|| mask.factors.clone().reshape(shape.clone()));
-        Some(Fold { scaled: scaled.reshape(shape), clear_state })
+        let factors = mask.factors.clone().reshape(shape);
+        let clear_state = std::mem::take(&mut mask.state_stale).then(|| factors.clone());
+        Some(Fold { factors, clear_state })
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, UpdateMask>> {
@@ -126,39 +109,13 @@ impl UpdateMasks {
 
 /// A mask as one update uses it.
 struct Fold<const D: usize> {
-    /// The factors times the optimizer's scale of the entering gradient.
-    scaled: Tensor<D>,
-    /// The bare factors, when the state must first be cleared where the mask is 0.
+    factors: Tensor<D>,
+    /// The factors again, when the optimizer's state must first be cleared where they are 0.
     clear_state: Option<Tensor<D>>,
 }
 
-/// The gradient as it enters the velocity or first moment: times the mask's scaled factors, or
-/// times `scale` alone (the pass the mask replaces) when there is no mask.
-fn entering<const D: usize>(fold: Option<&Fold<D>>, grad: Tensor<D>, scale: f32) -> Tensor<D> {
-    match fold {
-        Some(fold) => grad.mul(fold.scaled.clone()),
-        None => grad.mul_scalar(scale),
-    }
-}
-
-/// `tensor` times the mask, where no pass of the optimizer's own could carry it.
-fn masked<const D: usize>(fold: Option<&Fold<D>>, tensor: Tensor<D>) -> Tensor<D> {
-    match fold {
-        Some(fold) => tensor.mul(fold.scaled.clone()),
-        None => tensor,
-    }
-}
-
-/// A velocity or first moment, cleared where a mask that came mid-training is 0.
-fn cleared<const D: usize>(fold: Option<&Fold<D>>, state: Tensor<D>) -> Tensor<D> {
-    match fold.and_then(|f| f.clear_state.as_ref()) {
-        Some(factors) => state.mul(factors.clone()),
-        None => state,
-    }
-}
-
 /// The hyper-parameters both updates read from the training config.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Update {
     momentum: f32,
     nesterov: bool,
@@ -173,29 +130,37 @@ impl Update {
             weight_decay: (config.weight_decay > 0.0).then_some(config.weight_decay as f32),
         }
     }
-
-    /// The gradient plus the coupled L2 penalty, as burn's `WeightDecay` computes it.
-    fn decayed<const D: usize>(&self, tensor: &Tensor<D>, grad: Tensor<D>) -> Tensor<D> {
-        match self.weight_decay {
-            Some(penalty) => tensor.clone().mul_scalar(penalty).add(grad),
-            None => grad,
-        }
-    }
 }
 
+/// Which mask, if any, one parameter's update folds in.
 #[derive(Clone)]
-struct Masked {
-    update: Update,
+struct MaskOf {
     path: String,
     masks: UpdateMasks,
 }
 
-/// burn's SGD (no dampening, as coppice configures it) with the mask folded in.
+/// One parameter's update: the hyper-parameters and its mask.
 #[derive(Clone)]
-struct MaskedSgd(Masked);
+struct Method {
+    update: Update,
+    mask: Option<MaskOf>,
+}
+
+impl Method {
+    /// The mask factors and, on the first update under a new mask, the factors that clear the
+    /// state.
+    fn masks<const D: usize>(&self, shape: Shape) -> (Option<Tensor<D>>, Option<Tensor<D>>) {
+        let fold = self.mask.as_ref().and_then(|m| m.masks.fold::<D>(&m.path, shape));
+        fold.map_or((None, None), |fold| (Some(fold.factors), fold.clear_state))
+    }
+}
+
+/// burn's SGD (no dampening, as coppice configures it), the mask in the place of 1 − dampening.
+#[derive(Clone)]
+struct Sgd(Method);
 
 /// Names its tensor as burn's `SgdState` does (`momentum.velocity`), so that either loads the
-/// other's checkpoint; burn's keeps the velocity private, and clearing it needs it.
+/// other's checkpoint; burn's keeps the velocity private, and the update needs it.
 #[derive(Clone)]
 struct SgdState<const D: usize> {
     velocity: Option<Tensor<D>>,
@@ -214,7 +179,7 @@ impl<const D: usize> RecordState for SgdState<D> {
     }
 }
 
-impl Optimizer for MaskedSgd {
+impl Optimizer for Sgd {
     type State<const D: usize> = SgdState<D>;
 
     fn step<const D: usize>(
@@ -224,28 +189,12 @@ impl Optimizer for MaskedSgd {
         grad: Tensor<D>,
         state: Option<SgdState<D>>,
     ) -> (Tensor<D>, Option<SgdState<D>>) {
-        let Masked { update, path, masks } = &self.0;
-        let fold = masks.fold::<D>(path, 1.0, grad.shape());
-        let fold = fold.as_ref();
-        let grad = update.decayed(&tensor, grad);
-        if update.momentum == 0.0 {
-            // No pass scales the gradient here, so the mask takes one of its own.
-            let grad = masked(fold, grad);
-            return (tensor - grad.mul_scalar(lr), Some(SgdState { velocity: None }));
-        }
-        let previous = state.and_then(|s| s.velocity);
-        // The same operations as burn's `Momentum::transform`, whose `grad * (1 − dampening)`
-        // becomes `grad * mask`.
-        let velocity = match previous {
-            None => masked(fold, grad.clone()),
-            Some(v) => entering(fold, grad.clone(), 1.0).add(cleared(fold, v).mul_scalar(update.momentum)),
-        };
-        let direction = if update.nesterov {
-            velocity.clone().mul_scalar(update.momentum).add(masked(fold, grad))
-        } else {
-            velocity.clone()
-        };
-        (tensor - direction.mul_scalar(lr), Some(SgdState { velocity: Some(velocity) }))
+        let Update { momentum, nesterov, weight_decay } = self.0.update;
+        let (mask, clear) = self.0.masks::<D>(grad.shape());
+        let velocity = state.and_then(|s| s.velocity);
+        let step = SgdStep { lr, momentum, nesterov, weight_decay };
+        let (tensor, velocity) = sgd_update(tensor, grad, velocity, mask, clear, step);
+        (tensor, Some(SgdState { velocity }))
     }
 
     fn to_device<const D: usize>(state: SgdState<D>, device: &Device) -> SgdState<D> {
@@ -253,12 +202,12 @@ impl Optimizer for MaskedSgd {
     }
 }
 
-/// burn's Adam (without AMSGrad, as coppice configures it) with the mask folded into the first
-/// moment; its state is burn's, so checkpoints are interchangeable.
+/// burn's Adam (without AMSGrad, as coppice configures it), the mask folded into the factor
+/// 1 − β₁ of the first moment; its state is burn's, so checkpoints are interchangeable.
 #[derive(Clone)]
-struct MaskedAdam(Masked);
+struct Adam(Method);
 
-impl Optimizer for MaskedAdam {
+impl Optimizer for Adam {
     type State<const D: usize> = AdamState<D>;
 
     fn step<const D: usize>(
@@ -268,37 +217,21 @@ impl Optimizer for MaskedAdam {
         grad: Tensor<D>,
         state: Option<AdamState<D>>,
     ) -> (Tensor<D>, Option<AdamState<D>>) {
-        let Masked { update, path, masks } = &self.0;
-        let fold = masks.fold::<D>(path, 1.0 - ADAM_BETA_1, grad.shape());
-        let fold = fold.as_ref();
-        let grad = update.decayed(&tensor, grad);
-        // The same operations, in the same order, as burn's `AdaptiveMomentum::transform`.
-        let moments = match state {
-            Some(AdamState { momentum: mut moments }) => {
-                moments.moment_1 = cleared(fold, moments.moment_1).mul_scalar(ADAM_BETA_1).add(entering(
-                    fold,
-                    grad.clone(),
-                    1.0 - ADAM_BETA_1,
-                ));
-                moments.moment_2 =
-                    moments.moment_2.mul_scalar(ADAM_BETA_2).add(grad.square().mul_scalar(1.0 - ADAM_BETA_2));
-                moments.time += 1;
-                moments
-            }
-            None => {
-                let moment_1 = entering(fold, grad.clone(), 1.0 - ADAM_BETA_1);
-                AdaptiveMomentumState::new(1, moment_1, grad.square().mul_scalar(1.0 - ADAM_BETA_2))
-            }
+        let (mask, clear) = self.0.masks::<D>(grad.shape());
+        let (time, moments) = match state {
+            Some(AdamState { momentum }) => (momentum.time + 1, Some((momentum.moment_1, momentum.moment_2))),
+            None => (1, None),
         };
-        let time = moments.time as i32;
-        let bias_correction_2 = (1.0 - ADAM_BETA_2.powi(time)).sqrt();
-        let factor = bias_correction_2 / (1.0 - ADAM_BETA_1.powi(time));
-        let direction = moments
-            .moment_1
-            .clone()
-            .mul_scalar(factor)
-            .div(moments.moment_2.clone().sqrt().add_scalar(ADAM_EPSILON * bias_correction_2));
-        (tensor - direction.mul_scalar(lr), Some(AdamState::new(moments)))
+        let step = AdamStep {
+            lr,
+            beta_1: ADAM_BETA_1,
+            beta_2: ADAM_BETA_2,
+            epsilon: ADAM_EPSILON,
+            weight_decay: self.0.update.weight_decay,
+            time: time as i32,
+        };
+        let (tensor, moment_1, moment_2) = adam_update(tensor, grad, moments, mask, clear, step);
+        (tensor, Some(AdamState::new(AdaptiveMomentumState::new(time, moment_1, moment_2))))
     }
 
     fn to_device<const D: usize>(mut state: AdamState<D>, device: &Device) -> AdamState<D> {

@@ -1,7 +1,10 @@
-//! The optimizer with pruning masks folded into its update, stepped by hand on a tiny MLP.
+//! The optimizer with pruning masks folded into its update, stepped by hand on a tiny MLP, against
+//! burn's own SGD and Adam.
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use coppice_models::{
     Architecture, Classifier, MlpConfig, Network, ParamEditor, edit_param, edit_params, float_params,
@@ -45,10 +48,31 @@ fn train(mut net: Network, optim: &mut ModuleOptimizer, lr: f64, steps: usize) -
     net
 }
 
-/// Five steps from `start` with an optimizer built for it.
+/// burn's optimizer with the settings of `config`, as coppice configures it.
+fn burns_optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        OptimizerKind::Sgd => {
+            let momentum = (config.momentum > 0.0).then_some(MomentumConfig {
+                momentum: config.momentum,
+                dampening: 0.0,
+                nesterov: config.nesterov,
+            });
+            SgdConfig::new().with_momentum(momentum).with_weight_decay(decay).init()
+        }
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+    }
+}
+
+/// Five steps from `start` with coppice's optimizer built for it.
 fn train_fresh(start: &Network, config: &TrainConfig, masks: Option<&UpdateMasks>) -> Network {
     let mut optim = optimizer(config, start, masks);
     train(start.clone(), &mut optim, config.lr, 5)
+}
+
+/// Five steps from `start` with burn's optimizer.
+fn train_with_burn(start: &Network, config: &TrainConfig) -> Network {
+    train(start.clone(), &mut burns_optimizer(config), config.lr, 5)
 }
 
 fn values(net: &Network) -> Vec<(String, Vec<f32>)> {
@@ -88,7 +112,8 @@ fn prune_half(net: Network, masks: &UpdateMasks) -> Network {
 fn without_masks_the_update_is_burns_bit_for_bit() {
     for config in configs() {
         let start = net(&device());
-        let burns = train_fresh(&start, &config, None);
+        let burns = train_with_burn(&start, &config);
+        assert_eq!(values(&burns), values(&train_fresh(&start, &config, None)), "{config:?}");
         let ours = train_fresh(&start, &config, Some(&UpdateMasks::default()));
         assert_eq!(values(&burns), values(&ours), "{config:?}");
     }
@@ -98,7 +123,7 @@ fn without_masks_the_update_is_burns_bit_for_bit() {
 fn an_all_ones_mask_changes_nothing() {
     for config in configs() {
         let start = net(&device());
-        let burns = train_fresh(&start, &config, None);
+        let burns = train_with_burn(&start, &config);
         let masks = UpdateMasks::default();
         masks.set(WEIGHT, Tensor::ones([weight(&start).len()], &Device::flex()));
         let ours = train_fresh(&start, &config, Some(&masks));
@@ -154,19 +179,24 @@ fn a_mask_the_update_could_not_fold_is_reported() {
     assert_eq!(masks.take_unfolded(), vec![WEIGHT.to_string()]);
 }
 
-/// Checkpoints: SGD's state written by the masked update loads into burn's SGD, and back.
+/// Checkpoints: SGD's and Adam's state written by coppice's update loads into burn's, and back.
 #[test]
-fn sgd_state_is_interchangeable_with_burns() {
-    let config = TrainConfig { lr: 0.1, ..TrainConfig::default() };
+fn optimizer_state_is_interchangeable_with_burns() {
+    for config in [TrainConfig { lr: 0.1, ..TrainConfig::default() }, configs().pop().unwrap()] {
+        check_state_interchange(&config);
+    }
+}
+
+fn check_state_interchange(config: &TrainConfig) {
     let masks = UpdateMasks::default();
     let start = net(&device());
-    let mut ours = optimizer(&config, &start, Some(&masks));
+    let mut ours = optimizer(config, &start, Some(&masks));
     let half = train(start.clone(), &mut ours, config.lr, 3);
-    let mut burns = optimizer(&config, &start, None).load_record(ours.to_record());
+    let mut burns = burns_optimizer(config).load_record(ours.to_record());
     let continued_by_burn = train(half.clone(), &mut burns, config.lr, 3);
     let continued_by_ours = train(half.clone(), &mut ours, config.lr, 3);
     assert_eq!(values(&continued_by_burn), values(&continued_by_ours));
-    let mut ours_again = optimizer(&config, &start, Some(&masks)).load_record(burns.to_record());
+    let mut ours_again = optimizer(config, &start, Some(&masks)).load_record(burns.to_record());
     let reference = train(continued_by_burn.clone(), &mut burns, config.lr, 2);
     assert_eq!(values(&train(continued_by_burn, &mut ours_again, config.lr, 2)), values(&reference));
 }

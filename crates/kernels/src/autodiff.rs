@@ -1,0 +1,169 @@
+//! The backward passes of the two layers, for every backend under autodiff: each records its
+//! inputs and asks the inner backend's [`Kernels`] for all the gradients autodiff tracks at once,
+//! so that Flex computes them with its own kernels.
+
+use burn::backend::Backend;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::tensor::FloatTensor;
+use burn::tensor::ops::ConvOptions;
+
+use crate::{Kernels, LayerGrads, Optional, PoolWindow, Wanted};
+use burn::backend::tensor::IntTensor;
+
+/// `N` is 3 with a bias, 2 without; the parents are input, weight and bias in that order.
+#[derive(Debug)]
+struct Conv2dBackward<const N: usize>;
+
+#[derive(Debug)]
+struct LinearBackward<const N: usize>;
+
+/// What a linear layer's backward pass reads: its input, weight and output, and whether ReLU
+/// followed.
+type LinearState<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, bool);
+
+impl<B: Backend + Kernels, const N: usize> Backward<B, N> for Conv2dBackward<N> {
+    type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let nodes = parent_ids(&ops);
+        let (x, weight, options) = ops.state;
+        let layer_grads = B::conv2d_grads(x, weight, output_grad, options, wanted(&nodes));
+        register::<B>(grads, &nodes, layer_grads);
+    }
+}
+
+impl<B: Backend + Kernels, const N: usize> Backward<B, N> for LinearBackward<N> {
+    type State = LinearState<B>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let nodes = parent_ids(&ops);
+        let (x, weight, output, relu) = ops.state;
+        let layer_grads = B::linear_grads(x, weight, output, output_grad, relu, wanted(&nodes));
+        register::<B>(grads, &nodes, layer_grads);
+    }
+}
+
+/// The ids of input, weight and bias, each when autodiff tracks it.
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl<B: Backend + Kernels> Backward<B, 1> for MaxPoolBackward {
+    type State = (FloatTensor<B>, IntTensor<B>, PoolWindow);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let (x, argmax, window) = ops.state;
+        if let Some(node) = &ops.parents[0] {
+            grads.register::<B>(node.id, B::max_pool2d_grads(x, output_grad, argmax, window));
+        }
+    }
+}
+
+fn parent_ids<S, const N: usize>(ops: &Ops<S, N>) -> [Option<NodeId>; 3] {
+    std::array::from_fn(|i| ops.parents.get(i).and_then(|parent| parent.as_ref().map(|node| node.id)))
+}
+
+fn wanted(nodes: &[Option<NodeId>; 3]) -> Wanted {
+    Wanted { input: nodes[0].is_some(), weight: nodes[1].is_some(), bias: nodes[2].is_some() }
+}
+
+fn register<B: Backend>(grads: &mut Gradients, nodes: &[Option<NodeId>; 3], (input, weight, bias): LayerGrads<B>) {
+    for (node, grad) in nodes.iter().zip([input, weight, bias]) {
+        if let (Some(node), Some(grad)) = (node, grad) {
+            grads.register::<B>(*node, grad);
+        }
+    }
+}
+
+impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn conv2d_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Optional<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let forward = |x: &FloatTensor<B>, weight: &FloatTensor<B>, bias: Option<FloatTensor<B>>| {
+            B::conv2d_forward(x.clone(), weight.clone(), bias.into(), options.clone())
+        };
+        match bias.into_option() {
+            Some(bias) => {
+                match Conv2dBackward::<3>
+                    .prepare::<C>([x.node(), weight.node(), bias.node()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => {
+                        let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                        let output = forward(&x, &weight, Some(bias.into_primitive()));
+                        prep.finish((x, weight, options.clone()), output)
+                    }
+                    OpsKind::UnTracked(prep) => {
+                        prep.finish(forward(x.primitive(), weight.primitive(), Some(bias.into_primitive())))
+                    }
+                }
+            }
+            None => match Conv2dBackward::<2>.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                    let output = forward(&x, &weight, None);
+                    prep.finish((x, weight, options.clone()), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), weight.primitive(), None)),
+            },
+        }
+    }
+
+    fn max_pool2d_forward(x: FloatTensor<Self>, window: PoolWindow) -> FloatTensor<Self> {
+        match MaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let x = x.into_primitive();
+                let (output, argmax) = B::max_pool2d_argmax(x.clone(), window);
+                prep.finish((x, argmax, window), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::max_pool2d_forward(x.into_primitive(), window)),
+        }
+    }
+
+    fn linear_forward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Optional<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let forward = |x: &FloatTensor<B>, weight: &FloatTensor<B>, bias: Option<FloatTensor<B>>| {
+            B::linear_forward(x.clone(), weight.clone(), bias.into(), relu)
+        };
+        match bias.into_option() {
+            Some(bias) => {
+                match LinearBackward::<3>
+                    .prepare::<C>([x.node(), weight.node(), bias.node()])
+                    .compute_bound()
+                    .stateful()
+                {
+                    OpsKind::Tracked(prep) => {
+                        let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                        let output = forward(&x, &weight, Some(bias.into_primitive()));
+                        prep.finish((x, weight, output.clone(), relu), output)
+                    }
+                    OpsKind::UnTracked(prep) => {
+                        prep.finish(forward(x.primitive(), weight.primitive(), Some(bias.into_primitive())))
+                    }
+                }
+            }
+            None => match LinearBackward::<2>.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                    let output = forward(&x, &weight, None);
+                    prep.finish((x, weight, output.clone(), relu), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), weight.primitive(), None)),
+            },
+        }
+    }
+}

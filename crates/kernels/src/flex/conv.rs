@@ -1,0 +1,281 @@
+//! 2-D convolutions as im2col plus gemm, in NCHW.
+//!
+//! Forward, each sample's patches go into a scratch matrix `[channels · kh · kw, positions]` that
+//! stays in cache, and one gemm with the weight `[out, channels · kh · kw]` writes the sample's
+//! output in place, over its bias. The weight gradient multiplies the output gradient with the
+//! patches of a block of samples at once; the input gradient multiplies the transposed weight with
+//! each sample's output gradient and adds the columns back into the image (col2im). Samples run in
+//! parallel.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::ops::ConvOptions;
+use rayon::prelude::*;
+
+use super::{Mat, contiguous, dims, matmul, tensor, values};
+use crate::{LayerGrads, Wanted};
+use burn::backend::Flex;
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    channels: usize,
+    height: usize,
+    width: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    /// Zeros before the first row and column; those after the last only shape `out`.
+    padding: [usize; 2],
+    out: [usize; 2],
+}
+
+impl Geometry {
+    fn new([_, channels, height, width]: [usize; 4], [_, _, kh, kw]: [usize; 4], options: &ConvOptions<2>) -> Self {
+        let out = |axis: usize, size: usize, kernel: usize| {
+            let (begin, end) = options.padding[axis];
+            let span = options.dilation[axis] * (kernel - 1) + 1;
+            (size + begin + end).checked_sub(span).map_or(0, |room| room / options.stride[axis] + 1)
+        };
+        Geometry {
+            channels,
+            height,
+            width,
+            kernel: [kh, kw],
+            stride: options.stride,
+            dilation: options.dilation,
+            padding: options.padding_begin(),
+            out: [out(0, height, kh), out(1, width, kw)],
+        }
+    }
+
+    fn image(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Rows of the patch matrix: one per input channel and kernel position.
+    fn rows(&self) -> usize {
+        self.channels * self.kernel[0] * self.kernel[1]
+    }
+
+    fn positions(&self) -> usize {
+        self.out[0] * self.out[1]
+    }
+}
+
+/// The outputs `o < out` whose input `o * stride + offset - pad` lies inside `0..size`.
+fn inside(offset: usize, pad: usize, stride: usize, size: usize, out: usize) -> Range<usize> {
+    let end = if size + pad > offset { ((size + pad - offset - 1) / stride + 1).min(out) } else { 0 };
+    let start = pad.saturating_sub(offset).div_ceil(stride).min(end);
+    start..end
+}
+
+/// Where one stretch of a row of the patch matrix comes from.
+enum Stretch {
+    /// Padding.
+    Zeros,
+    /// Input row `line` (counting rows across channels), every `stride`-th value from column
+    /// `first`.
+    Input { line: usize, first: usize },
+}
+
+/// Visits the patch matrix of one image as stretches: `(row, columns, source)`.
+fn for_each_stretch(g: &Geometry, mut visit: impl FnMut(usize, Range<usize>, Stretch)) {
+    let [kh, kw] = g.kernel;
+    let [oh, ow] = g.out;
+    for c in 0..g.channels {
+        for ki in 0..kh {
+            let ys = inside(ki * g.dilation[0], g.padding[0], g.stride[0], g.height, oh);
+            for kj in 0..kw {
+                let row = (c * kh + ki) * kw + kj;
+                let offset = kj * g.dilation[1];
+                let xs = inside(offset, g.padding[1], g.stride[1], g.width, ow);
+                visit(row, 0..ys.start * ow, Stretch::Zeros);
+                for y in ys.clone() {
+                    let line = c * g.height + y * g.stride[0] + ki * g.dilation[0] - g.padding[0];
+                    visit(row, y * ow..y * ow + xs.start, Stretch::Zeros);
+                    if !xs.is_empty() {
+                        let first = xs.start * g.stride[1] + offset - g.padding[1];
+                        visit(row, y * ow + xs.start..y * ow + xs.end, Stretch::Input { line, first });
+                    }
+                    visit(row, y * ow + xs.end..(y + 1) * ow, Stretch::Zeros);
+                }
+                visit(row, ys.end * ow..oh * ow, Stretch::Zeros);
+            }
+        }
+    }
+}
+
+/// Writes one image's patches into columns `offset..offset + positions` of `cols`, whose rows are
+/// `ld` apart.
+fn im2col(g: &Geometry, image: &[f32], cols: &mut [f32], ld: usize, offset: usize) {
+    let (width, step) = (g.width, g.stride[1]);
+    for_each_stretch(g, |row, columns, stretch| {
+        let dst = &mut cols[row * ld + offset..][columns];
+        match stretch {
+            Stretch::Zeros => dst.fill(0.0),
+            Stretch::Input { line, first } => {
+                let src = &image[line * width + first..(line + 1) * width];
+                if step == 1 {
+                    dst.copy_from_slice(&src[..dst.len()]);
+                } else {
+                    dst.iter_mut().zip(src.iter().step_by(step)).for_each(|(d, s)| *d = *s);
+                }
+            }
+        }
+    });
+}
+
+/// The adjoint of [`im2col`]: adds the patch matrix's columns back into `image`.
+fn col2im(g: &Geometry, cols: &[f32], ld: usize, offset: usize, image: &mut [f32]) {
+    let (width, step) = (g.width, g.stride[1]);
+    for_each_stretch(g, |row, columns, stretch| {
+        if let Stretch::Input { line, first } = stretch {
+            let src = &cols[row * ld + offset..][columns];
+            let dst = &mut image[line * width + first..(line + 1) * width];
+            dst.iter_mut().step_by(step).zip(src).for_each(|(d, s)| *d += *s);
+        }
+    });
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer of at least `len` values, kept between calls so that
+/// a step allocates no patch matrices. A job that rayon runs on this thread while `f` waits finds
+/// the buffer taken and uses one of its own.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = SCRATCH.with(RefCell::take);
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let result = f(&mut buffer[..len]);
+    SCRATCH.with(|cell| cell.replace(buffer));
+    result
+}
+
+pub(super) fn forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let (x, weight, bias) = (contiguous(x), contiguous(weight), bias.map(contiguous));
+    let (x_dims, weight_dims) = (dims::<4>(&x), dims::<4>(&weight));
+    let g = Geometry::new(x_dims, weight_dims, options);
+    let (batch, out_channels) = (x_dims[0], weight_dims[0]);
+    let (positions, rows, image) = (g.positions(), g.rows(), g.image());
+    let (x, weight, bias) = (values(&x), values(&weight), bias.as_ref().map(values));
+    let mut output = vec![0.0; batch * out_channels * positions];
+    if !output.is_empty() {
+        // A single image (latency) gets every core inside its product instead.
+        let split = batch == 1;
+        output.par_chunks_mut(out_channels * positions).enumerate().for_each(|(sample, out)| {
+            with_scratch(rows * positions, |cols| {
+                im2col(&g, &x[sample * image..(sample + 1) * image], cols, positions, 0);
+                if let Some(bias) = bias {
+                    out.chunks_mut(positions).zip(bias).for_each(|(plane, &b)| plane.fill(b));
+                }
+                let (w, c) = (Mat::row_major(weight, rows), Mat::row_major(cols, positions));
+                matmul(out, positions, [out_channels, positions, rows], w, c, bias.is_some(), split);
+            })
+        });
+    }
+    tensor(output, [batch, out_channels, g.out[0], g.out[1]])
+}
+
+pub(super) fn grads(
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+    wanted: Wanted,
+) -> LayerGrads<Flex> {
+    let (x, weight, output_grad) = (contiguous(x), contiguous(weight), contiguous(output_grad));
+    let (x_dims, weight_dims) = (dims::<4>(&x), dims::<4>(&weight));
+    let g = Geometry::new(x_dims, weight_dims, options);
+    let (batch, out_channels) = (x_dims[0], weight_dims[0]);
+    let grad = values(&output_grad);
+    let bias = wanted.bias.then(|| tensor(bias_grad(grad, out_channels, g.positions()), [out_channels]));
+    let weight_grad =
+        wanted.weight.then(|| tensor(weight_grad(&g, values(&x), grad, batch, out_channels), weight_dims));
+    let input = wanted.input.then(|| tensor(input_grad(&g, values(&weight), grad, batch, out_channels), x_dims));
+    (input, weight_grad, bias)
+}
+
+/// Sums of the output gradient per channel.
+fn bias_grad(grad: &[f32], channels: usize, positions: usize) -> Vec<f32> {
+    let mut sums = vec![0.0; channels];
+    if positions > 0 {
+        for sample in grad.chunks(channels * positions) {
+            sums.iter_mut().zip(sample.chunks(positions)).for_each(|(sum, plane)| *sum += super::sum(plane));
+        }
+    }
+    sums
+}
+
+/// Samples per block of the weight gradient: enough columns for an efficient product, few enough
+/// that the block's patches stay in cache. It depends on the sizes alone, so the order of the
+/// sum over blocks, and with it the result, is the same on any number of cores.
+fn samples_per_block(g: &Geometry, batch: usize) -> usize {
+    const BLOCK_VALUES: usize = 1 << 18;
+    (BLOCK_VALUES / (g.rows() * g.positions()).max(1)).clamp(1, batch.max(1))
+}
+
+/// `Σ over samples of grad[sample] · patches[sample]ᵀ`, block by block.
+fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32], batch: usize, out_channels: usize) -> Vec<f32> {
+    let (positions, rows, image) = (g.positions(), g.rows(), g.image());
+    let per_block = samples_per_block(g, batch);
+    let starts: Vec<usize> = (0..batch).step_by(per_block).collect();
+    let split = starts.len() == 1;
+    let partials: Vec<Vec<f32>> = starts
+        .par_iter()
+        .map(|&start| {
+            let samples = per_block.min(batch - start);
+            let width = samples * positions;
+            let mut cols = vec![0.0; rows * width];
+            // The output gradient of the block as one matrix `[out, samples · positions]`.
+            let mut grads = vec![0.0; out_channels * width];
+            for s in 0..samples {
+                let sample = start + s;
+                im2col(g, &x[sample * image..(sample + 1) * image], &mut cols, width, s * positions);
+                let planes = grad[sample * out_channels * positions..].chunks(positions).take(out_channels);
+                for (channel, plane) in planes.enumerate() {
+                    grads[channel * width + s * positions..][..positions].copy_from_slice(plane);
+                }
+            }
+            let mut partial = vec![0.0; out_channels * rows];
+            let (lhs, rhs) = (Mat::row_major(&grads, width), Mat::row_major(&cols, width).transposed());
+            matmul(&mut partial, rows, [out_channels, rows, width], lhs, rhs, false, split);
+            partial
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut total = partials.next().unwrap_or_else(|| vec![0.0; out_channels * rows]);
+    for partial in partials {
+        total.iter_mut().zip(&partial).for_each(|(t, p)| *t += *p);
+    }
+    total
+}
+
+/// col2im of `weightᵀ · grad[sample]`, sample by sample.
+fn input_grad(g: &Geometry, weight: &[f32], grad: &[f32], batch: usize, out_channels: usize) -> Vec<f32> {
+    let (positions, rows, image) = (g.positions(), g.rows(), g.image());
+    let mut input = vec![0.0; batch * image];
+    if image == 0 {
+        return input;
+    }
+    let split = batch == 1;
+    input.par_chunks_mut(image).enumerate().for_each(|(sample, input)| {
+        with_scratch(rows * positions, |cols| {
+            let weight_t = Mat::row_major(weight, rows).transposed();
+            let sample_grad = Mat::row_major(&grad[sample * out_channels * positions..], positions);
+            matmul(cols, positions, [rows, positions, out_channels], weight_t, sample_grad, false, split);
+            col2im(g, cols, positions, 0, input);
+        })
+    });
+    input
+}

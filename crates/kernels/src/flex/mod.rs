@@ -1,0 +1,288 @@
+//! Flex's side of [`Kernels`]: f32 kernels on the tensors' own buffers. Anything else (another
+//! dtype, a grouped convolution) takes the generic path.
+
+mod conv;
+mod linear;
+mod pool;
+mod update;
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Bytes, DType, Flex};
+use burn::prelude::Shape;
+use burn::tensor::ops::ConvOptions;
+use gemm::Parallelism;
+
+use crate::{AdamStep, Kernels, LayerGrads, Optional, PoolWindow, SgdStep, Wanted, reference};
+
+impl Kernels for Flex {
+    fn conv2d_forward(x: FlexTensor, weight: FlexTensor, bias: Optional<Flex>, options: ConvOptions<2>) -> FlexTensor {
+        let bias = bias.into_option();
+        if !all_f32([Some(&x), Some(&weight), bias.as_ref()]) || options.groups != 1 {
+            return <Flex as burn::backend::ops::ModuleOps<Flex>>::conv2d(x, weight, bias, options);
+        }
+        conv::forward(x, weight, bias, &options)
+    }
+
+    fn conv2d_grads(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+        wanted: Wanted,
+    ) -> LayerGrads<Flex> {
+        if !all_f32([Some(&x), Some(&weight), Some(&output_grad)]) || options.groups != 1 {
+            return reference::conv2d_grads::<Flex>(x, weight, output_grad, options, wanted);
+        }
+        conv::grads(x, weight, output_grad, &options, wanted)
+    }
+
+    fn max_pool2d_forward(x: FlexTensor, window: PoolWindow) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            let PoolWindow { kernel, stride, dilation } = window;
+            return <Flex as burn::backend::ops::ModuleOps<Flex>>::max_pool2d(
+                x,
+                kernel,
+                stride,
+                [0, 0],
+                dilation,
+                false,
+            );
+        }
+        pool::forward(x, window).0
+    }
+
+    fn max_pool2d_argmax(x: FlexTensor, window: PoolWindow) -> (FlexTensor, FlexTensor) {
+        if x.dtype() != DType::F32 {
+            let PoolWindow { kernel, stride, dilation } = window;
+            let pooled = <Flex as burn::backend::ops::ModuleOps<Flex>>::max_pool2d_with_indices(
+                x,
+                kernel,
+                stride,
+                [0, 0],
+                dilation,
+                false,
+                burn::backend::IntDType::I64,
+            );
+            return (pooled.output, pooled.indices);
+        }
+        pool::forward(x, window)
+    }
+
+    fn max_pool2d_grads(x: FlexTensor, output_grad: FlexTensor, argmax: FlexTensor, window: PoolWindow) -> FlexTensor {
+        if output_grad.dtype() != DType::F32 || argmax.dtype() != DType::I32 {
+            let PoolWindow { kernel, stride, dilation } = window;
+            return <Flex as burn::backend::ops::ModuleOps<Flex>>::max_pool2d_with_indices_backward(
+                x,
+                kernel,
+                stride,
+                [0, 0],
+                dilation,
+                false,
+                output_grad,
+                argmax,
+            )
+            .x_grad;
+        }
+        pool::grads(dims(&x), output_grad, argmax)
+    }
+
+    fn linear_forward(x: FlexTensor, weight: FlexTensor, bias: Optional<Flex>, relu: bool) -> FlexTensor {
+        let bias = bias.into_option();
+        if !all_f32([Some(&x), Some(&weight), bias.as_ref()]) {
+            return reference::linear_forward::<Flex>(x, weight, bias, relu);
+        }
+        linear::forward(x, weight, bias, relu)
+    }
+
+    fn linear_grads(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output: FlexTensor,
+        output_grad: FlexTensor,
+        relu: bool,
+        wanted: Wanted,
+    ) -> LayerGrads<Flex> {
+        if !all_f32([Some(&x), Some(&weight), Some(&output_grad)]) {
+            return reference::linear_grads::<Flex>(x, weight, output, output_grad, relu, wanted);
+        }
+        linear::grads(x, weight, output, output_grad, relu, wanted)
+    }
+
+    fn sgd_update(
+        param: FlexTensor,
+        grad: FlexTensor,
+        velocity: Optional<Flex>,
+        mask: Optional<Flex>,
+        clear: Optional<Flex>,
+        step: SgdStep,
+    ) -> (FlexTensor, Option<FlexTensor>) {
+        let (velocity, mask, clear) = (velocity.into_option(), mask.into_option(), clear.into_option());
+        let tensors = [Some(&param), Some(&grad), velocity.as_ref(), mask.as_ref(), clear.as_ref()];
+        if !all_f32(tensors) || !same_shape(tensors) {
+            return reference::sgd_update::<Flex>(param, grad, velocity, mask, clear, step);
+        }
+        update::sgd(param, grad, velocity, mask, clear, step)
+    }
+
+    fn adam_update(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: Optional<Flex>,
+        moment_2: Optional<Flex>,
+        mask: Optional<Flex>,
+        clear: Optional<Flex>,
+        step: AdamStep,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let moments = moment_1.into_option().zip(moment_2.into_option());
+        let (mask, clear) = (mask.into_option(), clear.into_option());
+        let (m1, m2) = moments.as_ref().map(|(m1, m2)| (m1, m2)).unzip();
+        let tensors = [Some(&param), Some(&grad), m1, m2, mask.as_ref(), clear.as_ref()];
+        if !all_f32(tensors) || !same_shape(tensors) {
+            return reference::adam_update::<Flex>(param, grad, moments, mask, clear, step);
+        }
+        update::adam(param, grad, moments, mask, clear, step)
+    }
+}
+
+fn all_f32<const N: usize>(tensors: [Option<&FlexTensor>; N]) -> bool {
+    tensors.iter().flatten().all(|t| t.dtype() == DType::F32)
+}
+
+fn same_shape<const N: usize>(tensors: [Option<&FlexTensor>; N]) -> bool {
+    let mut shapes = tensors.iter().flatten().map(|t| t.layout().shape());
+    let first = shapes.next();
+    shapes.all(|shape| Some(shape) == first)
+}
+
+/// `tensor` laid out contiguously from the start of its buffer: itself when it already is.
+fn contiguous(tensor: FlexTensor) -> FlexTensor {
+    if tensor.as_slice::<f32>().is_some() { tensor } else { tensor.to_contiguous() }
+}
+
+/// The values of a tensor that [`contiguous`] returned, in row-major order.
+fn values(tensor: &FlexTensor) -> &[f32] {
+    tensor.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
+fn dims<const D: usize>(tensor: &FlexTensor) -> [usize; D] {
+    tensor.layout().shape().dims()
+}
+
+/// A new tensor over `values`, without copying them (burn-flex's own constructors go through a
+/// byte vector, which costs a zero fill and an aligned copy).
+fn tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FloatTensor<Flex> {
+    let shape = shape.into();
+    debug_assert_eq!(values.len(), shape.num_elements());
+    FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), DType::F32)
+}
+
+/// `tensor` as a buffer an update may overwrite: its own when nobody else holds it and it fills
+/// its buffer exactly, else a contiguous copy.
+fn writable(tensor: FlexTensor) -> FlexTensor {
+    let n = tensor.layout().num_elements();
+    if tensor.is_unique() && tensor.layout().contiguous_offsets() == Some((0, n)) && tensor.bytes().len() == n * 4 {
+        return tensor;
+    }
+    let copy = values(&contiguous(tensor.clone())).to_vec();
+    self::tensor(copy, tensor.layout().shape().clone())
+}
+
+/// The values of a tensor that [`writable`] returned.
+fn values_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+    tensor.try_storage_mut::<f32>().expect("a tensor from `writable` is not shared")
+}
+
+/// A matrix inside a slice: entry `(i, j)` sits at `i * row_stride + j * col_stride`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn row_major(data: &'a [f32], row_stride: usize) -> Self {
+        Mat { data, row_stride, col_stride: 1 }
+    }
+
+    fn transposed(self) -> Self {
+        Mat { data: self.data, row_stride: self.col_stride, col_stride: self.row_stride }
+    }
+
+    fn check(&self, rows: usize, cols: usize) {
+        let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
+        assert!(last < self.data.len(), "matrix {rows}x{cols} does not fit in {} values", self.data.len());
+    }
+}
+
+/// Below this many multiply-adds a product runs on one core: waking the second one costs more.
+const PARALLEL_WORK: usize = 1 << 20;
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), `lhs` `m × k`, `rhs` `k × n`, and
+/// `dst` row-major with rows `dst_stride` apart. With `may_split`, a large product uses every core.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    dst_stride: usize,
+    [m, n, k]: [usize; 3],
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    may_split: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * dst_stride + n <= dst.len(), "a {m}x{n} product does not fit in {} values", dst.len());
+    if k == 0 {
+        if !accumulate {
+            (0..m).for_each(|i| dst[i * dst_stride..i * dst_stride + n].fill(0.0));
+        }
+        return;
+    }
+    lhs.check(m, k);
+    rhs.check(k, n);
+    let parallelism = if may_split && m * n * k >= PARALLEL_WORK && rayon::current_num_threads() > 1 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the checks above keep every index the product reads or writes inside its slice,
+    // and `dst` is borrowed mutably, so it overlaps neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_stride as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// The sum of `values` in eight interleaved partial sums, which vectorize; the order is fixed, so
+/// the result is too.
+fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(lane, v)| *lane += *v);
+    }
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}

@@ -1,0 +1,174 @@
+//! The layers' kernels against burn's own layers on the same backend: outputs and every gradient,
+//! on shapes that reach each path (padding on either side, strides, dilation, one sample, several
+//! blocks of samples in the weight gradient, no bias).
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::activation::relu;
+use coppice_kernels::{conv2d, linear, max_pool2d};
+
+fn device() -> Device {
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    device
+}
+
+fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+fn assert_close<const D: usize>(what: &str, ours: Option<Tensor<D>>, burns: Option<Tensor<D>>) {
+    let (Some(ours), Some(burns)) = (ours, burns) else {
+        panic!("{what}: a gradient is missing");
+    };
+    assert_eq!(ours.dims(), burns.dims(), "{what}: shape");
+    let scale = burns.clone().abs().max().into_scalar::<f32>().max(1.0);
+    let diff = (ours - burns).abs().max().into_scalar::<f32>();
+    assert!(diff <= 2e-6 * scale, "{what}: differs from burn by {diff} (largest value {scale})");
+}
+
+/// The weighted sum of `output` whose gradients both paths take, so that every output entry
+/// has its own gradient.
+fn loss<const D: usize>(output: Tensor<D>, weights: &Tensor<D>) -> Tensor<1> {
+    (output * weights.clone()).sum()
+}
+
+fn check_conv(layer: Conv2d, input: [usize; 4]) {
+    let device = device();
+    let x = random(input, &device).require_grad();
+    let ours = conv2d(x.clone(), &layer);
+    let burns = layer.forward(x.clone());
+    let weights = random(burns.dims(), &device);
+    assert_close("output", Some(ours.clone()), Some(burns.clone()));
+    let (g_ours, g_burns) = (loss(ours, &weights).backward(), loss(burns, &weights).backward());
+    assert_close("input gradient", x.grad(&g_ours), x.grad(&g_burns));
+    let weight = layer.weight.val();
+    assert_close("weight gradient", weight.grad(&g_ours), weight.grad(&g_burns));
+    if let Some(bias) = &layer.bias {
+        assert_close("bias gradient", bias.val().grad(&g_ours), bias.val().grad(&g_burns));
+    }
+}
+
+fn conv_layer(
+    channels: [usize; 2],
+    kernel: [usize; 2],
+    configure: impl FnOnce(Conv2dConfig) -> Conv2dConfig,
+) -> Conv2d {
+    configure(Conv2dConfig::new(channels, kernel)).init(&device())
+}
+
+#[test]
+fn valid_convolutions_like_lenet5_match_burn() {
+    check_conv(conv_layer([1, 4], [5, 5], |c| c), [3, 1, 12, 12]);
+    check_conv(conv_layer([4, 6], [5, 5], |c| c), [3, 4, 8, 8]);
+}
+
+#[test]
+fn padded_convolutions_like_vgg_match_burn() {
+    check_conv(conv_layer([3, 5], [3, 3], |c| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))), [2, 3, 7, 6]);
+    check_conv(conv_layer([2, 3], [3, 3], |c| c.with_padding(PaddingConfig2d::Same)), [2, 2, 5, 5]);
+}
+
+#[test]
+fn asymmetric_padding_strides_and_dilation_match_burn() {
+    let layer = conv_layer([2, 3], [3, 2], |c| {
+        c.with_stride([2, 3]).with_dilation([2, 1]).with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3))
+    });
+    check_conv(layer, [2, 2, 11, 9]);
+    check_conv(conv_layer([2, 3], [2, 2], |c| c.with_stride([2, 2]).with_padding(PaddingConfig2d::Same)), [1, 2, 7, 5]);
+}
+
+#[test]
+fn one_sample_and_no_bias_match_burn() {
+    check_conv(conv_layer([3, 4], [3, 3], |c| c.with_bias(false)), [1, 3, 6, 6]);
+}
+
+#[test]
+fn a_weight_gradient_summed_over_several_blocks_of_samples_matches_burn() {
+    // 18 patch rows x 900 positions per sample: blocks of 16 samples, so 40 samples are 3 blocks.
+    check_conv(conv_layer([2, 3], [3, 3], |c| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))), [40, 2, 30, 30]);
+}
+
+fn check_linear(layer: Linear, batch: usize, with_relu: bool) {
+    let device = device();
+    let [inputs, _] = layer.weight.dims();
+    let x = random([batch, inputs], &device).require_grad();
+    let ours = linear(x.clone(), &layer, with_relu);
+    let burns = if with_relu { relu(layer.forward(x.clone())) } else { layer.forward(x.clone()) };
+    let weights = random(burns.dims(), &device);
+    assert_close("output", Some(ours.clone()), Some(burns.clone()));
+    let (g_ours, g_burns) = (loss(ours, &weights).backward(), loss(burns, &weights).backward());
+    assert_close("input gradient", x.grad(&g_ours), x.grad(&g_burns));
+    let weight = layer.weight.val();
+    assert_close("weight gradient", weight.grad(&g_ours), weight.grad(&g_burns));
+    if let Some(bias) = &layer.bias {
+        assert_close("bias gradient", bias.val().grad(&g_ours), bias.val().grad(&g_burns));
+    }
+}
+
+#[test]
+fn linear_layers_with_and_without_relu_match_burn() {
+    check_linear(LinearConfig::new(30, 20).init(&device()), 7, true);
+    check_linear(LinearConfig::new(30, 20).init(&device()), 7, false);
+    check_linear(LinearConfig::new(12, 5).with_bias(false).init(&device()), 1, true);
+    // Large enough for the products to run on several cores.
+    check_linear(LinearConfig::new(784, 300).init(&device()), 64, true);
+}
+
+#[test]
+fn input_that_needs_no_gradient_gets_none_and_the_parameters_still_do() {
+    let device = device();
+    let layer = conv_layer([1, 2], [3, 3], |c| c);
+    let x = random([2, 1, 5, 5], &device);
+    let grads = conv2d(x.clone(), &layer).sum().backward();
+    assert!(x.grad(&grads).is_none());
+    assert!(layer.weight.val().grad(&grads).is_some());
+}
+
+#[test]
+fn without_autodiff_the_layers_run_the_same_kernels() {
+    let device = Device::flex();
+    let layer = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
+    let x = random([2, 2, 6, 6], &device);
+    assert_close("conv output", Some(conv2d(x.clone(), &layer)), Some(layer.forward(x)));
+    let layer = LinearConfig::new(6, 4).init(&device);
+    let x = random([3, 6], &device);
+    assert_close("linear output", Some(linear(x.clone(), &layer, false)), Some(layer.forward(x)));
+}
+
+#[allow(deprecated)]
+#[test]
+fn other_backends_take_burns_own_operations() {
+    let device = Device::ndarray().autodiff();
+    let layer = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
+    let x = random([2, 2, 6, 6], &device).require_grad();
+    let ours = conv2d(x.clone(), &layer);
+    let burns = layer.forward(x.clone());
+    assert_eq!(ours.to_data(), burns.to_data(), "the same operations give the same values");
+    let (g_ours, g_burns) = (ours.sum().backward(), burns.sum().backward());
+    assert_close("input gradient", x.grad(&g_ours), x.grad(&g_burns));
+}
+
+fn check_pool(pool: MaxPool2d, input: [usize; 4]) {
+    let device = device();
+    let x = random(input, &device).require_grad();
+    let ours = max_pool2d(x.clone(), &pool);
+    let burns = pool.forward(x.clone());
+    assert_eq!(ours.to_data(), burns.to_data(), "a maximum is a maximum");
+    let weights = random(burns.dims(), &device);
+    let (g_ours, g_burns) = (loss(ours, &weights).backward(), loss(burns, &weights).backward());
+    assert_close("input gradient", x.grad(&g_ours), x.grad(&g_burns));
+}
+
+#[test]
+fn max_pools_match_burn() {
+    check_pool(MaxPool2dConfig::new([2, 2]).init(), [3, 4, 24, 24]);
+    check_pool(MaxPool2dConfig::new([2, 2]).init(), [2, 3, 7, 5]);
+    // Overlapping windows send several gradients to one input.
+    check_pool(MaxPool2dConfig::new([3, 2]).with_strides([1, 2]).with_dilation([2, 1]).init(), [2, 2, 9, 8]);
+    // Padding takes burn's own operation.
+    check_pool(MaxPool2dConfig::new([3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(), [1, 2, 6, 6]);
+}
