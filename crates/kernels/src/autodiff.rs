@@ -12,7 +12,6 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::ops::ConvOptions;
 
 use crate::{Kernels, LayerGrads, Optional, PoolWindow, Wanted};
-use burn::backend::tensor::IntTensor;
 
 /// `N` is 3 with a bias, 2 without; the parents are input, weight and bias in that order.
 #[derive(Debug)]
@@ -54,13 +53,14 @@ impl<B: Backend + Kernels, const N: usize> Backward<B, N> for LinearBackward<N> 
 struct MaxPoolBackward;
 
 impl<B: Backend + Kernels> Backward<B, 1> for MaxPoolBackward {
-    type State = (FloatTensor<B>, IntTensor<B>, PoolWindow);
+    /// The input, the output and the window.
+    type State = (FloatTensor<B>, FloatTensor<B>, PoolWindow);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let output_grad = grads.consume::<B>(&ops.node);
-        let (x, argmax, window) = ops.state;
+        let (x, output, window) = ops.state;
         if let Some(node) = &ops.parents[0] {
-            grads.register::<B>(node.id, B::max_pool2d_grads(x, output_grad, argmax, window));
+            grads.register::<B>(node.id, B::max_pool2d_grads(x, output, output_grad, window));
         }
     }
 }
@@ -123,8 +123,8 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         match MaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let x = x.into_primitive();
-                let (output, argmax) = B::max_pool2d_argmax(x.clone(), window);
-                prep.finish((x, argmax, window), output)
+                let output = B::max_pool2d_forward(x.clone(), window);
+                prep.finish((x, output.clone(), window), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::max_pool2d_forward(x.into_primitive(), window)),
         }

@@ -4,8 +4,8 @@
 #![allow(deprecated)]
 #![allow(clippy::type_complexity)]
 
-use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Backend, IntDType, backend_extension};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
 use crate::{AdamStep, Optional, PoolWindow, SgdStep, Wanted, reference};
@@ -39,23 +39,16 @@ pub trait Kernels: Backend {
         Self::max_pool2d(x, kernel, stride, [0, 0], dilation, false)
     }
 
-    /// [`Kernels::max_pool2d_forward`] with the position of each maximum, for the backward pass.
-    fn max_pool2d_argmax(x: FloatTensor<Self>, window: PoolWindow) -> (FloatTensor<Self>, IntTensor<Self>) {
-        let PoolWindow { kernel, stride, dilation } = window;
-        let pooled = Self::max_pool2d_with_indices(x, kernel, stride, [0, 0], dilation, false, IntDType::I64);
-        (pooled.output, pooled.indices)
-    }
-
-    /// The gradient of [`Kernels::max_pool2d_forward`]'s input: each output's gradient goes to
-    /// the position of its maximum (`argmax`, from [`Kernels::max_pool2d_argmax`]).
+    /// The gradient of [`Kernels::max_pool2d_forward`]'s input, given its `output`: each output's
+    /// gradient goes to the first position in its window that holds the maximum.
     fn max_pool2d_grads(
         x: FloatTensor<Self>,
+        output: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
-        argmax: IntTensor<Self>,
         window: PoolWindow,
     ) -> FloatTensor<Self> {
-        let PoolWindow { kernel, stride, dilation } = window;
-        Self::max_pool2d_with_indices_backward(x, kernel, stride, [0, 0], dilation, false, output_grad, argmax).x_grad
+        let _ = output;
+        reference::max_pool2d_grads::<Self>(x, output_grad, window)
     }
 
     /// `x [batch, in] · weight [in, out] + bias`, then ReLU when `relu`.
@@ -117,4 +110,3 @@ impl Kernels for burn::backend::NdArray {}
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl Kernels for burn::backend::Cube {}
-

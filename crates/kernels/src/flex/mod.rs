@@ -7,6 +7,7 @@ mod pool;
 mod update;
 
 use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Bytes, DType, Flex};
 use burn::prelude::Shape;
@@ -19,7 +20,7 @@ impl Kernels for Flex {
     fn conv2d_forward(x: FlexTensor, weight: FlexTensor, bias: Optional<Flex>, options: ConvOptions<2>) -> FlexTensor {
         let bias = bias.into_option();
         if !all_f32([Some(&x), Some(&weight), bias.as_ref()]) || options.groups != 1 {
-            return <Flex as burn::backend::ops::ModuleOps<Flex>>::conv2d(x, weight, bias, options);
+            return <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
         }
         conv::forward(x, weight, bias, &options)
     }
@@ -40,51 +41,16 @@ impl Kernels for Flex {
     fn max_pool2d_forward(x: FlexTensor, window: PoolWindow) -> FlexTensor {
         if x.dtype() != DType::F32 {
             let PoolWindow { kernel, stride, dilation } = window;
-            return <Flex as burn::backend::ops::ModuleOps<Flex>>::max_pool2d(
-                x,
-                kernel,
-                stride,
-                [0, 0],
-                dilation,
-                false,
-            );
-        }
-        pool::forward(x, window).0
-    }
-
-    fn max_pool2d_argmax(x: FlexTensor, window: PoolWindow) -> (FlexTensor, FlexTensor) {
-        if x.dtype() != DType::F32 {
-            let PoolWindow { kernel, stride, dilation } = window;
-            let pooled = <Flex as burn::backend::ops::ModuleOps<Flex>>::max_pool2d_with_indices(
-                x,
-                kernel,
-                stride,
-                [0, 0],
-                dilation,
-                false,
-                burn::backend::IntDType::I64,
-            );
-            return (pooled.output, pooled.indices);
+            return <Flex as ModuleOps<Flex>>::max_pool2d(x, kernel, stride, [0, 0], dilation, false);
         }
         pool::forward(x, window)
     }
 
-    fn max_pool2d_grads(x: FlexTensor, output_grad: FlexTensor, argmax: FlexTensor, window: PoolWindow) -> FlexTensor {
-        if output_grad.dtype() != DType::F32 || argmax.dtype() != DType::I32 {
-            let PoolWindow { kernel, stride, dilation } = window;
-            return <Flex as burn::backend::ops::ModuleOps<Flex>>::max_pool2d_with_indices_backward(
-                x,
-                kernel,
-                stride,
-                [0, 0],
-                dilation,
-                false,
-                output_grad,
-                argmax,
-            )
-            .x_grad;
+    fn max_pool2d_grads(x: FlexTensor, output: FlexTensor, output_grad: FlexTensor, window: PoolWindow) -> FlexTensor {
+        if !all_f32([Some(&x), Some(&output), Some(&output_grad)]) {
+            return reference::max_pool2d_grads::<Flex>(x, output_grad, window);
         }
-        pool::grads(dims(&x), output_grad, argmax)
+        pool::grads(x, output, output_grad, window)
     }
 
     fn linear_forward(x: FlexTensor, weight: FlexTensor, bias: Optional<Flex>, relu: bool) -> FlexTensor {
@@ -216,12 +182,15 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// Below this many multiply-adds a product runs on one core: waking the second one costs more.
-const PARALLEL_WORK: usize = 1 << 20;
+/// Below this many multiply-adds a product runs on one core: waking another costs more.
+const PARALLEL_WORK: usize = 1 << 21;
+/// Rows of the product per core, at least.
+const ROWS_PER_CORE: usize = 16;
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), `lhs` `m × k`, `rhs` `k × n`, and
-/// `dst` row-major with rows `dst_stride` apart. With `may_split`, a large product uses every core.
-#[allow(clippy::too_many_arguments)]
+/// `dst` row-major with rows `dst_stride` apart. With `may_split`, a large product is cut into one
+/// band of rows per core, each band one single-threaded gemm: on LeNet's shapes that measured
+/// 1.2 to 2 times faster than gemm's own threading.
 fn matmul(
     dst: &mut [f32],
     dst_stride: usize,
@@ -243,13 +212,28 @@ fn matmul(
     }
     lhs.check(m, k);
     rhs.check(k, n);
-    let parallelism = if may_split && m * n * k >= PARALLEL_WORK && rayon::current_num_threads() > 1 {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the checks above keep every index the product reads or writes inside its slice,
-    // and `dst` is borrowed mutably, so it overlaps neither operand.
+    let cores = if may_split && m * n * k >= PARALLEL_WORK { rayon::current_num_threads() } else { 1 };
+    let bands = cores.min(m / ROWS_PER_CORE).max(1);
+    if bands == 1 {
+        return gemm_on_one_core(dst, dst_stride, [m, n, k], lhs, rhs, accumulate);
+    }
+    let rows = m.div_ceil(bands);
+    rayon::scope(|scope| {
+        let mut rest = dst;
+        for start in (0..m).step_by(rows) {
+            let count = rows.min(m - start);
+            let (band, tail) = rest.split_at_mut((count * dst_stride).min(rest.len()));
+            rest = tail;
+            let lhs = Mat { data: &lhs.data[start * lhs.row_stride..], ..lhs };
+            scope.spawn(move |_| gemm_on_one_core(band, dst_stride, [count, n, k], lhs, rhs, accumulate));
+        }
+    });
+}
+
+/// [`matmul`] after its checks, on the calling thread.
+fn gemm_on_one_core(dst: &mut [f32], dst_stride: usize, [m, n, k]: [usize; 3], lhs: Mat, rhs: Mat, accumulate: bool) {
+    // SAFETY: `matmul` checked that every index the product reads or writes lies inside its
+    // slice, and `dst` is borrowed mutably, so it overlaps neither operand.
     unsafe {
         gemm::gemm(
             m,
@@ -270,7 +254,7 @@ fn matmul(
             false,
             false,
             false,
-            parallelism,
+            Parallelism::None,
         );
     }
 }
