@@ -8,7 +8,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::ops::ConvOptions;
 
 use crate::{Kernels, LayerGrads, Optional, PoolWindow, Wanted};
@@ -53,14 +53,14 @@ impl<B: Backend + Kernels, const N: usize> Backward<B, N> for LinearBackward<N> 
 struct MaxPoolBackward;
 
 impl<B: Backend + Kernels> Backward<B, 1> for MaxPoolBackward {
-    /// The input, the output and the window.
-    type State = (FloatTensor<B>, FloatTensor<B>, PoolWindow);
+    /// The input, where the maxima were, and the window.
+    type State = (FloatTensor<B>, IntTensor<B>, PoolWindow);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let output_grad = grads.consume::<B>(&ops.node);
-        let (x, output, window) = ops.state;
+        let (x, positions, window) = ops.state;
         if let Some(node) = &ops.parents[0] {
-            grads.register::<B>(node.id, B::max_pool2d_grads(x, output, output_grad, window));
+            grads.register::<B>(node.id, B::max_pool2d_grads(x, positions, output_grad, window));
         }
     }
 }
@@ -123,8 +123,8 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         match MaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let x = x.into_primitive();
-                let output = B::max_pool2d_forward(x.clone(), window);
-                prep.finish((x, output.clone(), window), output)
+                let (output, positions) = B::max_pool2d_with_positions(x.clone(), window);
+                prep.finish((x, positions, window), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::max_pool2d_forward(x.into_primitive(), window)),
         }

@@ -4,8 +4,8 @@
 #![allow(deprecated)]
 #![allow(clippy::type_complexity)]
 
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, backend_extension};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, IntDType, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
 use crate::{AdamStep, Optional, PoolWindow, SgdStep, Wanted, reference};
@@ -39,16 +39,26 @@ pub trait Kernels: Backend {
         Self::max_pool2d(x, kernel, stride, [0, 0], dilation, false)
     }
 
-    /// The gradient of [`Kernels::max_pool2d_forward`]'s input, given its `output`: each output's
-    /// gradient goes to the first position in its window that holds the maximum.
+    /// [`Kernels::max_pool2d_forward`] with where each maximum was, for the backward pass. The
+    /// positions are the backend's own business: flat indices into each input plane in burn,
+    /// positions within the window on Flex.
+    fn max_pool2d_with_positions(x: FloatTensor<Self>, window: PoolWindow) -> (FloatTensor<Self>, IntTensor<Self>) {
+        let PoolWindow { kernel, stride, dilation } = window;
+        let pooled = Self::max_pool2d_with_indices(x, kernel, stride, [0, 0], dilation, false, IntDType::I64);
+        (pooled.output, pooled.indices)
+    }
+
+    /// The gradient of [`Kernels::max_pool2d_forward`]'s input: each output's gradient at its
+    /// maximum.
     fn max_pool2d_grads(
         x: FloatTensor<Self>,
-        output: FloatTensor<Self>,
+        positions: IntTensor<Self>,
         output_grad: FloatTensor<Self>,
         window: PoolWindow,
     ) -> FloatTensor<Self> {
-        let _ = output;
-        reference::max_pool2d_grads::<Self>(x, output_grad, window)
+        let PoolWindow { kernel, stride, dilation } = window;
+        Self::max_pool2d_with_indices_backward(x, kernel, stride, [0, 0], dilation, false, output_grad, positions)
+            .x_grad
     }
 
     /// `x [batch, in] · weight [in, out] + bias`, then ReLU when `relu`.

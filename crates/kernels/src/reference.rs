@@ -3,11 +3,11 @@
 //! Flex kernels with these.
 
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, IntDType, TensorMetadata};
+use burn::backend::{Backend, TensorMetadata};
 use burn::prelude::Shape;
 use burn::tensor::ops::ConvOptions;
 
-use crate::{AdamStep, LayerGrads, PoolWindow, SgdStep, Wanted};
+use crate::{AdamStep, LayerGrads, SgdStep, Wanted};
 
 pub fn conv2d_grads<B: Backend>(
     x: FloatTensor<B>,
@@ -26,19 +26,6 @@ pub fn conv2d_grads<B: Backend>(
         wanted.input.then(|| B::conv2d_x_backward(x.clone(), weight.clone(), output_grad.clone(), options.clone()));
     let weight = wanted.weight.then(|| B::conv2d_weight_backward(x, weight, output_grad, options));
     (input, weight, bias)
-}
-
-/// burn's backward pass needs the positions of the maxima, which its forward pass gives: it runs
-/// again here.
-pub fn max_pool2d_grads<B: Backend>(
-    x: FloatTensor<B>,
-    output_grad: FloatTensor<B>,
-    window: PoolWindow,
-) -> FloatTensor<B> {
-    let PoolWindow { kernel, stride, dilation } = window;
-    let positions =
-        B::max_pool2d_with_indices(x.clone(), kernel, stride, [0, 0], dilation, false, IntDType::I64).indices;
-    B::max_pool2d_with_indices_backward(x, kernel, stride, [0, 0], dilation, false, output_grad, positions).x_grad
 }
 
 pub fn linear_forward<B: Backend>(

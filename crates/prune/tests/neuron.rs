@@ -7,24 +7,27 @@ use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig, Network,
 use coppice_prune::*;
 use coppice_train::{Progress, TrainConfig, TrainSetup};
 
+mod common;
+use common::seeded;
+
 fn device() -> Device {
     Device::flex()
 }
 
 fn mlp() -> Network {
-    device().seed(4);
-    Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![12, 8], classes: 4 }).init(&device())
+    seeded(&device(), 4, || {
+        Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![12, 8], classes: 4 }).init(&device())
+    })
 }
 
 fn lenet() -> Network {
-    device().seed(4);
     let config = LeNet5Config { channels: 1, height: 16, width: 16, conv1: 4, conv2: 6, fc1: 8, classes: 3 };
-    Architecture::Lenet5(config).init(&device())
+    seeded(&device(), 4, || Architecture::Lenet5(config).init(&device()))
 }
 
 fn images(batch: usize, channels: usize, side: usize) -> Tensor<4> {
-    device().seed(9);
-    Tensor::random([batch, channels, side, side], burn::tensor::Distribution::Normal(0.0, 1.0), &device())
+    let distribution = burn::tensor::Distribution::Normal(0.0, 1.0);
+    seeded(&device(), 9, || Tensor::random([batch, channels, side, side], distribution, &device()))
 }
 
 fn max_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
@@ -242,7 +245,6 @@ impl coppice_models::ParamEditor for SetAll {
 
 #[test]
 fn conv_to_batchnorm_to_flatten_to_linear_removal_is_exact() {
-    device().seed(4);
     let config = coppice_models::VggConfig {
         channels: 1,
         height: 8,
@@ -251,7 +253,7 @@ fn conv_to_batchnorm_to_flatten_to_linear_removal_is_exact() {
         fc: 5,
         classes: 2,
     };
-    let net = Architecture::Vgg(config).init(&device());
+    let net = seeded(&device(), 4, || Architecture::Vgg(config).init(&device()));
     // BatchNorm statistics far from the identity, so the fold has to go through them.
     let mut stats =
         SetAll(vec![("bn.1.gamma", 1.7), ("bn.1.beta", 0.3), ("bn.1.running_mean", -0.4), ("bn.1.running_var", 2.5)]);

@@ -9,6 +9,9 @@ use coppice_models::{Architecture, MlpConfig, Network, Prunable};
 use coppice_prune::*;
 use coppice_train::{Callback, Callbacks, OptimizerKind, Progress, TrainConfig, TrainSetup, fit};
 
+mod common;
+use common::seeded;
+
 fn data() -> (ImageSet, ImageSet) {
     let all = synthetic_images(384, 4, 1, 6, 6, 7);
     (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()))
@@ -16,8 +19,7 @@ fn data() -> (ImageSet, ImageSet) {
 
 fn tiny_net() -> Network {
     let device = Device::flex();
-    device.seed(3);
-    Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![24, 12], classes: 4 }).init(&device)
+    seeded(&device, 3, || Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![24, 12], classes: 4 }).init(&device))
 }
 
 fn setup(tag: &str, epochs: usize, optimizer: OptimizerKind) -> TrainSetup {

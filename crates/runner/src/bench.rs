@@ -1,4 +1,4 @@
-//! `coppice bench`: training throughput, the project's speed baseline.
+//! `coppice bench`: training and inference throughput, the project's speed baseline.
 
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use burn::prelude::*;
 use coppice_data::ImageBatch;
 use coppice_models::{Architecture, Classifier, InputShape, LeNet5Config, MlpConfig, Network};
 use coppice_prune::{Allocation, MaskSet, Schedule, WeightCriterion, WeightPruner, WeightPruning};
-use coppice_train::{Callback, Callbacks, TrainConfig, optimizer};
+use coppice_train::{Callback, Callbacks, OptimizerKind, TrainConfig, optimizer};
 
 use crate::backend::BackendName;
 use crate::experiment::Data;
@@ -18,6 +18,10 @@ pub struct BenchOptions {
     pub backends: Vec<BackendName>,
     pub models: Vec<String>,
     pub batch_sizes: Vec<usize>,
+    /// Training is timed once per optimizer, each with the default `[train]` settings otherwise.
+    pub optimizers: Vec<OptimizerKind>,
+    /// Also time inference over the test set at [`INFERENCE_BATCH`].
+    pub inference: bool,
     pub warmup_steps: usize,
     pub windows: usize,
     pub steps_per_window: usize,
@@ -26,7 +30,29 @@ pub struct BenchOptions {
     pub masks: bool,
 }
 
+/// What a row of the benchmark times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Train(OptimizerKind),
+    /// Forward passes over the whole test set, without autodiff.
+    Infer,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Train(OptimizerKind::Sgd) => "train-sgd",
+            Phase::Train(OptimizerKind::Adam) => "train-adam",
+            Phase::Infer => "infer",
+        }
+    }
+}
+
+/// The batch of inference rows: the test set in ten batches, as PyTorch's reference times it.
+pub const INFERENCE_BATCH: usize = 1000;
+
 pub struct BenchRow {
+    pub phase: Phase,
     pub backend: BackendName,
     pub model: String,
     pub batch_size: usize,
@@ -49,16 +75,24 @@ pub fn architecture_named(name: &str) -> Result<Architecture> {
     }
 }
 
-/// SGD with momentum on real MNIST batches, prepared before timing so that the figure is the
-/// cost of forward, backward and optimizer step. The loss is read at the end of each window so
-/// that lazy backends have finished the work being timed.
+/// Training steps on real MNIST batches, prepared before timing so that the figure is the cost of
+/// forward, backward and optimizer step; with `inference`, forward passes over the test set. The
+/// loss (the logits) is read at the end of each window so that lazy backends have finished the
+/// work being timed.
 pub fn bench(data: &Data, options: &BenchOptions, mut report: impl FnMut(&BenchRow)) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::new();
     for &backend in &options.backends {
         for model in &options.models {
             let architecture = architecture_named(model)?;
-            for &batch_size in &options.batch_sizes {
-                let row = bench_one(data, backend, model, &architecture, batch_size, options)?;
+            for &optimizer in &options.optimizers {
+                for &batch_size in &options.batch_sizes {
+                    let row = bench_training(data, backend, model, &architecture, batch_size, optimizer, options)?;
+                    report(&row);
+                    rows.push(row);
+                }
+            }
+            if options.inference {
+                let row = bench_inference(data, backend, model, &architecture, options)?;
                 report(&row);
                 rows.push(row);
             }
@@ -67,12 +101,13 @@ pub fn bench(data: &Data, options: &BenchOptions, mut report: impl FnMut(&BenchR
     Ok(rows)
 }
 
-fn bench_one(
+fn bench_training(
     data: &Data,
     backend: BackendName,
     model: &str,
     architecture: &Architecture,
     batch_size: usize,
+    optimizer: OptimizerKind,
     options: &BenchOptions,
 ) -> Result<BenchRow> {
     let plain_device = backend.device()?;
@@ -83,7 +118,8 @@ fn bench_one(
     if batches.is_empty() {
         return Err(anyhow!("not enough training data for batch size {batch_size}"));
     }
-    let mut plain = Trainer::new(architecture.init(&device), None);
+    let config = TrainConfig { optimizer, ..TrainConfig::default() };
+    let mut plain = Trainer::new(architecture.init(&device), None, &config);
     let mut masked = options.masks.then(|| {
         let pruning = WeightPruning {
             criterion: WeightCriterion::Magnitude,
@@ -94,7 +130,7 @@ fn bench_one(
         };
         let pruner = WeightPruner::new(pruning, plain_device.clone());
         let net = pruner.prune_to(architecture.init(&device), &|t| t);
-        Trainer::new(net, Some(pruner.masks()))
+        Trainer::new(net, Some(pruner.masks()), &config)
     });
     plain.steps(&batches, options.warmup_steps);
     if let Some(m) = masked.as_mut() {
@@ -113,19 +149,65 @@ fn bench_one(
     rates.sort_by(f64::total_cmp);
     masked_rates.sort_by(f64::total_cmp);
     Ok(BenchRow {
+        phase: Phase::Train(optimizer),
         backend,
         model: model.to_string(),
         batch_size,
-        samples_per_second: rates[rates.len() / 2],
+        samples_per_second: median(&rates),
         min: rates[0],
         max: rates[rates.len() - 1],
-        masked: masked_rates.get(masked_rates.len() / 2).copied(),
-        mask_cost: costs.get(costs.len() / 2).copied(),
+        masked: (!masked_rates.is_empty()).then(|| median(&masked_rates)),
+        mask_cost: (!costs.is_empty()).then(|| median(&costs)),
     })
 }
 
-/// A bare training loop with what training itself uses: the optimizer built from the default
-/// `[train]` settings (SGD with momentum and weight decay), folding in the masks when there are
+/// The middle of sorted values.
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
+}
+
+/// Passes over the test set at [`INFERENCE_BATCH`] on the plain device, after one pass of
+/// warm-up; one window is one pass.
+fn bench_inference(
+    data: &Data,
+    backend: BackendName,
+    model: &str,
+    architecture: &Architecture,
+    options: &BenchOptions,
+) -> Result<BenchRow> {
+    let device = backend.device()?;
+    device.seed(0);
+    let batches = data.test_batches(INFERENCE_BATCH, &device);
+    if batches.is_empty() {
+        return Err(anyhow!("the test set is empty; fix: point --data at a directory with MNIST's test files"));
+    }
+    let samples: usize = batches.iter().map(|b| b.targets.dims()[0]).sum();
+    let net = architecture.init(&device);
+    let pass = || {
+        let start = Instant::now();
+        for batch in &batches {
+            let _ = net.forward(batch.images.clone()).into_data();
+        }
+        start.elapsed().as_secs_f64()
+    };
+    pass();
+    let mut rates: Vec<f64> = (0..options.windows).map(|_| samples as f64 / pass()).collect();
+    rates.sort_by(f64::total_cmp);
+    Ok(BenchRow {
+        phase: Phase::Infer,
+        backend,
+        model: model.to_string(),
+        batch_size: INFERENCE_BATCH,
+        samples_per_second: median(&rates),
+        min: rates[0],
+        max: rates[rates.len() - 1],
+        masked: None,
+        mask_cost: None,
+    })
+}
+
+/// A bare training loop with what training itself uses: the optimizer built from `[train]`
+/// settings (by default SGD with momentum and weight decay), folding in the masks when there are
 /// any, and the callbacks after each step. The network moves through the step as it does in
 /// training, so that the optimizer owns its tensors and may update them in place.
 struct Trainer {
@@ -137,10 +219,9 @@ struct Trainer {
 }
 
 impl Trainer {
-    fn new(net: Network, masks: Option<MaskSet>) -> Self {
-        let config = TrainConfig::default();
+    fn new(net: Network, masks: Option<MaskSet>, config: &TrainConfig) -> Self {
         let callbacks = Callbacks::new(masks.into_iter().map(|m| Box::new(m) as Box<dyn Callback>).collect());
-        let optim = optimizer(&config, &net, callbacks.update_masks().as_ref());
+        let optim = optimizer(config, &net, callbacks.update_masks().as_ref());
         Self { net: Some(net), optim, callbacks, lr: config.lr, cursor: 0 }
     }
 

@@ -1,5 +1,6 @@
 //! The `coppice` command line.
 
+mod alloc;
 mod backend;
 mod bench;
 mod compare;
@@ -152,7 +153,7 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
-    /// Measure training throughput (samples/s) per backend, model and batch size.
+    /// Measure training (and inference) throughput in samples/s per backend, model and batch size.
     Bench {
         #[arg(long, default_value = "flex,ndarray", value_delimiter = ',')]
         backends: Vec<String>,
@@ -160,6 +161,12 @@ enum Command {
         models: Vec<String>,
         #[arg(long, default_value = "64,256", value_delimiter = ',')]
         batch_sizes: Vec<usize>,
+        /// Time training with each of these optimizers (the default [train] settings otherwise).
+        #[arg(long, default_value = "sgd", value_delimiter = ',')]
+        optimizers: Vec<String>,
+        /// Also time inference over the test set at batch 1000 (one window is one pass).
+        #[arg(long)]
+        inference: bool,
         #[arg(long, default_value_t = 10)]
         warmup: usize,
         #[arg(long, default_value_t = 5)]
@@ -179,6 +186,14 @@ fn parse_backend(name: Option<String>) -> Result<Option<BackendName>> {
     name.map(|n| n.parse::<BackendName>().map_err(|e| anyhow!("--backend: {e}"))).transpose()
 }
 
+fn parse_optimizer(name: &str) -> Result<coppice_train::OptimizerKind> {
+    match name {
+        "sgd" => Ok(coppice_train::OptimizerKind::Sgd),
+        "adam" => Ok(coppice_train::OptimizerKind::Adam),
+        other => Err(anyhow!("--optimizers: unknown optimizer {other:?}; fix: use sgd and/or adam")),
+    }
+}
+
 fn parse_backends(names: &[String]) -> Result<Vec<BackendName>> {
     names
         .iter()
@@ -188,6 +203,7 @@ fn parse_backends(names: &[String]) -> Result<Vec<BackendName>> {
 }
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     let cli = Cli::parse();
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,8 +276,20 @@ fn execute(command: Command) -> Result<()> {
             print!("{}", compare::compare_table(&rows));
             println!("{}", dir.display());
         }
-        Command::Bench { backends, models, batch_sizes, warmup, windows, steps, data, masks } => {
+        Command::Bench {
+            backends,
+            models,
+            batch_sizes,
+            optimizers,
+            inference,
+            warmup,
+            windows,
+            steps,
+            data,
+            masks,
+        } => {
             let backends = parse_backends(&backends)?;
+            let optimizers = optimizers.iter().map(|name| parse_optimizer(name)).collect::<Result<Vec<_>>>()?;
             if windows == 0 || steps == 0 || batch_sizes.contains(&0) {
                 return Err(anyhow!("--windows, --steps and --batch-sizes must be at least 1"));
             }
@@ -270,6 +298,8 @@ fn execute(command: Command) -> Result<()> {
                 backends,
                 models,
                 batch_sizes,
+                optimizers,
+                inference,
                 warmup_steps: warmup,
                 windows,
                 steps_per_window: steps,
@@ -277,14 +307,18 @@ fn execute(command: Command) -> Result<()> {
             };
             let masked_header = if masks { "   masked/s  mask cost" } else { "" };
             println!("samples/s: median of {windows} windows of {steps} steps after {warmup} warm-up steps");
-            println!("backend  model     batch  samples/s  (min-max){masked_header}");
+            if inference {
+                println!("infer: median of {windows} passes over the test set after one warm-up pass");
+            }
+            println!("phase       backend  model     batch  samples/s  (min-max){masked_header}");
             bench::bench(&loaded, &options, |r| {
                 let masked = match (r.masked, r.mask_cost) {
                     (Some(m), Some(cost)) => format!("  {m:>9.0}  {:>+8.1}%", cost * 100.0),
                     _ => String::new(),
                 };
                 println!(
-                    "{:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0}){masked}",
+                    "{:<11} {:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0}){masked}",
+                    r.phase.label(),
                     r.backend.as_str(),
                     r.model,
                     r.batch_size,

@@ -39,18 +39,52 @@ impl Kernels for Flex {
     }
 
     fn max_pool2d_forward(x: FlexTensor, window: PoolWindow) -> FlexTensor {
-        if x.dtype() != DType::F32 {
+        if !pool::handles(&x, window) {
             let PoolWindow { kernel, stride, dilation } = window;
             return <Flex as ModuleOps<Flex>>::max_pool2d(x, kernel, stride, [0, 0], dilation, false);
         }
-        pool::forward(x, window)
+        pool::forward(x, window, false).0
     }
 
-    fn max_pool2d_grads(x: FlexTensor, output: FlexTensor, output_grad: FlexTensor, window: PoolWindow) -> FlexTensor {
-        if !all_f32([Some(&x), Some(&output), Some(&output_grad)]) {
-            return reference::max_pool2d_grads::<Flex>(x, output_grad, window);
+    fn max_pool2d_with_positions(x: FlexTensor, window: PoolWindow) -> (FlexTensor, FlexTensor) {
+        if !pool::handles(&x, window) {
+            let PoolWindow { kernel, stride, dilation } = window;
+            let pooled = <Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
+                x,
+                kernel,
+                stride,
+                [0, 0],
+                dilation,
+                false,
+                burn::backend::IntDType::I64,
+            );
+            return (pooled.output, pooled.indices);
         }
-        pool::grads(x, output, output_grad, window)
+        let (output, positions) = pool::forward(x, window, true);
+        (output, positions.expect("positions were asked for"))
+    }
+
+    fn max_pool2d_grads(
+        x: FlexTensor,
+        positions: FlexTensor,
+        output_grad: FlexTensor,
+        window: PoolWindow,
+    ) -> FlexTensor {
+        if !pool::handles(&x, window) || output_grad.dtype() != DType::F32 {
+            let PoolWindow { kernel, stride, dilation } = window;
+            let grads = <Flex as ModuleOps<Flex>>::max_pool2d_with_indices_backward(
+                x,
+                kernel,
+                stride,
+                [0, 0],
+                dilation,
+                false,
+                output_grad,
+                positions,
+            );
+            return grads.x_grad;
+        }
+        pool::grads(dims(&x), positions, output_grad, window)
     }
 
     fn linear_forward(x: FlexTensor, weight: FlexTensor, bias: Optional<Flex>, relu: bool) -> FlexTensor {

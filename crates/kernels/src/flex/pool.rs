@@ -1,16 +1,23 @@
-//! Max pooling without padding. The forward pass keeps no positions: the backward pass finds each
-//! maximum again in its window (the first entry equal to the output, in reading order), which
-//! costs less than writing and reading the positions, and leaves the forward loop free of
-//! anything but maxima, so that it vectorizes. Planes run in parallel.
+//! Max pooling without padding. The forward pass records, per output, which position of its
+//! window held the maximum (one byte), and the backward pass writes each output's gradient
+//! there. Both choose with integer arithmetic instead of branches, which random data mispredicts
+//! (that made a first version ten times slower). Planes run in parallel.
 
-use burn::backend::flex::FlexTensor;
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Bytes, DType};
+use burn::prelude::Shape;
 use rayon::prelude::*;
 
 use super::{contiguous, dims, tensor, values};
 use crate::PoolWindow;
 
-/// The 2×2 pool with stride 2 that LeNet-5 and VGG use.
+/// The 2×2 pool with stride 2 that LeNet-5 and VGG use, which has loops of its own.
 const HALVING: PoolWindow = PoolWindow { kernel: [2, 2], stride: [2, 2], dilation: [1, 1] };
+
+/// f32 inputs, and windows whose positions fit in a byte.
+pub(super) fn handles(x: &FlexTensor, window: PoolWindow) -> bool {
+    x.dtype() == DType::F32 && window.kernel[0] * window.kernel[1] <= 256
+}
 
 /// Outputs along one axis: the windows that fit inside the input.
 fn outputs(size: usize, kernel: usize, stride: usize, dilation: usize) -> usize {
@@ -24,21 +31,20 @@ fn max(a: f32, b: f32) -> f32 {
 }
 
 /// 1 where `value` is its window's maximum `m`, else 0. A NaN in the window is the maximum, so
-/// a NaN `value` is too. As an integer, so that the choice between positions compiles to
-/// arithmetic, not to branches that random data would mispredict.
+/// a NaN `value` is too.
 #[inline(always)]
-fn is_max(value: f32, m: f32) -> u32 {
-    (value == m) as u32 | value.is_nan() as u32
+fn is_max(value: f32, m: f32) -> u8 {
+    (value == m) as u8 | value.is_nan() as u8
 }
 
-/// `value` where `keep` is 1, else 0, by masking its bits.
+/// `value` where `keep` holds, else 0, by masking its bits.
 #[inline(always)]
-fn only(keep: u32, value: f32) -> f32 {
-    f32::from_bits(value.to_bits() & keep.wrapping_neg())
+fn only(keep: bool, value: f32) -> f32 {
+    f32::from_bits(value.to_bits() & (keep as u32).wrapping_neg())
 }
 
 struct Sizes {
-    height: usize,
+    plane: usize,
     width: usize,
     oh: usize,
     ow: usize,
@@ -47,10 +53,14 @@ struct Sizes {
 impl Sizes {
     fn new([_, _, height, width]: [usize; 4], window: PoolWindow) -> Sizes {
         let PoolWindow { kernel: [kh, kw], stride: [sh, sw], dilation: [dh, dw] } = window;
-        Sizes { height, width, oh: outputs(height, kh, sh, dh), ow: outputs(width, kw, sw, dw) }
+        Sizes { plane: height * width, width, oh: outputs(height, kh, sh, dh), ow: outputs(width, kw, sw, dw) }
     }
 
-    /// The input offsets of the output `(y, x)`'s window, in reading order.
+    fn pooled(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// The input offsets of output `(y, x)`'s window, in reading order.
     fn window(&self, window: PoolWindow, y: usize, x: usize) -> impl Iterator<Item = usize> {
         let PoolWindow { kernel: [kh, kw], stride: [sh, sw], dilation: [dh, dw] } = window;
         let width = self.width;
@@ -58,72 +68,97 @@ impl Sizes {
     }
 }
 
-pub(super) fn forward(x: FlexTensor, window: PoolWindow) -> FlexTensor {
+/// The pooled tensor and, when `record`, the position within its window of each maximum (the
+/// first, in reading order) as a u8 tensor.
+pub(super) fn forward(x: FlexTensor, window: PoolWindow, record: bool) -> (FlexTensor, Option<FlexTensor>) {
     let x = contiguous(x);
     let x_dims = dims::<4>(&x);
     let [batch, channels, ..] = x_dims;
     let s = Sizes::new(x_dims, window);
-    let (plane, pooled) = (s.height * s.width, s.oh * s.ow);
-    let mut output = vec![0.0f32; batch * channels * pooled];
-    if pooled > 0 {
-        output.par_chunks_mut(pooled).zip(values(&x).par_chunks(plane)).for_each(|(output, input)| {
+    let mut output = vec![0.0f32; batch * channels * s.pooled()];
+    let mut positions = vec![0u8; if record { output.len() } else { 0 }];
+    if s.pooled() > 0 {
+        let planes = values(&x).par_chunks(s.plane).zip(output.par_chunks_mut(s.pooled()));
+        let pool = |((input, output), positions): ((&[f32], &mut [f32]), &mut [u8])| {
             for (y, row) in output.chunks_exact_mut(s.ow).enumerate() {
+                let positions = (!positions.is_empty()).then(|| &mut positions[y * s.ow..(y + 1) * s.ow]);
                 if window == HALVING {
-                    let top = 2 * y * s.width;
-                    let upper = input[top..top + 2 * s.ow].chunks_exact(2);
-                    let lower = input[top + s.width..top + s.width + 2 * s.ow].chunks_exact(2);
-                    for ((out, u), l) in row.iter_mut().zip(upper).zip(lower) {
-                        *out = max(max(u[0], u[1]), max(l[0], l[1]));
-                    }
+                    halve(input, s.width, y, row, positions);
                 } else {
                     for (x, out) in row.iter_mut().enumerate() {
                         *out = s.window(window, y, x).map(|i| input[i]).fold(f32::NEG_INFINITY, max);
                     }
+                    if let Some(positions) = positions {
+                        for (x, (m, at)) in row.iter().zip(positions).enumerate() {
+                            *at = s.window(window, y, x).position(|i| is_max(input[i], *m) == 1).unwrap_or(0) as u8;
+                        }
+                    }
                 }
             }
-        });
+        };
+        if record {
+            planes.zip(positions.par_chunks_mut(s.pooled())).for_each(pool);
+        } else {
+            planes.for_each(|planes| pool((planes, &mut [])));
+        }
     }
-    tensor(output, [batch, channels, s.oh, s.ow])
+    let shape = Shape::new([batch, channels, s.oh, s.ow]);
+    let positions =
+        record.then(|| FlexTensor::new(Bytes::from_elems(positions), Layout::contiguous(shape.clone()), DType::U8));
+    (tensor(output, shape), positions)
 }
 
-/// The input gradient: each output's gradient at the first position of its window that holds
-/// the maximum.
-pub(super) fn grads(x: FlexTensor, output: FlexTensor, output_grad: FlexTensor, window: PoolWindow) -> FlexTensor {
-    let (x, output, output_grad) = (contiguous(x), contiguous(output), contiguous(output_grad));
-    let x_dims = dims::<4>(&x);
+/// Output row `y` of a [`HALVING`] pool, and where each maximum was: 0 and 1 in the upper input
+/// row, 2 and 3 in the lower.
+fn halve(input: &[f32], width: usize, y: usize, row: &mut [f32], positions: Option<&mut [u8]>) {
+    let top = 2 * y * width;
+    let upper = input[top..top + 2 * row.len()].chunks_exact(2);
+    let lower = input[top + width..top + width + 2 * row.len()].chunks_exact(2);
+    let windows = upper.zip(lower);
+    match positions {
+        None => row.iter_mut().zip(windows).for_each(|(out, (u, l))| *out = max(max(u[0], u[1]), max(l[0], l[1]))),
+        Some(positions) => {
+            for ((out, at), (u, l)) in row.iter_mut().zip(positions).zip(windows) {
+                let m = max(max(u[0], u[1]), max(l[0], l[1]));
+                let (first, second, third) = (is_max(u[0], m), is_max(u[1], m), is_max(l[0], m));
+                *out = m;
+                *at = (1 - first) * (1 + (1 - second) * (1 + (1 - third)));
+            }
+        }
+    }
+}
+
+/// The input gradient: each output's gradient at its maximum.
+pub(super) fn grads(
+    x_dims: [usize; 4],
+    positions: FlexTensor,
+    output_grad: FlexTensor,
+    window: PoolWindow,
+) -> FlexTensor {
+    let (positions, output_grad) = (positions.to_contiguous(), contiguous(output_grad));
     let s = Sizes::new(x_dims, window);
-    let (plane, pooled) = (s.height * s.width, s.oh * s.ow);
     let mut input_grad = vec![0.0f32; x_dims.iter().product()];
-    if pooled > 0 && plane > 0 {
-        let planes = input_grad.par_chunks_mut(plane).zip(values(&x).par_chunks(plane));
-        let pooled_planes = values(&output).par_chunks(pooled).zip(values(&output_grad).par_chunks(pooled));
-        planes.zip(pooled_planes).for_each(|((input_grad, input), (output, grad))| {
-            let rows = output.chunks_exact(s.ow).zip(grad.chunks_exact(s.ow));
-            for (y, (maxima, grads)) in rows.enumerate() {
+    if s.pooled() > 0 && s.plane > 0 {
+        let positions = positions.as_slice::<u8>().expect("positions are a contiguous u8 tensor");
+        let planes = input_grad.par_chunks_mut(s.plane).zip(values(&output_grad).par_chunks(s.pooled()));
+        planes.zip(positions.par_chunks(s.pooled())).for_each(|((input_grad, grad), positions)| {
+            let rows = grad.chunks_exact(s.ow).zip(positions.chunks_exact(s.ow));
+            for (y, (grads, positions)) in rows.enumerate() {
                 if window == HALVING {
-                    // Each input belongs to one window: its gradient is written, not added, with
-                    // selects where a search would branch unpredictably.
+                    // Each input belongs to one window, so its gradient is written, not added.
                     let top = 2 * y * s.width;
                     let (upper, lower) = input_grad[top..top + 2 * s.width].split_at_mut(s.width);
-                    let (upper, lower) = (&mut upper[..2 * s.ow], &mut lower[..2 * s.ow]);
-                    let (u, l) = (&input[top..top + 2 * s.ow], &input[top + s.width..top + s.width + 2 * s.ow]);
-                    for x in 0..s.ow {
-                        let (m, g) = (maxima[x], grads[x]);
-                        let first = is_max(u[2 * x], m);
-                        let second = (1 - first) & is_max(u[2 * x + 1], m);
-                        let third = (1 - first - second) & is_max(l[2 * x], m);
-                        let fourth = 1 - first - second - third;
-                        upper[2 * x] = only(first, g);
-                        upper[2 * x + 1] = only(second, g);
-                        lower[2 * x] = only(third, g);
-                        lower[2 * x + 1] = only(fourth, g);
+                    let cells = upper.chunks_exact_mut(2).zip(lower.chunks_exact_mut(2));
+                    for ((g, at), (u, l)) in grads.iter().zip(positions).zip(cells) {
+                        u[0] = only(*at == 0, *g);
+                        u[1] = only(*at == 1, *g);
+                        l[0] = only(*at == 2, *g);
+                        l[1] = only(*at == 3, *g);
                     }
                 } else {
-                    for (x, (m, g)) in maxima.iter().zip(grads).enumerate() {
-                        let at = s.window(window, y, x).find(|&i| is_max(input[i], *m) == 1);
-                        if let Some(at) = at {
-                            input_grad[at] += *g;
-                        }
+                    for (x, (g, at)) in grads.iter().zip(positions).enumerate() {
+                        let i = s.window(window, y, x).nth(*at as usize).expect("a position inside the window");
+                        input_grad[i] += *g;
                     }
                 }
             }
