@@ -5,23 +5,34 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 
-use super::{Mat, contiguous, dims, matmul, tensor, values, values_mut, writable};
+use super::{Mat, contiguous, dims, matmul, matmul_then, tensor, values, values_mut, writable};
 use crate::{LayerGrads, Wanted};
 
 pub(super) fn forward(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, relu: bool) -> FlexTensor {
     let (x, weight, bias) = (contiguous(x), contiguous(weight), bias.map(contiguous));
     let ([batch, inputs], [_, outputs]) = (dims::<2>(&x), dims::<2>(&weight));
-    let mut output = match &bias {
-        Some(bias) => values(bias).repeat(batch),
-        None => vec![0.0; batch * outputs],
-    };
+    let bias = bias.as_ref().map(values);
+    let mut output = vec![0.0; batch * outputs];
     let (lhs, rhs) = (Mat::row_major(values(&x), inputs), Mat::row_major(values(&weight), outputs));
-    matmul(&mut output, outputs, [batch, outputs, inputs], lhs, rhs, bias.is_some(), true);
-    if relu {
-        // As burn's ReLU: every value that is not above zero becomes zero (NaN stays NaN).
-        output.iter_mut().for_each(|v| *v = if *v <= 0.0 { 0.0 } else { *v });
-    }
+    // Bias and ReLU in one pass over each band of rows, right after its product.
+    let finish = |band: &mut [f32]| match (bias, relu) {
+        (Some(bias), true) => band.chunks_exact_mut(outputs).for_each(|row| {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v = relu_of(*v + *b));
+        }),
+        (Some(bias), false) => band.chunks_exact_mut(outputs).for_each(|row| {
+            row.iter_mut().zip(bias).for_each(|(v, b)| *v += *b);
+        }),
+        (None, true) => band.iter_mut().for_each(|v| *v = relu_of(*v)),
+        (None, false) => {}
+    };
+    matmul_then(&mut output, outputs, [batch, outputs, inputs], lhs, rhs, false, true, finish);
     tensor(output, [batch, outputs])
+}
+
+/// As burn's ReLU: every value that is not above zero becomes zero (NaN stays NaN).
+#[inline(always)]
+fn relu_of(v: f32) -> f32 {
+    if v <= 0.0 { 0.0 } else { v }
 }
 
 pub(super) fn grads(
