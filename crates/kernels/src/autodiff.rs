@@ -81,6 +81,32 @@ fn register<B: Backend>(grads: &mut Gradients, nodes: &[Option<NodeId>; 3], (inp
     }
 }
 
+/// Records one layer in the graph: `forward` computes its output from the inner tensors of
+/// `inputs`, and when autodiff tracks any of them, `keep` picks from the inputs and the output
+/// what the backward pass reads.
+fn record<B, C, S, const N: usize>(
+    backward: impl Backward<B, N, State = S>,
+    inputs: [FloatTensor<Autodiff<B, C>>; N],
+    forward: impl FnOnce(&[FloatTensor<B>; N]) -> FloatTensor<B>,
+    keep: impl FnOnce([FloatTensor<B>; N], &FloatTensor<B>) -> S,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    let nodes = inputs.each_ref().map(|input| input.node());
+    let inputs = inputs.map(|input| input.into_primitive());
+    match backward.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let output = forward(&inputs);
+            let state = keep(inputs, &output);
+            prep.finish(state, output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(&inputs)),
+    }
+}
+
 impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn conv2d_forward(
         x: FloatTensor<Self>,
@@ -88,34 +114,22 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         bias: Optional<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let forward = |x: &FloatTensor<B>, weight: &FloatTensor<B>, bias: Option<FloatTensor<B>>| {
-            B::conv2d_forward(x.clone(), weight.clone(), bias.into(), options.clone())
+        let conv = |x: &FloatTensor<B>, weight: &FloatTensor<B>, bias: Option<&FloatTensor<B>>| {
+            B::conv2d_forward(x.clone(), weight.clone(), bias.cloned().into(), options.clone())
         };
         match bias.into_option() {
-            Some(bias) => {
-                match Conv2dBackward::<3>
-                    .prepare::<C>([x.node(), weight.node(), bias.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => {
-                        let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                        let output = forward(&x, &weight, Some(bias.into_primitive()));
-                        prep.finish((x, weight, options.clone()), output)
-                    }
-                    OpsKind::UnTracked(prep) => {
-                        prep.finish(forward(x.primitive(), weight.primitive(), Some(bias.into_primitive())))
-                    }
-                }
-            }
-            None => match Conv2dBackward::<2>.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => {
-                    let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                    let output = forward(&x, &weight, None);
-                    prep.finish((x, weight, options.clone()), output)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), weight.primitive(), None)),
-            },
+            Some(bias) => record::<B, C, _, 3>(
+                Conv2dBackward::<3>,
+                [x, weight, bias],
+                |[x, weight, bias]| conv(x, weight, Some(bias)),
+                |[x, weight, _], _| (x, weight, options.clone()),
+            ),
+            None => record::<B, C, _, 2>(
+                Conv2dBackward::<2>,
+                [x, weight],
+                |[x, weight]| conv(x, weight, None),
+                |[x, weight], _| (x, weight, options.clone()),
+            ),
         }
     }
 
@@ -136,34 +150,22 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         bias: Optional<Self>,
         relu: bool,
     ) -> FloatTensor<Self> {
-        let forward = |x: &FloatTensor<B>, weight: &FloatTensor<B>, bias: Option<FloatTensor<B>>| {
-            B::linear_forward(x.clone(), weight.clone(), bias.into(), relu)
+        let linear = |x: &FloatTensor<B>, weight: &FloatTensor<B>, bias: Option<&FloatTensor<B>>| {
+            B::linear_forward(x.clone(), weight.clone(), bias.cloned().into(), relu)
         };
         match bias.into_option() {
-            Some(bias) => {
-                match LinearBackward::<3>
-                    .prepare::<C>([x.node(), weight.node(), bias.node()])
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(prep) => {
-                        let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                        let output = forward(&x, &weight, Some(bias.into_primitive()));
-                        prep.finish((x, weight, output.clone(), relu), output)
-                    }
-                    OpsKind::UnTracked(prep) => {
-                        prep.finish(forward(x.primitive(), weight.primitive(), Some(bias.into_primitive())))
-                    }
-                }
-            }
-            None => match LinearBackward::<2>.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => {
-                    let (x, weight) = (x.into_primitive(), weight.into_primitive());
-                    let output = forward(&x, &weight, None);
-                    prep.finish((x, weight, output.clone(), relu), output)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), weight.primitive(), None)),
-            },
+            Some(bias) => record::<B, C, _, 3>(
+                LinearBackward::<3>,
+                [x, weight, bias],
+                |[x, weight, bias]| linear(x, weight, Some(bias)),
+                |[x, weight, _], output| (x, weight, output.clone(), relu),
+            ),
+            None => record::<B, C, _, 2>(
+                LinearBackward::<2>,
+                [x, weight],
+                |[x, weight]| linear(x, weight, None),
+                |[x, weight], output| (x, weight, output.clone(), relu),
+            ),
         }
     }
 }

@@ -2,19 +2,21 @@
 //!
 //! burn-flex runs a convolution's backward pass as a transposed convolution and a convolution
 //! with batch and channels swapped, allocates every result twice (a zeroed byte buffer, then an
-//! aligned copy), and its optimizers make five to eight passes over every parameter per step.
-//! On a 2-core CPU that made coppice train LeNet-5 at a third of PyTorch's speed. The kernels
-//! here do the same arithmetic the way PyTorch's CPU path does:
+//! aligned copy), finds pooling maxima with branches that random data mispredicts, and its
+//! optimizers make five to eight passes over every parameter per step. On a 2-core CPU that made
+//! coppice train LeNet-5 at a third of PyTorch's speed. The kernels here do the same arithmetic
+//! the way PyTorch's CPU path does:
 //! - a convolution is im2col plus one gemm per sample forward, and per block of samples for the
 //!   weight gradient, with the input gradient scattered back by col2im;
-//! - a fully connected layer is one gemm into a buffer that already holds the bias, with its ReLU
-//!   applied in the same buffer and undone in the backward pass without a mask tensor;
+//! - a fully connected layer is one gemm, its bias and ReLU applied to each band of rows while
+//!   it is in cache, and the ReLU undone in the backward pass without a mask tensor;
+//! - max pooling records the position of each maximum in one byte;
 //! - an SGD or Adam update is one pass over parameter, gradient and state, in place.
 //!
-//! Every kernel is an operation of the [`Kernels`] extension. Flex runs coppice's kernels; every
-//! other backend (NdArray, wgpu, cuda) runs the default bodies, which are burn's own operations,
-//! so its results do not change. Autodiff gets the convolution's and the layer's backward passes
-//! from here too (`autodiff.rs`).
+//! Every kernel is an operation of the [`Kernels`] extension. Flex runs coppice's kernels
+//! (`flex/`); every other backend (NdArray, wgpu, cuda) runs the default bodies, which are burn's
+//! own operations (`reference.rs`), so its results do not change. Autodiff gets the layers'
+//! backward passes from here too (`autodiff.rs`).
 
 mod autodiff;
 mod extension;
