@@ -95,3 +95,20 @@ fn count_nonzero_sees_zeroed_weights() {
     let net = Network::Mlp(mlp);
     assert_eq!(count_nonzero(&net), total - 12);
 }
+
+/// The size read from a configuration is the size of the network it builds.
+#[test]
+fn sizes_from_configs_count_the_parameters_built() {
+    let device = Device::flex();
+    let architectures = [
+        Architecture::Mlp(MlpConfig::new()),
+        Architecture::Lenet5(LeNet5Config::new()),
+        Architecture::Vgg(VggConfig { height: 28, width: 28, channels: 1, ..VggConfig::new() }),
+    ];
+    for architecture in architectures {
+        let net = architecture.init(&device);
+        let params: usize = float_params(&net).iter().map(|p| p.shape.iter().product::<usize>()).sum();
+        assert_eq!(architecture.size().parameters, params as u128, "{architecture:?}");
+        assert!(architecture.size().activations_per_sample > architecture.input().pixels() as u128);
+    }
+}

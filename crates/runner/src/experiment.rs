@@ -29,7 +29,8 @@ use crate::bench::inference_seconds;
 use crate::config::{Config, DatasetKind};
 use crate::plot::{Series, line_chart};
 use crate::prune_config::{PruneConfig, RewindKind, StrategyKind, TargetSource};
-use crate::rundir::{create_run_dir, write_atomic};
+use crate::resources;
+use crate::rundir::{create_run_dir, discard_if_unused, write_atomic};
 
 /// The splits of one experiment, after the seeded split and any limits.
 pub struct Data {
@@ -53,12 +54,32 @@ impl Data {
                 load_cifar10(&d.dir, CifarSplit::Test).with_context(context)?,
             ),
         };
+        let shape = |set: &ImageSet| (set.channels, set.height, set.width);
+        if shape(&full) != shape(&test) {
+            let (c, h, w) = shape(&test);
+            let (tc, th, tw) = shape(&full);
+            return Err(anyhow!(
+                "{}: the test images are {c}x{h}x{w} and the training images {tc}x{th}x{tw}; fix: point data.dir at test and training files of one size",
+                context()
+            ));
+        }
         let (mut train, valid) = train_valid_split(&full, d.valid_fraction, config.seed);
         if d.train_limit > 0 {
             train = train.take(d.train_limit);
         }
         if d.test_limit > 0 {
             test = test.take(d.test_limit);
+        }
+        if valid.is_empty() || train.is_empty() {
+            let split = if valid.is_empty() { "validation" } else { "training" };
+            return Err(anyhow!(
+                "data.valid_fraction: {} of the {} training images leaves no {split} images; fix: a valid_fraction that leaves some to both, e.g. 0.1",
+                d.valid_fraction,
+                full.len()
+            ));
+        }
+        if test.is_empty() {
+            return Err(anyhow!("{}: the test files hold no images; fix: point data.dir at a full dataset", context()));
         }
         let batcher = ImageBatcher::for_set(&train, Normalization { mean: d.mean, std: d.std });
         Ok(Data { train, valid, test, batcher })
@@ -294,7 +315,9 @@ impl MetricsLog {
     }
 }
 
-/// Runs a config end to end and returns the run directory.
+/// The keys `--set` may change on `--resume`: the rates, so that a diverged run can go on.
+const RESUME_KEYS: [&str; 3] = ["train.lr", "train.lr_min", "prune.retrain_lr_scale"];
+
 /// What every command that trains starts from: the config with its overrides, the data, the
 /// device, the network to start with (initialized, or loaded from `prune.from`) and a fresh
 /// run directory holding the resolved config.
@@ -312,11 +335,25 @@ impl Experiment {
         Experiment::open(config, config_path, options, None)
     }
 
-    /// An interrupted run's experiment, from the resolved config in its directory.
-    fn reopen(run_dir: &Path, options: &RunOptions) -> Result<(Experiment, Network)> {
+    /// An interrupted run's experiment, from the resolved config in its directory. `overrides`
+    /// may change the learning rate only (a diverged run goes on at a lower one); the resolved
+    /// config then records the new value.
+    fn reopen(run_dir: &Path, overrides: &[String], options: &RunOptions) -> Result<(Experiment, Network)> {
+        for key in overrides.iter().map(|o| o.split('=').next().unwrap_or_default().trim()) {
+            if !RESUME_KEYS.contains(&key) {
+                return Err(anyhow!(
+                    "--set {key}: a resumed run keeps its config, all but {}; fix: start a new run with `coppice run CONFIG --set {key}=...`",
+                    RESUME_KEYS.join(", ")
+                ));
+            }
+        }
         let config_path = run_dir.join("config.toml");
-        let config = Config::load(&config_path, &[])
+        let config = Config::load(&config_path, overrides)
             .with_context(|| format!("{}: fix: pass a run directory written by `coppice run`", run_dir.display()))?;
+        if !overrides.is_empty() {
+            let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
+            write_atomic(&config_path, resolved.as_bytes())?;
+        }
         Experiment::open(config, &config_path, options, Some(run_dir.to_path_buf()))
     }
 
@@ -339,10 +376,14 @@ impl Experiment {
                 let net = load_model(dir, &device)
                     .with_context(|| format!("{}: prune.from / --from", config_path.display()))?;
                 check_input(&net.architecture(), &data, dir)?;
+                resources::check(&config, net.architecture().size(), &data, resources::available_memory())
+                    .map_err(in_config)?;
                 net
             }
             None => {
                 let architecture = config.architecture(data.input(), data.classes()).map_err(in_config)?;
+                resources::check(&config, architecture.size(), &data, resources::available_memory())
+                    .map_err(in_config)?;
                 match &config.model.init {
                     None => architecture.init(&device),
                     Some(dir) => {
@@ -364,7 +405,8 @@ impl Experiment {
         };
         if let Some(prune) = &config.prune {
             let names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
-            prune.check_layers(&names).map_err(in_config)?;
+            let units: Vec<(String, usize)> = start_net.unit_groups().into_iter().map(|g| (g.layer, g.units)).collect();
+            prune.check_network(&names, &units).map_err(in_config)?;
         }
         let run_dir = match run_dir {
             Some(dir) => dir,
@@ -379,6 +421,7 @@ impl Experiment {
                 dir
             }
         };
+        coppice_train::stop::set_run_dir(Some(run_dir.clone()));
         println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
         Ok((Experiment { config, data, device, from, run_dir }, start_net))
     }
@@ -418,13 +461,14 @@ impl Experiment {
 /// Runs a config end to end and returns the run directory.
 pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Result<PathBuf> {
     let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
-    run_experiment(&experiment, start_net, None, Vec::new(), options)
+    let result = run_experiment(&experiment, start_net, None, Vec::new(), options);
+    discard_if_unused(&experiment.run_dir, result)
 }
 
 /// `coppice run --resume RUN_DIR`: goes on after the last round (or layer-wise layer) the
 /// interrupted run completed, or, in dense training, after its last completed epoch. What the
 /// run recorded stays, once.
-pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<PathBuf> {
+pub fn resume(run_dir: &Path, overrides: &[String], options: &RunOptions) -> Result<PathBuf> {
     if run_dir.join("summary.json").is_file() {
         return Err(anyhow!(
             "{}: this run finished (it has summary.json); nothing to resume; fix: start a new one with `coppice run CONFIG`",
@@ -438,7 +482,7 @@ pub fn resume(run_dir: &Path, options: &RunOptions) -> Result<PathBuf> {
             run_dir.display()
         ));
     }
-    let (experiment, start_net) = Experiment::reopen(run_dir, options)?;
+    let (experiment, start_net) = Experiment::reopen(run_dir, overrides, options)?;
     let progress = Checkpoint::read(run_dir)?;
     let done = match &progress {
         Some(p) => {
@@ -1020,7 +1064,16 @@ pub fn sensitivity_run(
         return Err(anyhow!("--levels: {bad} is not a sparsity in [0, 1); fix: e.g. --levels 0.5,0.9"));
     }
     let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
-    let Experiment { config, data, device, run_dir, .. } = &experiment;
+    discard_if_unused(&experiment.run_dir, sensitivity_experiment(&experiment, start_net, options, levels))
+}
+
+fn sensitivity_experiment(
+    experiment: &Experiment,
+    start_net: Network,
+    options: &RunOptions,
+    levels: &[f64],
+) -> Result<PathBuf> {
+    let Experiment { config, data, device, run_dir, .. } = experiment;
     let mut metrics = MetricsLog { path: run_dir.join("metrics.csv"), rows: Vec::new() };
     let net = experiment.dense(start_net, options, &mut metrics, "dense", Vec::new())?;
     save_model(&net, run_dir)?;
@@ -1081,7 +1134,17 @@ pub fn finetune(
         progress: options.progress,
     };
     let (experiment, net) = Experiment::start(&parent_config, &sets, &options)?;
-    let Experiment { config, data, device, run_dir, .. } = &experiment;
+    discard_if_unused(&experiment.run_dir, finetune_experiment(&experiment, net, parent, &options, started))
+}
+
+fn finetune_experiment(
+    experiment: &Experiment,
+    net: Network,
+    parent: &Path,
+    options: &RunOptions,
+    started: Instant,
+) -> Result<PathBuf> {
+    let Experiment { config, data, device, run_dir, .. } = experiment;
     let weights: Vec<String> = net.prunable_layers().into_iter().map(|l| l.weight_path).collect();
     let masks = MaskSet::from_zeros(&net, &weights, device);
     let setup = TrainSetup {

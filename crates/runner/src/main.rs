@@ -10,6 +10,7 @@ mod export;
 mod plot;
 mod prune_config;
 mod report;
+mod resources;
 mod rundir;
 mod sweep;
 
@@ -66,8 +67,9 @@ enum Command {
     Run {
         #[arg(required_unless_present = "resume")]
         config: Option<PathBuf>,
-        /// Continue an interrupted run in its own directory, after its last completed round.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides", "out"])]
+        /// Continue an interrupted run in its own directory, after its last completed round or
+        /// epoch (with --resume, --set may change only the learning rate keys).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out"])]
         resume: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
@@ -205,14 +207,38 @@ fn parse_backends(names: &[String]) -> Result<Vec<BackendName>> {
 fn main() -> ExitCode {
     alloc::keep_freed_memory();
     let cli = Cli::parse();
+    if let Err(error) = coppice_train::stop::handle_signals() {
+        eprintln!("warning: cannot handle SIGINT and SIGTERM ({error}); a stop ends the process at once");
+    }
     // The command runs on one of rayon's threads: a kernel that splits its work then runs one
     // part itself and hands the others to the pool's other threads, where from outside the pool
     // it would hand every part over and wait. LeNet-5 trained at batch 256 at 8.0k to 8.6k
     // samples/s this way against 7.3k (`coppice bench`, three alternating runs).
     match rayon::scope(|_| execute(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // One line: scripts and CI logs grep for it, and the chain already names file and field.
+        Err(error) => report(&error),
+    }
+}
+
+/// One line on stderr for a failed command: scripts and CI logs grep for it, and the chain
+/// already names file and field. A stopped training says where it stopped and how to go on,
+/// and exits as a signal would.
+fn report(error: &anyhow::Error) -> ExitCode {
+    let run_dir = coppice_train::stop::run_dir();
+    let resume = |dir: &std::path::Path| format!("coppice run --resume {}", dir.display());
+    match error.chain().find_map(|e| e.downcast_ref::<coppice_train::TrainError>()) {
+        Some(coppice_train::TrainError::Interrupted { epochs, cause }) => {
+            eprintln!("{}", coppice_train::stop::interrupted_line(Some(*epochs), run_dir.as_deref()));
+            ExitCode::from(cause.exit_code())
+        }
+        Some(diverged @ coppice_train::TrainError::Diverged { .. }) => {
+            let next = run_dir.map_or(String::new(), |dir| {
+                format!("; resume at a lower rate with `{} --set train.lr=<lower rate>`", resume(&dir))
+            });
+            eprintln!("error: {diverged}{next}");
+            ExitCode::FAILURE
+        }
+        _ => {
             eprintln!("error: {}", format!("{error:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
@@ -224,7 +250,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Run { config, resume, run } => {
             let (options, overrides) = run.options(None)?;
             let run_dir = match (resume, config) {
-                (Some(run_dir), _) => experiment::resume(&run_dir, &options)?,
+                (Some(run_dir), _) => experiment::resume(&run_dir, &overrides, &options)?,
                 (None, Some(config)) => experiment::run(&config, &overrides, &options)?,
                 (None, None) => unreachable!("clap requires a config unless --resume is given"),
             };

@@ -368,7 +368,12 @@ impl PruneConfig {
     }
 
     /// Per-layer overrides must name layers of the model.
-    pub fn check_layers(&self, layer_names: &[String]) -> Result<(), Problem> {
+    /// The network's layers against `layers` overrides and `min_units`, before any training:
+    /// `unit_layers` are the layers whose units can go, with their counts (every layer but the
+    /// output). A mismatch would otherwise show only after dense training, or not at all.
+    pub fn check_network(&self, layer_names: &[String], unit_layers: &[(String, usize)]) -> Result<(), Problem> {
+        let removes_units = self.strategy == StrategyKind::Neuron
+            || (self.strategy == StrategyKind::Layerwise && self.granularity == Granularity::Unit);
         for name in self.layers.keys() {
             if !layer_names.contains(name) {
                 return Err(problem(
@@ -376,6 +381,20 @@ impl PruneConfig {
                     format!("the model has no layer {name:?}; fix: use one of {}", layer_names.join(", ")),
                 ));
             }
+            if removes_units && !unit_layers.iter().any(|(layer, _)| layer == name) {
+                return Err(problem(
+                    &format!("layers.{name}"),
+                    format!(
+                        "{name} is the output layer, whose units are the classes, and unit pruning never removes them; fix: remove {name} from prune.layers"
+                    ),
+                ));
+            }
+        }
+        if removes_units && let Some((layer, units)) = unit_layers.iter().find(|(_, units)| *units < self.min_units) {
+            return Err(problem(
+                "min_units",
+                format!("{} is more than the {units} units of {layer}; fix: at most {units}", self.min_units),
+            ));
         }
         Ok(())
     }
@@ -534,9 +553,29 @@ mod tests {
     fn unknown_layer_override_is_named() {
         let mut config = layer(0.5);
         config.layers.insert("fc9".into(), 0.5);
-        let (field, text) = config.check_layers(&["fc1".into(), "fc2".into()]).unwrap_err();
+        let (field, text) = config.check_network(&["fc1".into(), "fc2".into()], &[]).unwrap_err();
         assert_eq!(field, "prune.layers.fc9");
         assert!(text.contains("fc1, fc2"));
+    }
+
+    #[test]
+    fn unit_pruning_refuses_the_output_layer_and_floors_above_a_layer() {
+        let names = ["fc1".to_string(), "fc2".to_string()];
+        let units = [("fc1".to_string(), 12)];
+        let mut config = PruneConfig { strategy: StrategyKind::Neuron, criterion: CriterionName::L1, ..layer(0.5) };
+        config.layers.insert("fc2".into(), 0.5);
+        let (field, text) = config.check_network(&names, &units).unwrap_err();
+        assert_eq!(field, "prune.layers.fc2");
+        assert!(text.contains("output layer"), "{text}");
+        config.layers.clear();
+        config.min_units = 13;
+        let (field, text) = config.check_network(&names, &units).unwrap_err();
+        assert_eq!(field, "prune.min_units");
+        assert!(text.contains("12 units of fc1"), "{text}");
+        // Weight pruning may override the output layer.
+        let mut weight = layer(0.5);
+        weight.layers.insert("fc2".into(), 0.5);
+        assert!(weight.check_network(&names, &units).is_ok());
     }
 
     #[test]

@@ -26,6 +26,19 @@ pub fn create_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
     unreachable!("the attempts never run out")
 }
 
+/// Passes `result` on; when it is an error and the run directory holds nothing but its config
+/// (the run failed before it trained anything), removes the directory, so that failures leave
+/// no empty runs behind. A run that trained keeps its directory, to resume from.
+pub fn discard_if_unused<T>(dir: &Path, result: Result<T>) -> Result<T> {
+    if result.is_err() {
+        let entries: Option<Vec<_>> = std::fs::read_dir(dir).ok().map(|e| e.flatten().map(|e| e.file_name()).collect());
+        if entries.is_some_and(|names| names.iter().all(|name| name == "config.toml")) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    result
+}
+
 /// Writes through a temporary file and a rename, so a reader or an interrupted run never sees
 /// half a file.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {

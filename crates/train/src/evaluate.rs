@@ -17,6 +17,12 @@ pub struct Evaluation {
     pub samples: usize,
 }
 
+/// An evaluation batch holds at most the whole split: burn's loader reserves room for a full
+/// batch up front, so a batch size far above the split would ask for memory it never uses.
+pub(crate) fn evaluation_batch(batch_size: usize, samples: usize) -> usize {
+    batch_size.min(samples).max(1)
+}
+
 pub fn evaluate(
     net: &Network,
     dataset: ImageDataset,
@@ -25,6 +31,7 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<Evaluation, TrainError> {
     let net = net.clone().valid();
+    let batch_size = evaluation_batch(batch_size, dataset.set().len());
     let loader = DataLoaderBuilder::new(batcher).batch_size(batch_size).set_device(device.clone()).build(dataset);
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss_sum, mut correct, mut samples) = (0.0f64, 0i64, 0usize);

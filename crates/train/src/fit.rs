@@ -8,25 +8,40 @@ use burn::prelude::*;
 use burn::train::logger::InMemoryMetricLogger;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::metric::{AccuracyMetric, LossMetric};
-use burn::train::{EarlyStoppingStrategy, Learner, SupervisedTraining};
+use burn::train::{EarlyStoppingStrategy, Interrupter, Learner, SupervisedTraining};
 use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::Network;
 
 use crate::callback::{Callbacks, EpochRecord};
 use crate::config::TrainConfig;
+use crate::evaluate::evaluation_batch;
 use crate::lr::{EpochLr, lr_at};
 use crate::optim::optimizer;
 use crate::quiet::QuietRenderer;
-use crate::trainee::Trainee;
+use crate::stop::{self, StopCause};
+use crate::trainee::{LossWatch, Trainee};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("data: {0}")]
     Data(String),
-    #[error("training stopped early: {0}")]
-    Interrupted(String),
+    /// A stop (a signal, or "stop the training" on the screen) ended the training after
+    /// `epochs` completed epochs, counting those of an earlier, resumed training.
+    #[error("{}", crate::stop::interrupted_line(Some(*epochs), None))]
+    Interrupted { epochs: usize, cause: StopCause },
+    /// The loss stopped being a number at `step` (counted from 1) of `epoch`.
+    #[error("training diverged: the loss was {loss} at step {step} of epoch {epoch}; fix: a lower train.lr{}", kept(*epoch))]
+    Diverged { epoch: usize, step: usize, loss: f64 },
     #[error("training failed: {0}")]
     Failed(String),
+}
+
+/// What a diverged training keeps.
+fn kept(epoch: usize) -> String {
+    match epoch {
+        1 => String::new(),
+        epoch => format!(" (epoch {} and those before it are kept)", epoch - 1),
+    }
 }
 
 /// How training shows progress.
@@ -99,7 +114,7 @@ pub fn fit_after(
         .set_device(setup.device.clone())
         .build(train);
     let valid_loader = DataLoaderBuilder::new(batcher)
-        .batch_size(config.eval_batch_size)
+        .batch_size(evaluation_batch(config.eval_batch_size, valid.set().len()))
         .set_device(setup.device.clone())
         .build(valid);
 
@@ -109,7 +124,9 @@ pub fn fit_after(
     };
     let use_tui = setup.progress == Progress::Auto && std::io::stdout().is_terminal();
     let epoch_end = EpochEnd::new(setup, callbacks.clone(), !use_tui && setup.progress != Progress::Quiet, done);
+    let interrupter = Interrupter::new();
     let mut training = SupervisedTraining::new(&setup.artifact_dir, train_loader, valid_loader)
+        .with_interrupter(interrupter.clone())
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .with_metric_logger(InMemoryMetricLogger::default())
         .with_application_logger(None)
@@ -124,18 +141,28 @@ pub fn fit_after(
     }
 
     let optim = optimizer(config, &net, callbacks.update_masks().as_ref());
-    let trainee = Trainee::new(net, callbacks.clone()).train();
+    let watch = LossWatch::new(interrupter.clone());
+    let trainee = Trainee::new(net, callbacks.clone(), watch.clone()).train();
     let schedule = EpochLr::new(config.clone(), steps_per_epoch).after_epochs(resume_after);
     let learner = Learner::new(trainee, optim, schedule);
-    let result = training.launch(learner);
+    let result = {
+        let _stops = stop::Training::start(&interrupter, use_tui);
+        training.launch(learner)
+    };
+    if let Some((step, loss)) = watch.first_non_finite() {
+        let epoch = resume_after + (step - 1) / steps_per_epoch + 1;
+        return Err(TrainError::Diverged { epoch, step: (step - 1) % steps_per_epoch + 1, loss });
+    }
     if let Some(error) = result.error {
         return Err(TrainError::Failed(error.to_string()));
     }
-    if let Some(interruption) = result.interrupted {
-        let reason = interruption.reason.unwrap_or_else(|| "interrupted".into());
-        return Err(TrainError::Interrupted(reason));
-    }
+    // A stop may leave no trace in the result: burn-train's screen forgets it when training
+    // ends. Fewer epochs than asked for is the sign of one.
     let epochs = epoch_end.records();
+    if result.interrupted.is_some() || epochs.len() < config.epochs {
+        let cause = stop::signalled().map_or(StopCause::Screen, StopCause::Signal);
+        return Err(TrainError::Interrupted { epochs: epochs.len(), cause });
+    }
     Ok(TrainOutcome { net: result.model.net.valid(), epochs })
 }
 

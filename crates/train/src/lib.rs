@@ -11,6 +11,7 @@ mod fit;
 mod lr;
 mod optim;
 mod quiet;
+pub mod stop;
 mod trainee;
 
 pub use callback::{Callback, Callbacks, EpochRecord};
@@ -19,4 +20,5 @@ pub use evaluate::{Evaluation, evaluate};
 pub use fit::{Progress, TrainError, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
 pub use lr::lr_at;
 pub use optim::{UpdateMasks, optimizer};
-pub use trainee::Trainee;
+pub use stop::StopCause;
+pub use trainee::{LossWatch, Trainee};

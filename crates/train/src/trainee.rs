@@ -2,7 +2,9 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
-use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use std::sync::{Arc, Mutex};
+
+use burn::train::{ClassificationOutput, InferenceStep, Interrupter, TrainOutput, TrainStep};
 use coppice_data::ImageBatch;
 use coppice_models::{Classifier, Network};
 
@@ -14,11 +16,55 @@ pub struct Trainee {
     pub net: Network,
     #[module(skip)]
     pub callbacks: Callbacks,
+    #[module(skip)]
+    pub watch: LossWatch,
+}
+
+/// Stops the training at the first step whose loss is not a number (or infinite): from then on
+/// every step would only spread NaN through the weights.
+#[derive(Clone)]
+pub struct LossWatch {
+    inner: Arc<Mutex<WatchState>>,
+}
+
+impl std::fmt::Debug for LossWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LossWatch({:?})", self.first_non_finite())
+    }
+}
+
+struct WatchState {
+    interrupter: Interrupter,
+    steps: usize,
+    /// The training step (counted from 1) and its loss.
+    first_non_finite: Option<(usize, f64)>,
+}
+
+impl LossWatch {
+    pub fn new(interrupter: Interrupter) -> Self {
+        let state = WatchState { interrupter, steps: 0, first_non_finite: None };
+        Self { inner: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Reads the loss back: a sync per step, which the loss metric makes anyway.
+    fn check(&self, loss: &Tensor<1>) {
+        let value = loss.clone().into_scalar::<f64>();
+        let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.steps += 1;
+        if !value.is_finite() && state.first_non_finite.is_none() {
+            state.first_non_finite = Some((state.steps, value));
+            state.interrupter.stop(Some("the loss is not finite"));
+        }
+    }
+
+    pub fn first_non_finite(&self) -> Option<(usize, f64)> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).first_non_finite
+    }
 }
 
 impl Trainee {
-    pub fn new(net: Network, callbacks: Callbacks) -> Self {
-        Self { net, callbacks }
+    pub fn new(net: Network, callbacks: Callbacks, watch: LossWatch) -> Self {
+        Self { net, callbacks, watch }
     }
 
     pub fn forward_classification(&self, batch: ImageBatch) -> ClassificationOutput {
@@ -34,19 +80,22 @@ impl TrainStep for Trainee {
 
     fn step(&self, batch: ImageBatch) -> TrainOutput<ClassificationOutput> {
         let output = self.forward_classification(batch);
+        self.watch.check(&output.loss);
         TrainOutput::new(self, output.loss.backward(), output)
     }
 
     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
         let callbacks = self.callbacks.clone();
+        let watch = self.watch.clone();
         let stepped = optim.step(lr, self, grads);
-        Trainee { net: callbacks.after_step(stepped.net), callbacks }
+        Trainee { net: callbacks.after_step(stepped.net), callbacks, watch }
     }
 
     fn optimize_multi(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: MultiGradientsParams) -> Self {
         let callbacks = self.callbacks.clone();
+        let watch = self.watch.clone();
         let stepped = optim.step_multi(lr, self, grads);
-        Trainee { net: callbacks.after_step(stepped.net), callbacks }
+        Trainee { net: callbacks.after_step(stepped.net), callbacks, watch }
     }
 }
 
