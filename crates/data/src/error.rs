@@ -19,11 +19,12 @@ pub enum DataError {
     Truncated { path: PathBuf, expected_bytes: u64, actual_bytes: u64 },
 
     #[error(
-        "{}: {} trailing bytes after the {expected_bytes} bytes its header declares; \
-         the file is corrupt or mislabelled, re-download or restore it",
-        path.display(), actual_bytes.saturating_sub(*expected_bytes)
+        "{}: more than the {expected_bytes} bytes its header declares (counted after decompression \
+         for .gz files, which is stopped there); the file is corrupt or mislabelled, re-download or \
+         restore it",
+        path.display()
     )]
-    TrailingBytes { path: PathBuf, expected_bytes: u64, actual_bytes: u64 },
+    TrailingBytes { path: PathBuf, expected_bytes: u64 },
 
     #[error(
         "{}: not an IDX {} file (magic {found:#010x}, expected {expected:#010x}); \

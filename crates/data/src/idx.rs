@@ -37,55 +37,55 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Decodes file contents already in memory, so that callers which also hash the
 /// file read it only once. `path` is only used in error messages.
+///
+/// A gzip stream is inflated only as far as its IDX header says the data goes, plus one byte
+/// to tell that more follows: a small file that inflates to gigabytes is refused once it passes
+/// its declared size, without holding the rest in memory.
 pub(crate) fn parse_idx(path: &Path, bytes: &[u8], expected_magic: u32) -> Result<IdxArray> {
     // Detect gzip by content rather than by file name: renamed files are common.
-    let decompressed;
-    let raw: &[u8] = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Corrupt { path: path.to_path_buf(), detail: e.to_string() })?;
-        decompressed = out;
-        &decompressed
-    } else {
-        bytes
-    };
-
-    let truncated = |expected: usize| DataError::Truncated {
+    let mut source: Box<dyn Read + '_> =
+        if bytes.starts_with(&[0x1f, 0x8b]) { Box::new(MultiGzDecoder::new(bytes)) } else { Box::new(bytes) };
+    let corrupt = |e: io::Error| DataError::Corrupt { path: path.to_path_buf(), detail: e.to_string() };
+    let truncated = |expected: usize, actual: usize| DataError::Truncated {
         path: path.to_path_buf(),
         expected_bytes: expected as u64,
-        actual_bytes: raw.len() as u64,
+        actual_bytes: actual as u64,
     };
-    let word = |at: usize| -> Option<u32> { raw.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) };
+    // Up to `len` more bytes: fewer only where the stream ends.
+    let mut read = |len: usize| -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        (&mut source).take(len as u64).read_to_end(&mut out).map_err(corrupt)?;
+        Ok(out)
+    };
+    let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
 
-    let found = word(0).ok_or_else(|| truncated(4))?;
+    let magic = read(4)?;
+    if magic.len() < 4 {
+        return Err(truncated(4, magic.len()));
+    }
+    let found = word(&magic);
     if found != expected_magic || (found >> 8) & 0xff != U8_TYPE {
         return Err(DataError::BadMagic { path: path.to_path_buf(), found, expected: expected_magic });
     }
     let ndims = (found & 0xff) as usize;
     let header = 4 + 4 * ndims;
-    let mut dims = Vec::with_capacity(ndims);
-    for d in 0..ndims {
-        dims.push(word(4 + 4 * d).ok_or_else(|| truncated(header))? as usize);
+    let dim_bytes = read(4 * ndims)?;
+    if dim_bytes.len() < 4 * ndims {
+        return Err(truncated(header, 4 + dim_bytes.len()));
     }
-    let payload =
-        dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).and_then(|p| p.checked_add(header)).ok_or_else(
-            || DataError::BadDims {
-                path: path.to_path_buf(),
-                detail: format!("dims {dims:?} overflow the address space"),
-            },
-        )?;
-    if raw.len() < payload {
-        return Err(truncated(payload));
+    let dims: Vec<usize> = dim_bytes.chunks_exact(4).map(|b| word(b) as usize).collect();
+    let payload = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| DataError::BadDims {
+        path: path.to_path_buf(),
+        detail: format!("dims {dims:?} overflow the address space"),
+    })?;
+    let data = read(payload.saturating_add(1))?;
+    if data.len() < payload {
+        return Err(truncated(header + payload, header + data.len()));
     }
-    if raw.len() > payload {
-        return Err(DataError::TrailingBytes {
-            path: path.to_path_buf(),
-            expected_bytes: payload as u64,
-            actual_bytes: raw.len() as u64,
-        });
+    if data.len() > payload {
+        return Err(DataError::TrailingBytes { path: path.to_path_buf(), expected_bytes: (header + payload) as u64 });
     }
-    Ok(IdxArray { dims, data: raw[header..].to_vec() })
+    Ok(IdxArray { dims, data })
 }
 
 /// Writes a u8 IDX file; the number of dims is taken from `dims`, not from
@@ -108,6 +108,24 @@ pub fn write_idx(path: &Path, magic: u32, dims: &[usize], data: &[u8], gzip: boo
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_gzip_bomb_is_refused_at_its_declared_size() {
+        let dir = scratch_dir("idx-bomb");
+        let path = dir.join("bomb.gz");
+        // A header for 2 labels, then 256 MiB of zeros: a few hundred KiB compressed.
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+        encoder.write_all(&LABELS_MAGIC.to_be_bytes()).unwrap();
+        encoder.write_all(&2u32.to_be_bytes()).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        (0..256).for_each(|_| encoder.write_all(&zeros).unwrap());
+        fs::write(&path, encoder.finish().unwrap()).unwrap();
+        assert!(fs::metadata(&path).unwrap().len() < 1 << 20);
+        let err = read_idx(&path, LABELS_MAGIC).unwrap_err();
+        assert!(matches!(err, DataError::TrailingBytes { expected_bytes: 10, .. }), "{err:?}");
+        assert!(err.to_string().contains("more than the 10 bytes"), "{err}");
+        let _ = fs::remove_dir_all(dir);
+    }
+
     use super::*;
     use crate::scratch_dir;
 
@@ -144,6 +162,8 @@ mod tests {
             other => panic!("expected Truncated, got {other:?}"),
         }
         write_idx(&path, LABELS_MAGIC, &[2], &[1, 2, 3], true).unwrap();
+        assert!(matches!(read_idx(&path, LABELS_MAGIC), Err(DataError::TrailingBytes { .. })));
+        write_idx(&path, LABELS_MAGIC, &[2], &[1, 2, 3], false).unwrap();
         assert!(matches!(read_idx(&path, LABELS_MAGIC), Err(DataError::TrailingBytes { .. })));
         write_idx(&path, LABELS_MAGIC, &[3], &[1, 2, 3], false).unwrap();
         let err = read_idx(&path, IMAGES_MAGIC).unwrap_err();

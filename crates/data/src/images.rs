@@ -1,11 +1,9 @@
 //! In-memory image classification sets and the MNIST loader.
 
-use std::collections::HashMap;
-use std::fs;
-use std::io;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::checksums::{read_sums, verify};
 
 use crate::error::{DataError, Result};
 use crate::idx::{IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_file};
@@ -109,49 +107,13 @@ pub fn load_mnist(dir: &Path, split: MnistSplit) -> Result<ImageSet> {
 
 /// Reads `dir/name.gz`, or `dir/name` when there is no compressed copy, and
 /// verifies it against `sums` if it is listed there.
-fn read_checked(dir: &Path, name: &str, sums: &HashMap<String, String>) -> Result<(PathBuf, Vec<u8>)> {
+fn read_checked(dir: &Path, name: &str, sums: &BTreeMap<String, String>) -> Result<(PathBuf, Vec<u8>)> {
     let gz_name = format!("{name}.gz");
     let file_name = if dir.join(&gz_name).is_file() { gz_name } else { name.to_string() };
     let path = dir.join(&file_name);
     let bytes = read_file(&path)?;
-    if let Some(expected) = sums.get(&file_name) {
-        let actual = hex(&Sha256::digest(&bytes));
-        if &actual != expected {
-            return Err(DataError::Checksum { path, expected: expected.clone(), actual });
-        }
-    }
+    verify(&path, &file_name, &bytes, sums)?;
     Ok((path, bytes))
-}
-
-/// Parses `sha256sum` output; an absent file means "nothing to verify".
-fn read_sums(path: &Path) -> Result<HashMap<String, String>> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(source) => {
-            return Err(DataError::Io { path: path.to_path_buf(), source });
-        }
-    };
-    let mut sums = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        // sha256sum writes "<hex>  <name>", or "<hex> *<name>" in binary mode.
-        let parsed = line.split_once(' ').and_then(|(hash, rest)| {
-            let name = rest.strip_prefix([' ', '*'])?;
-            let ok = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) && !name.is_empty();
-            ok.then(|| (name.to_string(), hash.to_ascii_lowercase()))
-        });
-        let (name, hash) = parsed.ok_or_else(|| DataError::ChecksumList { path: path.to_path_buf(), line: i + 1 })?;
-        sums.insert(name, hash);
-    }
-    Ok(sums)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -159,6 +121,7 @@ mod tests {
     use super::*;
     use crate::idx::write_idx;
     use crate::scratch_dir;
+    use std::fs;
 
     /// Writes a consistent 3-image 2x2 test split; `gzip` picks the file flavour.
     fn write_split(dir: &Path, gzip: bool, labels: &[u8]) {
@@ -206,7 +169,7 @@ mod tests {
         let dir = scratch_dir("mnist-sums");
         write_split(&dir, true, &[1, 2, 3]);
         let labels = fs::read(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
-        let good = hex(&Sha256::digest(&labels));
+        let good = crate::checksums::sha256_hex(&labels);
         let wrong = "0".repeat(64);
         fs::write(dir.join("SHA256SUMS"), format!("{good}  t10k-labels-idx1-ubyte.gz\n")).unwrap();
         assert!(load_mnist(&dir, MnistSplit::Test).is_ok());

@@ -2,6 +2,7 @@
 //! batches, deterministic splits, synthetic sets for tests, and burn
 //! `Dataset`/`Batcher` adapters.
 
+pub mod checksums;
 pub mod cifar;
 pub mod dataset;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod idx;
 pub mod images;
 pub mod split;
 pub mod synthetic;
+pub mod table;
 
 pub use cifar::{CIFAR_PIXELS, CIFAR_RECORD, CifarSplit, load_cifar10, write_cifar_batch};
 pub use dataset::{ImageBatch, ImageBatcher, ImageDataset, ImageItem, Normalization};
@@ -17,6 +19,7 @@ pub use idx::{IMAGES_MAGIC, IdxArray, LABELS_MAGIC, read_idx, write_idx};
 pub use images::{ImageSet, MnistSplit, load_mnist};
 pub use split::{SplitMix64, shuffled_indices, train_valid_split};
 pub use synthetic::synthetic_images;
+pub use table::Table;
 
 /// A fresh, empty directory per call, so tests can run in parallel without the tempfile crate.
 #[cfg(test)]

@@ -1,6 +1,5 @@
-use std::fmt::Write as _;
-
 use burn::module::Module;
+use coppice_data::Table;
 use coppice_models::{Network, Prunable, count_nonzero, float_params};
 use serde::{Deserialize, Serialize};
 
@@ -65,22 +64,22 @@ pub fn sparsity_report(net: &Network) -> SparsityReport {
 pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
     let layer_names: Vec<&str> =
         rounds.first().map_or(vec![], |r| r.sparsity.layers.iter().map(|l| l.name.as_str()).collect());
-    let mut csv = String::from("round,target,sparsity");
-    for name in &layer_names {
-        let _ = write!(csv, ",sparsity_{name}");
-    }
-    csv.push_str(",params_nonzero,compression_ratio,test_accuracy,test_loss,seconds\n");
+    let mut header = vec!["round".to_string(), "target".into(), "sparsity".into()];
+    header.extend(layer_names.iter().map(|name| format!("sparsity_{name}")));
+    header.extend(["params_nonzero", "compression_ratio", "test_accuracy", "test_loss", "seconds"].map(String::from));
+    let mut table = Table::new(header);
     for r in rounds {
-        let target = r.target.map_or(String::new(), |t| format!("{t:.6}"));
-        let _ = write!(csv, "{},{target},{:.6}", r.round, r.sparsity.sparsity);
-        for layer in &r.sparsity.layers {
-            let _ = write!(csv, ",{:.6}", layer.sparsity);
-        }
-        let _ = writeln!(
-            csv,
-            ",{},{:.4},{:.6},{:.6},{:.3}",
-            r.sparsity.params_nonzero, r.sparsity.compression_ratio, r.test.accuracy, r.test.loss, r.seconds
-        );
+        let mut row = vec![r.round.to_string(), r.target.map_or(String::new(), |t| format!("{t:.6}"))];
+        row.push(format!("{:.6}", r.sparsity.sparsity));
+        row.extend(r.sparsity.layers.iter().map(|layer| format!("{:.6}", layer.sparsity)));
+        row.extend([
+            r.sparsity.params_nonzero.to_string(),
+            format!("{:.4}", r.sparsity.compression_ratio),
+            format!("{:.6}", r.test.accuracy),
+            format!("{:.6}", r.test.loss),
+            format!("{:.3}", r.seconds),
+        ]);
+        table.push(row);
     }
-    csv
+    table.to_csv()
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
+use coppice_data::Table;
 use coppice_models::{Network, Prunable};
 use coppice_train::Evaluation;
 use serde::Serialize;
@@ -68,11 +69,16 @@ pub fn sensitivity(
 
 /// `sensitivity.csv`.
 pub fn sensitivity_csv(points: &[SensitivityPoint]) -> String {
-    let mut csv = String::from("layer,sparsity,accuracy,loss\n");
+    let mut table = Table::new(["layer", "sparsity", "accuracy", "loss"]);
     for p in points {
-        csv.push_str(&format!("{},{:.4},{:.6},{:.6}\n", p.layer, p.sparsity, p.accuracy, p.loss));
+        table.push([
+            p.layer.clone(),
+            format!("{:.4}", p.sparsity),
+            format!("{:.6}", p.accuracy),
+            format!("{:.6}", p.loss),
+        ]);
     }
-    csv
+    table.to_csv()
 }
 
 /// For each layer, the largest level whose accuracy stays within `tolerance` (a fraction, e.g.
