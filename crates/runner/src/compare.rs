@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::*;
+use coppice_data::Table;
 use coppice_models::{Classifier, Network};
 
 use crate::backend::BackendName;
@@ -119,11 +120,13 @@ fn logits(net: &Network, batches: &[coppice_data::ImageBatch]) -> Vec<f32> {
 fn mean_epoch_seconds(run_dir: &Path) -> Result<f64> {
     let path = run_dir.join("metrics.csv");
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let seconds: Vec<f64> = text
-        .lines()
-        .skip(1)
-        .filter(|l| l.starts_with("0,") && l.contains(",train,"))
-        .filter_map(|l| l.rsplit(',').next()?.parse().ok())
+    let table = Table::from_csv(&text).with_context(|| format!("{}: not CSV", path.display()))?;
+    let seconds: Vec<f64> = table
+        .rows
+        .iter()
+        .filter(|row| table.number(row, "round") == Some(0.0))
+        .filter(|row| table.column("split").and_then(|i| row.get(i)).is_some_and(|s| s == "train"))
+        .filter_map(|row| table.number(row, "seconds"))
         .collect();
     if seconds.is_empty() {
         return Err(anyhow!("{}: no training epochs recorded", path.display()));
@@ -136,24 +139,29 @@ fn megabytes(bytes: Option<u64>) -> String {
 }
 
 pub fn compare_csv(rows: &[CompareRow]) -> String {
-    let mut csv = String::from(
-        "backend,train_samples_per_second,inference_samples_per_second,epoch_seconds,peak_rss_mb,device_memory_mb,test_accuracy,max_logit_difference\n",
-    );
+    let mut table = Table::new([
+        "backend",
+        "train_samples_per_second",
+        "inference_samples_per_second",
+        "epoch_seconds",
+        "peak_rss_mb",
+        "device_memory_mb",
+        "test_accuracy",
+        "max_logit_difference",
+    ]);
     for r in rows {
-        let _ = writeln!(
-            csv,
-            "{},{:.1},{:.1},{:.3},{},{},{:.6},{:e}",
-            r.backend,
-            r.train_samples_per_second,
-            r.inference_samples_per_second,
-            r.epoch_seconds,
+        table.push([
+            r.backend.to_string(),
+            format!("{:.1}", r.train_samples_per_second),
+            format!("{:.1}", r.inference_samples_per_second),
+            format!("{:.3}", r.epoch_seconds),
             megabytes(r.peak_rss_bytes),
             megabytes(r.device_memory_bytes),
-            r.test_accuracy,
-            r.max_logit_difference
-        );
+            format!("{:.6}", r.test_accuracy),
+            format!("{:e}", r.max_logit_difference),
+        ]);
     }
-    csv
+    table.to_csv()
 }
 
 /// The table `coppice compare` prints, as markdown so that it pastes into a README.

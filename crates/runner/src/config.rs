@@ -187,11 +187,11 @@ impl Config {
         if !(data.valid_fraction > 0.0 && data.valid_fraction < 1.0) {
             return Err(("data.valid_fraction".into(), format!("{} must be in (0, 1), e.g. 0.1", data.valid_fraction)));
         }
-        if !(data.std.is_finite() && data.std > 0.0 && data.mean.is_finite()) {
-            return Err((
-                "data.std".into(),
-                format!("mean {} / std {} must be finite with std > 0", data.mean, data.std),
-            ));
+        if !data.mean.is_finite() {
+            return Err(("data.mean".into(), format!("{} must be a finite number, e.g. 0.1307 for MNIST", data.mean)));
+        }
+        if !(data.std.is_finite() && data.std > 0.0) {
+            return Err(("data.std".into(), format!("{} must be finite and > 0, e.g. 0.3081 for MNIST", data.std)));
         }
         self.train.validate().map_err(|e| (e.field.to_string(), format!("{} {}", e.value, e.reason)))?;
         if let Some(prune) = &self.prune {

@@ -11,7 +11,7 @@ use coppice_data::{
     CifarSplit, ImageBatcher, ImageDataset, ImageSet, MnistSplit, Normalization, load_cifar10, load_mnist,
     train_valid_split,
 };
-use coppice_data::{ImageBatch, ImageItem};
+use coppice_data::{ImageBatch, ImageItem, Table};
 use coppice_models::{Architecture, InputShape, Network, Prunable, count_nonzero};
 use coppice_prune::{
     Completed, DEFAULT_LEVELS, Granularity, LayerAttempt, LayerwiseDone, MaskSet, NeuronPruner, PruneError,
@@ -27,10 +27,12 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendName;
 use crate::bench::inference_seconds;
 use crate::config::{Config, DatasetKind};
+use crate::integrity;
+use crate::lock::{Access, RunLock, lock};
 use crate::plot::{Series, line_chart};
 use crate::prune_config::{PruneConfig, RewindKind, StrategyKind, TargetSource};
 use crate::resources;
-use crate::rundir::{create_run_dir, discard_if_unused, write_atomic};
+use crate::rundir::{create_run_dir, discard_if_unused, open_saved_run, write_atomic};
 
 /// The splits of one experiment, after the seeded split and any limits.
 pub struct Data {
@@ -136,6 +138,7 @@ pub struct Summary {
     pub seed: u64,
     pub test_accuracy: f64,
     pub test_loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_accuracy: Option<f64>,
     pub params_total: usize,
     pub params_nonzero: usize,
@@ -169,6 +172,17 @@ pub struct Summary {
     /// its pools keep what the run's peak needed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_memory_bytes: Option<u64>,
+}
+
+/// The path of the first null in `json`, where serde_json wrote a non-finite float.
+fn null_key(json: &serde_json::Value, path: &str) -> Option<String> {
+    let child = |key: &dyn std::fmt::Display| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match json {
+        serde_json::Value::Null => Some(path.to_string()),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| null_key(v, &child(k))),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| null_key(v, &child(&i))),
+        _ => None,
+    }
 }
 
 impl Summary {
@@ -206,6 +220,20 @@ impl Summary {
             peak_rss_bytes: peak_rss_bytes(),
             device_memory_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
         }
+    }
+
+    /// Writes `summary.json`, which promises a number wherever the README names one: a
+    /// value that JSON can only write as null (NaN, infinity) is an error instead.
+    fn write(&self, run_dir: &Path) -> Result<()> {
+        let json = serde_json::to_value(self)?;
+        if let Some(key) = null_key(&json, "") {
+            return Err(anyhow!(
+                "{}: {key} is not a finite number, so the network's weights or outputs are not finite; \
+                 fix: train with a lower train.lr",
+                run_dir.display()
+            ));
+        }
+        write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&json)?.as_bytes())
     }
 
     fn print(&self) {
@@ -327,6 +355,8 @@ struct Experiment {
     device: burn::prelude::Device,
     from: Option<PathBuf>,
     run_dir: PathBuf,
+    /// Held while the experiment writes its run directory.
+    _lock: RunLock,
 }
 
 impl Experiment {
@@ -338,7 +368,12 @@ impl Experiment {
     /// An interrupted run's experiment, from the resolved config in its directory. `overrides`
     /// may change the learning rate only (a diverged run goes on at a lower one); the resolved
     /// config then records the new value.
-    fn reopen(run_dir: &Path, overrides: &[String], options: &RunOptions) -> Result<(Experiment, Network)> {
+    fn reopen(
+        run_dir: &Path,
+        lock: RunLock,
+        overrides: &[String],
+        options: &RunOptions,
+    ) -> Result<(Experiment, Network)> {
         for key in overrides.iter().map(|o| o.split('=').next().unwrap_or_default().trim()) {
             if !RESUME_KEYS.contains(&key) {
                 return Err(anyhow!(
@@ -354,14 +389,14 @@ impl Experiment {
             let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
             write_atomic(&config_path, resolved.as_bytes())?;
         }
-        Experiment::open(config, &config_path, options, Some(run_dir.to_path_buf()))
+        Experiment::open(config, &config_path, options, Some((run_dir.to_path_buf(), lock)))
     }
 
     fn open(
         mut config: Config,
         config_path: &Path,
         options: &RunOptions,
-        run_dir: Option<PathBuf>,
+        run_dir: Option<(PathBuf, RunLock)>,
     ) -> Result<(Experiment, Network)> {
         if let Some(backend) = options.backend {
             config.backend = backend;
@@ -373,6 +408,8 @@ impl Experiment {
         let from = options.from.clone().or_else(|| config.prune.as_ref().and_then(|p| p.from.clone()));
         let start_net = match &from {
             Some(dir) => {
+                let _reading =
+                    open_saved_run(dir).with_context(|| format!("{}: prune.from / --from", config_path.display()))?;
                 let net = load_model(dir, &device)
                     .with_context(|| format!("{}: prune.from / --from", config_path.display()))?;
                 check_input(&net.architecture(), &data, dir)?;
@@ -387,6 +424,8 @@ impl Experiment {
                 match &config.model.init {
                     None => architecture.init(&device),
                     Some(dir) => {
+                        let _reading =
+                            open_saved_run(dir).with_context(|| format!("{}: model.init", config_path.display()))?;
                         let net = load_model(dir, &device)
                             .with_context(|| format!("{}: model.init", config_path.display()))?;
                         if net.architecture() != architecture {
@@ -408,22 +447,23 @@ impl Experiment {
             let units: Vec<(String, usize)> = start_net.unit_groups().into_iter().map(|g| (g.layer, g.units)).collect();
             prune.check_network(&names, &units).map_err(in_config)?;
         }
-        let run_dir = match run_dir {
-            Some(dir) => dir,
+        let (run_dir, lock) = match run_dir {
+            Some(opened) => opened,
             None => {
                 // The resolved config says everything a resume needs, `--from` included.
                 if let (Some(prune), Some(dir)) = (config.prune.as_mut(), &options.from) {
                     prune.from = Some(dir.clone());
                 }
                 let dir = create_run_dir(&options.out, &config.name)?;
+                let lock = lock(&dir, Access::Write)?;
                 let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
                 write_atomic(&dir.join("config.toml"), resolved.as_bytes())?;
-                dir
+                (dir, lock)
             }
         };
         coppice_train::stop::set_run_dir(Some(run_dir.clone()));
         println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
-        Ok((Experiment { config, data, device, from, run_dir }, start_net))
+        Ok((Experiment { config, data, device, from, run_dir, _lock: lock }, start_net))
     }
 
     /// The trained dense network: `start_net` itself when it was loaded from a saved run.
@@ -469,6 +509,13 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
 /// interrupted run completed, or, in dense training, after its last completed epoch. What the
 /// run recorded stays, once.
 pub fn resume(run_dir: &Path, overrides: &[String], options: &RunOptions) -> Result<PathBuf> {
+    if !run_dir.is_dir() {
+        return Err(anyhow!(
+            "{}: no such run directory; fix: pass the directory that `coppice run` printed",
+            run_dir.display()
+        ));
+    }
+    let lock = lock(run_dir, Access::Write)?;
     if run_dir.join("summary.json").is_file() {
         return Err(anyhow!(
             "{}: this run finished (it has summary.json); nothing to resume; fix: start a new one with `coppice run CONFIG`",
@@ -482,7 +529,7 @@ pub fn resume(run_dir: &Path, overrides: &[String], options: &RunOptions) -> Res
             run_dir.display()
         ));
     }
-    let (experiment, start_net) = Experiment::reopen(run_dir, overrides, options)?;
+    let (experiment, start_net) = Experiment::reopen(run_dir, lock, overrides, options)?;
     let progress = Checkpoint::read(run_dir)?;
     let done = match &progress {
         Some(p) => {
@@ -565,7 +612,7 @@ fn run_experiment(
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
         ..Summary::basic(config, &net, &test, &metrics, data, device, started)
     };
-    write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    summary.write(run_dir)?;
     if let Some((_, outcome)) = &pruning {
         write_atomic(&run_dir.join("report.md"), report_md(config, &summary, &outcome.rounds).as_bytes())?;
     }
@@ -593,7 +640,7 @@ impl EpochJournal {
         if !path.is_file() {
             return Ok(Vec::new());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let text = integrity::read_text(&Checkpoint::dir(run_dir), "dense-epochs.json")?;
         serde_json::from_str(&text).with_context(|| {
             format!("{}: not a coppice epoch journal; fix: delete it to train from the start", path.display())
         })
@@ -605,7 +652,8 @@ impl Callback for EpochJournal {
         self.epochs.push(record.clone());
         let written = serde_json::to_string(&self.epochs)
             .map_err(anyhow::Error::from)
-            .and_then(|json| write_atomic(&self.path, json.as_bytes()));
+            .and_then(|json| write_atomic(&self.path, json.as_bytes()))
+            .and_then(|()| integrity::record(self.path.parent().unwrap_or(Path::new(".")), &["dense-epochs.json"]));
         if let Err(e) = written {
             // Training goes on; only a resume would start further back.
             eprintln!("warning: {e:#}");
@@ -645,7 +693,7 @@ impl Checkpoint {
         if !path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let text = integrity::read_text(&Checkpoint::dir(run_dir), "progress.json")?;
         let progress: Checkpoint = serde_json::from_str(&text).with_context(|| {
             format!("{}: not a coppice checkpoint; fix: delete checkpoints/ to train from the start", path.display())
         })?;
@@ -674,6 +722,7 @@ impl Checkpoint {
             seconds: started.elapsed().as_secs_f64(),
         };
         write_atomic(&Checkpoint::dir(run_dir).join("progress.json"), serde_json::to_string(&progress)?.as_bytes())?;
+        integrity::record(&Checkpoint::dir(run_dir), &["progress.json"])?;
         if round > 1 {
             let _ = std::fs::remove_dir_all(Checkpoint::model_dir(run_dir, round - 1));
         }
@@ -846,24 +895,31 @@ fn prune_rounds(
 
 /// `attempts.csv`: every layer-wise try, backed-off ones included.
 fn attempts_csv(attempts: &[LayerAttempt]) -> String {
-    let mut csv =
-        String::from("layer,attempt,target,valid_accuracy,accepted,sparsity,params_total,test_accuracy,seconds\n");
+    let mut table = Table::new([
+        "layer",
+        "attempt",
+        "target",
+        "valid_accuracy",
+        "accepted",
+        "sparsity",
+        "params_total",
+        "test_accuracy",
+        "seconds",
+    ]);
     for a in attempts {
-        let _ = writeln!(
-            csv,
-            "{},{},{:.6},{:.6},{},{:.6},{},{:.6},{:.3}",
-            a.layer,
-            a.attempt,
-            a.target,
-            a.valid_accuracy,
-            a.accepted,
-            a.sparsity.sparsity,
-            a.sparsity.params_total,
-            a.test.accuracy,
-            a.seconds
-        );
+        table.push([
+            a.layer.clone(),
+            a.attempt.to_string(),
+            format!("{:.6}", a.target),
+            format!("{:.6}", a.valid_accuracy),
+            a.accepted.to_string(),
+            format!("{:.6}", a.sparsity.sparsity),
+            a.sparsity.params_total.to_string(),
+            format!("{:.6}", a.test.accuracy),
+            format!("{:.3}", a.seconds),
+        ]);
     }
-    csv
+    table.to_csv()
 }
 
 /// With `targets = "sensitivity"`: each layer's target becomes the largest level whose
@@ -995,21 +1051,25 @@ pub fn save_model(net: &Network, run_dir: &Path) -> Result<()> {
     write_atomic(&run_dir.join("architecture.json"), architecture.as_bytes())?;
     // burn-pack writes through a temporary file and renames it, so this write is atomic too.
     let path = run_dir.join("model.bpk");
-    net.clone().save_file(&path).map_err(|e| anyhow!("{}: cannot save the model: {e}", path.display()))
+    net.clone().save_file(&path).map_err(|e| anyhow!("{}: cannot save the model: {e}", path.display()))?;
+    integrity::record(run_dir, &["architecture.json", "model.bpk"])
 }
 
 /// Rebuilds a run's network from `architecture.json` and loads `model.bpk` into it.
 pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Network> {
     let arch_path = run_dir.join("architecture.json");
-    let text = std::fs::read_to_string(&arch_path).with_context(|| {
-        format!("{}: cannot read; fix: pass a run directory written by `coppice run`", arch_path.display())
-    })?;
+    if !arch_path.is_file() {
+        return Err(anyhow!("{}: not found; fix: pass a run directory written by `coppice run`", arch_path.display()));
+    }
+    let text = integrity::read_text(run_dir, "architecture.json")?;
     let architecture: Architecture =
         serde_json::from_str(&text).with_context(|| format!("{}: not a coppice architecture", arch_path.display()))?;
     let model_path = run_dir.join("model.bpk");
     if !model_path.is_file() {
         return Err(anyhow!("{}: not found; fix: pass a run directory that finished training", model_path.display()));
     }
+    // burn reads the file itself; the check reads it once more, which costs little next to a run.
+    integrity::read(run_dir, "model.bpk")?;
     architecture.init(device).try_load_file(&model_path).map_err(|e| {
         anyhow!(
             "{}: does not fit {}: {}; fix: keep model.bpk and architecture.json from the same run",
@@ -1022,6 +1082,7 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
 
 /// `coppice eval RUN_DIR`: the saved model on the test set of the run's own config.
 pub fn eval(run_dir: &Path, backend: Option<BackendName>) -> Result<Evaluation> {
+    let _reading = open_saved_run(run_dir)?;
     let mut config = Config::load(&run_dir.join("config.toml"), &[])?;
     if let Some(backend) = backend {
         config.backend = backend;
@@ -1034,21 +1095,25 @@ pub fn eval(run_dir: &Path, backend: Option<BackendName>) -> Result<Evaluation> 
 
 /// `metrics.csv`: `round` 0 is dense training, then each pruning round's retraining.
 fn metrics_csv(rows: &[(usize, EpochRecord)]) -> String {
-    let mut csv = String::from("round,epoch,split,loss,accuracy,lr,seconds\n");
-    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    let mut table = Table::new(["round", "epoch", "split", "loss", "accuracy", "lr", "seconds"]);
+    let number = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     for (round, e) in rows {
-        let (lr, secs) = (e.lr, e.seconds);
-        let _ =
-            writeln!(csv, "{round},{},train,{:.6},{:.6},{lr:.6},{secs:.3}", e.epoch, e.train_loss, e.train_accuracy);
-        let _ = writeln!(
-            csv,
-            "{round},{},valid,{},{},{lr:.6},{secs:.3}",
-            e.epoch,
-            opt(e.valid_loss),
-            opt(e.valid_accuracy)
-        );
+        let (lr, secs) = (format!("{:.6}", e.lr), format!("{:.3}", e.seconds));
+        for (split, loss, accuracy) in
+            [("train", Some(e.train_loss), Some(e.train_accuracy)), ("valid", e.valid_loss, e.valid_accuracy)]
+        {
+            table.push([
+                round.to_string(),
+                e.epoch.to_string(),
+                split.to_string(),
+                number(loss),
+                number(accuracy),
+                lr.clone(),
+                secs.clone(),
+            ]);
+        }
     }
-    csv
+    table.to_csv()
 }
 
 /// `coppice sensitivity CONFIG`: train dense (or load `prune.from`), then prune each layer
@@ -1119,6 +1184,13 @@ pub fn finetune(
     options: &RunOptions,
 ) -> Result<PathBuf> {
     let started = Instant::now();
+    if epochs == Some(0) {
+        return Err(anyhow!("--epochs 0: fine-tuning needs at least one epoch; fix: --epochs 1 or more"));
+    }
+    if let Some(lr) = lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+        return Err(anyhow!("--lr {lr}: the learning rate must be finite and > 0; fix: e.g. --lr 0.01"));
+    }
+    drop(open_saved_run(parent)?);
     let parent_config = parent.join("config.toml");
     let name = Config::load(&parent_config, &[])
         .with_context(|| format!("{}: fix: pass a run directory written by `coppice run`", parent.display()))?
@@ -1170,7 +1242,7 @@ fn finetune_experiment(
         parent: Some(parent.display().to_string()),
         ..Summary::basic(config, &outcome.net, &test, &metrics, data, device, started)
     };
-    write_atomic(&run_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    summary.write(run_dir)?;
     summary.print();
     Ok(run_dir.clone())
 }

@@ -9,7 +9,8 @@ use coppice_models::{LayerKind, Network, Prunable, float_params};
 use serde_json::json;
 
 use crate::experiment::load_model;
-use crate::rundir::write_atomic;
+use crate::integrity;
+use crate::rundir::{open_saved_run, write_atomic};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -32,6 +33,7 @@ impl std::str::FromStr for ExportFormat {
 /// Writes the run's weights (pruned zeros included) and `architecture.json` into `out`
 /// (default `RUN_DIR/export`) and returns the weights file.
 pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Result<PathBuf> {
+    let _reading = open_saved_run(run_dir)?;
     let net = load_model(run_dir, &burn::prelude::Device::flex())?;
     let out = out.unwrap_or_else(|| run_dir.join("export"));
     std::fs::create_dir_all(&out)
@@ -41,9 +43,7 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
     let path = match format {
         ExportFormat::Bpk => {
             let path = out.join("model.bpk");
-            let bytes = std::fs::read(run_dir.join("model.bpk"))
-                .with_context(|| format!("{}: cannot read model.bpk", run_dir.display()))?;
-            write_atomic(&path, &bytes)?;
+            write_atomic(&path, &integrity::read(run_dir, "model.bpk")?)?;
             path
         }
         ExportFormat::Safetensors => {
@@ -52,6 +52,8 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
             path
         }
     };
+    let name = path.file_name().and_then(|n| n.to_str()).expect("a file name of ours");
+    integrity::record(&out, &["architecture.json", name])?;
     Ok(path)
 }
 

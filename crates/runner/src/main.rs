@@ -7,6 +7,8 @@ mod compare;
 mod config;
 mod experiment;
 mod export;
+mod integrity;
+mod lock;
 mod plot;
 mod prune_config;
 mod report;

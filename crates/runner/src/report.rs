@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use coppice_data::Table;
 
 use crate::plot::{Series, bar_chart, line_chart};
 use crate::rundir::{create_run_dir, write_atomic};
@@ -21,28 +22,29 @@ struct RunData {
 }
 
 fn read_run(dir: &Path) -> Result<RunData> {
-    let text = std::fs::read_to_string(dir.join("summary.json"))
-        .with_context(|| format!("{}: no summary.json; fix: pass run directories that finished", dir.display()))?;
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read; fix: pass run directories that finished", path.display()))?;
     let summary: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: summary.json is not JSON", dir.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let missing = ["test_accuracy", "params_nonzero", "wall_seconds"].into_iter().find(|k| !summary[k].is_number());
+    if let Some(key) = missing.or(Some("name").filter(|k| !summary[k].is_string())) {
+        return Err(anyhow!(
+            "{}: not a coppice summary (no {key}); fix: pass run directories that `coppice run` finished, \
+             or rerun the damaged one",
+            path.display()
+        ));
+    }
     let (mut rounds, mut layers) = (Vec::new(), Vec::new());
-    if let Ok(csv) = std::fs::read_to_string(dir.join("rounds.csv")) {
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-        let column = |name: &str| header.iter().position(|h| *h == name);
-        let (compression, accuracy) = (column("compression_ratio"), column("test_accuracy"));
-        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-        for row in &rows {
-            let get = |i: Option<usize>| i.and_then(|i| row.get(i)).and_then(|v| v.parse::<f64>().ok());
-            if let (Some(c), Some(a)) = (get(compression), get(accuracy)) {
+    if let Some(table) = read_table(&dir.join("rounds.csv"))? {
+        for row in &table.rows {
+            if let (Some(c), Some(a)) = (table.number(row, "compression_ratio"), table.number(row, "test_accuracy")) {
                 rounds.push((c, a));
             }
         }
-        if let Some(last) = rows.last() {
-            for (i, name) in header.iter().enumerate() {
-                if let (Some(layer), Some(value)) =
-                    (name.strip_prefix("sparsity_"), last.get(i).and_then(|v| v.parse().ok()))
-                {
+        if let Some(last) = table.rows.last() {
+            for name in &table.header {
+                if let (Some(layer), Some(value)) = (name.strip_prefix("sparsity_"), table.number(last, name)) {
                     layers.push((layer.to_string(), value));
                 }
             }
@@ -53,16 +55,28 @@ fn read_run(dir: &Path) -> Result<RunData> {
         rounds.push((compression, summary["test_accuracy"].as_f64().unwrap_or(f64::NAN)));
     }
     // Columns by name: older runs' metrics.csv has no `round` column.
-    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap_or_default();
-    let mut lines = metrics.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let (split, accuracy) = (header.iter().position(|h| *h == "split"), header.iter().position(|h| *h == "accuracy"));
-    let curve = lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|row| split.and_then(|i| row.get(i)) == Some(&"valid"))
-        .filter_map(|row| accuracy.and_then(|i| row.get(i)).and_then(|v| v.parse().ok()))
-        .collect();
+    let curve = match read_table(&dir.join("metrics.csv"))? {
+        Some(table) => {
+            let split = table.column("split");
+            table
+                .rows
+                .iter()
+                .filter(|row| split.and_then(|i| row.get(i)).is_some_and(|s| s == "valid"))
+                .filter_map(|row| table.number(row, "accuracy"))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     Ok(RunData { dir: dir.to_path_buf(), summary, rounds, layers, curve })
+}
+
+/// A run's CSV file; `None` when the run has none.
+fn read_table(path: &Path) -> Result<Option<Table>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Table::from_csv(&text).map(Some).with_context(|| format!("{}: not CSV", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("{}: cannot read: {e}", path.display())),
+    }
 }
 
 /// Writes `report.md` and its plots into a new directory under `out` and returns it.

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
+
+use crate::lock::{Access, LOCK_FILE, RunLock, lock};
 
 /// Creates `<out>/<name>-<UTC timestamp>`, adding `-2`, `-3`, ... if a run started in the
 /// same second already took the name.
@@ -26,13 +28,34 @@ pub fn create_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
     unreachable!("the attempts never run out")
 }
 
+/// A finished run to read from (`eval`, `export`, `finetune`, `prune.from`, `model.init`),
+/// locked against a process still writing it.
+pub fn open_saved_run(dir: &Path) -> Result<RunLock> {
+    if !dir.is_dir() {
+        return Err(anyhow!(
+            "{}: no such run directory; fix: pass a directory that `coppice run` printed (under runs/ by default)",
+            dir.display()
+        ));
+    }
+    let lock = lock(dir, Access::Read)?;
+    if !dir.join("model.bpk").is_file() {
+        let hint = if dir.join("checkpoints").is_dir() || dir.join("train").is_dir() {
+            format!("the run has not finished; fix: resume it with `coppice run --resume {}`", dir.display())
+        } else {
+            "fix: pass a directory that `coppice run` printed".to_string()
+        };
+        return Err(anyhow!("{}: holds no trained model (model.bpk); {hint}", dir.display()));
+    }
+    Ok(lock)
+}
+
 /// Passes `result` on; when it is an error and the run directory holds nothing but its config
 /// (the run failed before it trained anything), removes the directory, so that failures leave
 /// no empty runs behind. A run that trained keeps its directory, to resume from.
 pub fn discard_if_unused<T>(dir: &Path, result: Result<T>) -> Result<T> {
     if result.is_err() {
         let entries: Option<Vec<_>> = std::fs::read_dir(dir).ok().map(|e| e.flatten().map(|e| e.file_name()).collect());
-        if entries.is_some_and(|names| names.iter().all(|name| name == "config.toml")) {
+        if entries.is_some_and(|names| names.iter().all(|name| name == "config.toml" || name == LOCK_FILE)) {
             let _ = std::fs::remove_dir_all(dir);
         }
     }

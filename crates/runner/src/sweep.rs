@@ -1,10 +1,10 @@
 //! `coppice sweep`: a grid of runs from list-valued config keys, summarized over seeds.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow};
+use coppice_data::Table;
 
 use crate::plot::{Series, line_chart};
 use crate::rundir::{create_run_dir, write_atomic};
@@ -171,38 +171,34 @@ impl ChildRun {
 const METRICS: [&str; 4] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero"];
 
 fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
-    let grouped: Vec<&Axis> = axes.iter().filter(|a| a.key != "seed").collect();
-    let mut csv = grouped.iter().map(|a| a.key.clone()).collect::<Vec<_>>().join(",");
-    if !csv.is_empty() {
-        csv.push(',');
-    }
-    csv.push_str("runs,failed");
-    for m in METRICS {
-        let _ = write!(csv, ",{m}_mean,{m}_std");
-    }
-    csv.push('\n');
+    let mut header: Vec<String> = axes.iter().filter(|a| a.key != "seed").map(|a| a.key.clone()).collect();
+    header.extend(["runs".to_string(), "failed".to_string()]);
+    header.extend(METRICS.iter().flat_map(|m| [format!("{m}_mean"), format!("{m}_std")]));
+    let mut table = Table::new(header);
     for group in groups(results) {
         let members: Vec<&Result<serde_json::Value>> =
             results.iter().filter(|(p, _)| seedless(p) == group).map(|(_, r)| r).collect();
         let ok: Vec<&serde_json::Value> = members.iter().filter_map(|r| r.as_ref().ok()).collect();
-        let values: Vec<String> =
-            group.iter().map(|s| s.split_once('=').map_or(s.clone(), |(_, v)| format!("\"{v}\""))).collect();
-        let _ = write!(
-            csv,
-            "{}{}{},{}",
-            values.join(","),
-            if values.is_empty() { "" } else { "," },
-            ok.len(),
-            members.len() - ok.len()
-        );
+        let mut row: Vec<String> =
+            group.iter().map(|s| cell(s.split_once('=').map_or(s.as_str(), |(_, v)| v))).collect();
+        row.extend([ok.len().to_string(), (members.len() - ok.len()).to_string()]);
         for m in METRICS {
             let xs: Vec<f64> = ok.iter().filter_map(|s| s[m].as_f64()).collect();
             let (mean, std) = mean_std(&xs);
-            let _ = write!(csv, ",{mean:.6},{std:.6}");
+            row.extend([format!("{mean:.6}"), format!("{std:.6}")]);
         }
-        csv.push('\n');
+        table.push(row);
     }
-    csv
+    table.to_csv()
+}
+
+/// A swept value as a CSV cell: a TOML string's text without its quotes, anything else as
+/// written in the config.
+fn cell(toml_value: &str) -> String {
+    match toml::from_str::<toml::Table>(&format!("v = {toml_value}")).ok().and_then(|t| t.get("v").cloned()) {
+        Some(toml::Value::String(text)) => text,
+        _ => toml_value.to_string(),
+    }
 }
 
 /// Mean test accuracy against mean compression of each group of seeds, on a log axis.
@@ -276,6 +272,18 @@ mod tests {
 
     fn axes_values(table: &toml::Table) -> Vec<Vec<String>> {
         axes(table).into_iter().map(|a| a.values).collect()
+    }
+
+    #[test]
+    fn swept_strings_are_one_csv_cell_without_their_toml_quotes() {
+        let axes = super::axes(&toml::from_str("name = [\"a\", \"b,c\"]\nseed = [0]\n").unwrap());
+        let summary = serde_json::json!({"test_accuracy": 0.5});
+        let results: Vec<(Vec<String>, Result<serde_json::Value>)> =
+            grid(&axes).into_iter().map(|point| (point, Ok(summary.clone()))).collect();
+        let table = Table::from_csv(&sweep_csv(&axes, &results)).unwrap();
+        let names: Vec<&str> = table.rows.iter().map(|row| row[0].as_str()).collect();
+        assert_eq!(names, ["a", "b,c"]);
+        assert_eq!(table.number(&table.rows[0], "test_accuracy_mean"), Some(0.5));
     }
 
     #[test]

@@ -1,0 +1,69 @@
+//! What the `coppice` binary's tests share: running it, scratch directories, tiny datasets and
+//! the shape of a clean failure.
+// Each test binary uses its own part of these.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use coppice_data::idx::{IMAGES_MAGIC, LABELS_MAGIC, write_idx};
+
+pub fn coppice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coppice"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("the coppice binary runs")
+}
+
+pub fn repo_root() -> PathBuf {
+    // Read when the test runs, not baked in when it compiles: CI reuses one target directory for
+    // clones at different paths, and cargo may not rebuild a test whose sources did not change.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    Path::new(&manifest_dir).join("../..").canonicalize().unwrap()
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("coppice-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts a failure with exactly one line on stderr that contains every `needles` entry.
+pub fn assert_clean_failure(output: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "must fail; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "no panic: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
+    }
+}
+
+pub const MLP_CONFIG: &str = "name = \"cli-test\"\n[model]\nkind = \"mlp\"\nhidden = [32]\n";
+
+pub fn config_in(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A tiny MNIST-format directory: 20 train and 10 test images of 28x28.
+pub fn tiny_mnist(dir: &Path) {
+    let image = |n: usize| vec![7u8; n * 28 * 28];
+    let labels = |n: usize| (0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>();
+    write_idx(&dir.join("train-images-idx3-ubyte"), IMAGES_MAGIC, &[20, 28, 28], &image(20), false).unwrap();
+    write_idx(&dir.join("train-labels-idx1-ubyte"), LABELS_MAGIC, &[20], &labels(20), false).unwrap();
+    write_idx(&dir.join("t10k-images-idx3-ubyte"), IMAGES_MAGIC, &[10, 28, 28], &image(10), false).unwrap();
+    write_idx(&dir.join("t10k-labels-idx1-ubyte"), LABELS_MAGIC, &[10], &labels(10), false).unwrap();
+}
+
+pub fn run_with_data(dir: &Path) -> Output {
+    let config = config_in(dir, &format!("{MLP_CONFIG}[data]\ndir = {:?}\n", dir.join("data").display().to_string()));
+    coppice(&["run", config.to_str().unwrap(), "--out", dir.join("runs").to_str().unwrap()])
+}
+
+pub fn read_summary(run_dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
+}
