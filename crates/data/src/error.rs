@@ -29,9 +29,9 @@ pub enum DataError {
     #[error(
         "{}: not an IDX {} file (magic {found:#010x}, expected {expected:#010x}); \
          check that the images and labels files are not swapped and re-download if needed",
-        path.display(), idx_kind(*expected)
+        path.display(), kind
     )]
-    BadMagic { path: PathBuf, found: u32, expected: u32 },
+    BadMagic { path: PathBuf, found: u32, expected: u32, kind: &'static str },
 
     #[error("{}: bad dimensions: {detail}; re-download or restore the file", path.display())]
     BadDims { path: PathBuf, detail: String },
@@ -94,13 +94,5 @@ fn describe_io(err: &io::Error) -> String {
             .to_string()
     } else {
         format!("cannot read file ({err}); check that it exists and is readable")
-    }
-}
-
-fn idx_kind(magic: u32) -> &'static str {
-    match magic {
-        crate::idx::IMAGES_MAGIC => "images (u8, 3 dims)",
-        crate::idx::LABELS_MAGIC => "labels (u8, 1 dim)",
-        _ => "u8",
     }
 }

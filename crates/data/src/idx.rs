@@ -65,7 +65,12 @@ pub(crate) fn parse_idx(path: &Path, bytes: &[u8], expected_magic: u32) -> Resul
     }
     let found = word(&magic);
     if found != expected_magic || (found >> 8) & 0xff != U8_TYPE {
-        return Err(DataError::BadMagic { path: path.to_path_buf(), found, expected: expected_magic });
+        let kind = match expected_magic {
+            IMAGES_MAGIC => "images (u8, 3 dims)",
+            LABELS_MAGIC => "labels (u8, 1 dim)",
+            _ => "u8",
+        };
+        return Err(DataError::BadMagic { path: path.to_path_buf(), found, expected: expected_magic, kind });
     }
     let ndims = (found & 0xff) as usize;
     let header = 4 + 4 * ndims;

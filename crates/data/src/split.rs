@@ -68,7 +68,6 @@ pub fn train_valid_split(set: &ImageSet, valid_fraction: f64, seed: u64) -> (Ima
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synthetic::synthetic_images;
 
     #[test]
     fn shuffle_is_a_seeded_permutation() {
@@ -97,10 +96,14 @@ mod tests {
     #[test]
     fn split_is_deterministic_disjoint_and_complete() {
         // Each image's first pixel holds its index so the halves can be traced back.
-        let mut set = synthetic_images(200, 4, 1, 2, 2, 3);
-        for i in 0..set.len() {
-            set.images[i * 4] = i as u8;
-        }
+        let set = ImageSet {
+            images: (0..200).flat_map(|i| [i as u8, 0, 0, 0]).collect(),
+            labels: (0..200).map(|i| (i % 4) as u8).collect(),
+            channels: 1,
+            height: 2,
+            width: 2,
+            classes: 4,
+        };
         let (train, valid) = train_valid_split(&set, 0.25, 9);
         assert_eq!((train.len(), valid.len()), (150, 50));
         assert_eq!((train.clone(), valid.clone()), train_valid_split(&set, 0.25, 9));

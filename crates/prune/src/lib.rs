@@ -1,31 +1,42 @@
-//! Pruning: masks, criteria, allocation, schedules, strategies and prune-retrain rounds.
+//! Pruning: one engine for every method. A method is a [`Strategy`] (`strategy/`), built from
+//! its config ([`PruneConfig::init`]) out of criteria (`criteria.rs`), an allocation
+//! (`allocation.rs`) and a schedule (`schedule.rs`); [`run_rounds`] (`rounds.rs`) drives every
+//! method the same way. Masks, physical removal of units, sparsity reports and sensitivity
+//! analysis are the parts the methods share.
 //!
 //! Nothing here names a concrete model; strategies read the structure a model describes
 //! through `coppice_models::Prunable` and address tensors by parameter path.
 
 mod allocation;
+mod config;
 mod criteria;
-mod layerwise;
 mod mask;
-mod neuron;
+mod records;
 mod report;
 mod rounds;
 mod schedule;
 mod sensitivity;
+mod strategy;
 mod surgery;
-mod weight;
+mod targets;
 
-pub use allocation::{Allocation, LayerScores, allocate};
-pub use criteria::WeightCriterion;
-pub use layerwise::{Granularity, LayerAttempt, LayerWise, LayerwiseDone, layer_order, run_layerwise};
+pub use allocation::{Allocation, LayerScores, WeightLayout, allocate};
+pub use config::{
+    AllocationKind, Problem, PruneConfig, PruneContext, Pruning, RewindKind, ScheduleKind, StrategyKind, TargetSource,
+};
+pub use criteria::Criterion;
 pub use mask::{MaskSet, values_of};
-pub use neuron::{NeuronPruner, NeuronPruning, UnitCriterion};
-pub use report::{LayerSparsity, SparsityReport, rounds_csv, sparsity_report};
-pub use rounds::{Completed, RoundRecord, Rounds, RoundsOutcome, Strategy, run_rounds};
+pub use records::{History, LayerAttempt, RoundRecord};
+pub use report::{LayerSparsity, SparsityReport, sparsity_report};
+pub use rounds::{Completed, RoundObserver, Rounds, RoundsOutcome, run_rounds};
 pub use schedule::{Schedule, agp_sparsity, iterative_target, per_round_fraction};
-pub use sensitivity::{DEFAULT_LEVELS, SensitivityPoint, sensitivity, sensitivity_csv, tolerated_sparsity};
+pub use sensitivity::{DEFAULT_LEVELS, SensitivityPoint, sensitivity};
+pub use strategy::layerwise::{Granularity, LayerWise, LayerWisePruner, layer_order};
+pub use strategy::neuron::{NeuronPruner, NeuronPruning};
+pub use strategy::weight::{WeightPruner, WeightPruning};
+pub use strategy::{Retraining, Strategy};
 pub use surgery::{UnitCut, cut_units};
-pub use weight::{WeightPruner, WeightPruning};
+pub use targets::{sensitivity_targets, tolerated_sparsity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
@@ -33,4 +44,7 @@ pub enum PruneError {
     Train(#[from] coppice_train::TrainError),
     #[error("{0}")]
     Invalid(String),
+    /// What a [`RoundObserver`] could not do with a record (write it out, say).
+    #[error(transparent)]
+    Observer(Box<dyn std::error::Error + Send + Sync>),
 }

@@ -1,10 +1,8 @@
 use burn::module::Module;
-use coppice_data::Table;
 use coppice_models::{Network, Prunable, count_nonzero, float_params};
 use serde::{Deserialize, Serialize};
 
 use crate::mask::host_values;
-use crate::rounds::RoundRecord;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerSparsity {
@@ -58,28 +56,4 @@ pub fn sparsity_report(net: &Network) -> SparsityReport {
         flops_dense: costs.iter().map(|c| c.flops).sum(),
         flops_effective,
     }
-}
-
-/// `rounds.csv`: one row per round, round 0 being the network before pruning.
-pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
-    let layer_names: Vec<&str> =
-        rounds.first().map_or(vec![], |r| r.sparsity.layers.iter().map(|l| l.name.as_str()).collect());
-    let mut header = vec!["round".to_string(), "target".into(), "sparsity".into()];
-    header.extend(layer_names.iter().map(|name| format!("sparsity_{name}")));
-    header.extend(["params_nonzero", "compression_ratio", "test_accuracy", "test_loss", "seconds"].map(String::from));
-    let mut table = Table::new(header);
-    for r in rounds {
-        let mut row = vec![r.round.to_string(), r.target.map_or(String::new(), |t| format!("{t:.6}"))];
-        row.push(format!("{:.6}", r.sparsity.sparsity));
-        row.extend(r.sparsity.layers.iter().map(|layer| format!("{:.6}", layer.sparsity)));
-        row.extend([
-            r.sparsity.params_nonzero.to_string(),
-            format!("{:.4}", r.sparsity.compression_ratio),
-            format!("{:.6}", r.test.accuracy),
-            format!("{:.6}", r.test.loss),
-            format!("{:.3}", r.seconds),
-        ]);
-        table.push(row);
-    }
-    table.to_csv()
 }

@@ -1,33 +1,21 @@
+//! The one driver of every pruning method: round 0, then prune, retrain, evaluate and record
+//! each round, backing off where the method judges a try too costly, and telling an observer
+//! about each record as soon as it exists, so that a run can be written out and resumed.
+
 use std::time::Instant;
 
+use crate::PruneError;
+use crate::records::{History, LayerAttempt, RoundRecord};
+use crate::report::sparsity_report;
+use crate::strategy::{Retraining, Strategy};
 use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::Network;
-use coppice_train::{Callback, Callbacks, EpochRecord, Evaluation, TrainSetup, evaluate, fit};
-use serde::{Deserialize, Serialize};
+use coppice_train::{Callbacks, Evaluation, TrainSetup, evaluate, fit};
 
-use crate::PruneError;
-use crate::report::{SparsityReport, sparsity_report};
-
-/// A pruning strategy as the round loop sees it; weight, neuron and layer-wise pruning all fit.
-pub trait Strategy {
-    /// Prunes `net` for `round` (counted from 1).
-    fn prune(&mut self, net: Network, round: usize) -> Result<Network, PruneError>;
-    /// The overall sparsity the strategy aimed at in `round`, when it has one.
-    fn target(&self, round: usize) -> Option<f64>;
-    /// What runs during retraining: after every optimizer step and at each epoch end.
-    fn callback(&self) -> Box<dyn Callback>;
-    /// `initial`'s values for the surviving weights of `pruned` (lottery-ticket rewinding).
-    fn rewind(&self, pruned: Network, initial: &Network) -> Network;
-    /// Takes up an interrupted run: `net` is the network after the last completed round and
-    /// `dense` the one before round 1. What a strategy carries between rounds must follow from
-    /// these two, so that a resumed run prunes exactly as an uninterrupted one.
-    fn resume(&mut self, dense: &Network, net: &Network);
-}
-
+/// What the rounds train and evaluate on, and how each round retrains.
 pub struct Rounds {
-    pub rounds: usize,
-    /// Training of each round: `retrain_epochs` epochs at the scaled learning rate. With 0
-    /// epochs the round prunes and evaluates only.
+    /// Training of each round: its epochs (0 prunes and evaluates only), rate and seed; each
+    /// retraining gets a folder under `artifact_dir` of its own.
     pub retrain: TrainSetup,
     pub train: ImageDataset,
     pub valid: ImageDataset,
@@ -38,117 +26,144 @@ pub struct Rounds {
 }
 
 impl Rounds {
-    /// The retraining of one round (or one layer-wise try): its own checkpoint folder, and a
-    /// shuffling seed of its own.
-    pub(crate) fn retrain_setup(&self, folder: &str, seed_offset: u64, label: String) -> TrainSetup {
+    fn retrain_setup(&self, retraining: Retraining) -> TrainSetup {
         TrainSetup {
             config: self.retrain.config.clone(),
             device: self.retrain.device.clone(),
-            artifact_dir: self.retrain.artifact_dir.join(folder),
-            seed: self.retrain.seed.wrapping_add(seed_offset),
+            artifact_dir: self.retrain.artifact_dir.join(retraining.folder),
+            seed: self.retrain.seed.wrapping_add(retraining.seed_offset),
             progress: self.retrain.progress,
-            label,
+            label: retraining.label,
         }
+    }
+
+    fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
+        let batch = self.retrain.config.eval_batch_size;
+        Ok(evaluate(net, split.clone(), self.batcher.clone(), batch, &self.retrain.device)?)
     }
 }
 
-/// The seed of one round's random draws, so that any round can be redone on its own.
-pub(crate) fn round_seed(seed: u64, round: usize) -> u64 {
-    seed.wrapping_add((round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RoundRecord {
-    /// 0 is the network before any pruning.
-    pub round: usize,
-    pub target: Option<f64>,
-    pub sparsity: SparsityReport,
-    pub test: Evaluation,
-    pub seconds: f64,
-    /// The retraining epochs of this round.
-    pub epochs: Vec<EpochRecord>,
-}
-
-/// The rounds an interrupted run completed (round 0 first), and its network before round 1.
+/// What an interrupted run completed, and its network before round 1.
 pub struct Completed {
-    pub records: Vec<RoundRecord>,
+    pub history: History,
     pub dense: Network,
 }
 
 pub struct RoundsOutcome {
     pub net: Network,
-    pub rounds: Vec<RoundRecord>,
+    pub history: History,
 }
 
-/// Prune, retrain, evaluate, record: `rounds.rounds` times, after recording round 0. `on_round`
-/// sees each record as soon as it exists, so a caller can write it out before the next round.
-/// With `completed`, `net` is the network after its last round, and the loop goes on from the
-/// next round.
+/// Sees each record as soon as it exists, so that a caller can write it out before the next
+/// round; an error stops the rounds.
+pub trait RoundObserver {
+    /// A round ended (round 0 first); `net` is the network after it, the last record its own.
+    fn on_round(&mut self, history: &History, net: &Network) -> Result<(), PruneError>;
+
+    /// A judging method's try ended, accepted or not; the last attempt is its own.
+    fn on_attempt(&mut self, history: &History, candidate: &Network) -> Result<(), PruneError> {
+        let _ = (history, candidate);
+        Ok(())
+    }
+}
+
+/// A closure sees each round's record.
+impl<F: FnMut(&RoundRecord, &Network)> RoundObserver for F {
+    fn on_round(&mut self, history: &History, net: &Network) -> Result<(), PruneError> {
+        self(history.rounds.last().expect("a round was recorded"), net);
+        Ok(())
+    }
+}
+
+/// Round 0, then every round of `strategy`: prune, retrain, evaluate, record. With
+/// `completed`, `net` is the network after its last round, and the rounds go on from the
+/// next; the tries of a round that was not accepted yet are made again.
 pub fn run_rounds(
     mut net: Network,
     strategy: &mut dyn Strategy,
     rounds: &Rounds,
     completed: Option<Completed>,
-    on_round: &mut dyn FnMut(&RoundRecord, &Network),
+    observer: &mut dyn RoundObserver,
 ) -> Result<RoundsOutcome, PruneError> {
-    let eval = |net: &Network| {
-        evaluate(
-            net,
-            rounds.test.clone(),
-            rounds.batcher.clone(),
-            rounds.retrain.config.eval_batch_size,
-            &rounds.retrain.device,
-        )
-    };
-    let mut records = match completed {
-        Some(Completed { records, dense }) => {
-            strategy.resume(&dense, &net);
-            records
+    let judges = strategy.judges();
+    let valid_accuracy = |n: &Network| rounds.evaluate(n, &rounds.valid).map(|e| e.accuracy);
+    let (mut history, dense_valid) = match completed {
+        Some(Completed { mut history, dense }) => {
+            strategy.resume(&dense, &net, &history.rounds);
+            let last_accepted = history.attempts.iter().rposition(|a| a.accepted);
+            history.attempts.truncate(last_accepted.map_or(0, |last| last + 1));
+            let dense_valid = if judges { Some(valid_accuracy(&dense)?) } else { None };
+            (history, dense_valid)
         }
         None => {
+            let dense_valid = if judges { Some(valid_accuracy(&net)?) } else { None };
             let dense = RoundRecord {
                 round: 0,
                 target: Some(0.0),
                 sparsity: sparsity_report(&net),
-                test: eval(&net)?,
+                test: rounds.evaluate(&net, &rounds.test)?,
                 seconds: 0.0,
                 epochs: Vec::new(),
             };
-            on_round(&dense, &net);
-            vec![dense]
+            let history = History { rounds: vec![dense], attempts: Vec::new() };
+            observer.on_round(&history, &net)?;
+            (history, dense_valid)
         }
     };
-    let callbacks = Callbacks::new(vec![strategy.callback()]);
-    for round in records.len()..=rounds.rounds {
-        let started = Instant::now();
-        callbacks.on_round_start(round);
-        net = strategy.prune(net, round)?;
-        if let Some(initial) = &rounds.rewind_to {
-            net = strategy.rewind(net, initial);
+    for round in history.rounds.len()..=strategy.rounds() {
+        for attempt in 0.. {
+            let started = Instant::now();
+            let mut candidate = strategy.prune(&net, round, attempt)?;
+            if let Some(initial) = &rounds.rewind_to {
+                candidate = strategy.rewind(candidate, initial);
+            }
+            let mut epochs = Vec::new();
+            if rounds.retrain.config.epochs > 0 {
+                let setup = rounds.retrain_setup(strategy.retraining(round, attempt));
+                let callbacks = Callbacks::new(strategy.callbacks(&candidate));
+                let trained = fit(
+                    candidate,
+                    rounds.train.clone(),
+                    rounds.valid.clone(),
+                    rounds.batcher.clone(),
+                    &setup,
+                    &callbacks,
+                )?;
+                candidate = trained.net;
+                epochs = trained.epochs;
+            }
+            let judged = match dense_valid {
+                Some(dense_valid) => {
+                    let valid = valid_accuracy(&candidate)?;
+                    Some((valid, strategy.accepts(dense_valid, valid, attempt)))
+                }
+                None => None,
+            };
+            let accepted = judged.is_none_or(|(_, accepted)| accepted);
+            let test = rounds.evaluate(&candidate, &rounds.test)?;
+            let sparsity = sparsity_report(&candidate);
+            let seconds = started.elapsed().as_secs_f64();
+            if let Some((valid_accuracy, accepted)) = judged {
+                history.attempts.push(LayerAttempt {
+                    layer: strategy.round_name(round),
+                    attempt,
+                    target: strategy.target().unwrap_or(0.0),
+                    valid_accuracy,
+                    accepted,
+                    sparsity: sparsity.clone(),
+                    test,
+                    seconds,
+                    epochs: epochs.clone(),
+                });
+                observer.on_attempt(&history, &candidate)?;
+            }
+            if accepted {
+                history.rounds.push(RoundRecord { round, target: strategy.target(), sparsity, test, seconds, epochs });
+                net = candidate;
+                observer.on_round(&history, &net)?;
+                break;
+            }
         }
-        let mut epochs = Vec::new();
-        if rounds.retrain.config.epochs > 0 {
-            let setup = rounds.retrain_setup(
-                &format!("round-{round}"),
-                round as u64,
-                format!("round {round}/{}", rounds.rounds),
-            );
-            let outcome =
-                fit(net, rounds.train.clone(), rounds.valid.clone(), rounds.batcher.clone(), &setup, &callbacks)?;
-            net = outcome.net;
-            epochs = outcome.epochs;
-        }
-        callbacks.on_round_end(round);
-        let record = RoundRecord {
-            round,
-            target: strategy.target(round),
-            sparsity: sparsity_report(&net),
-            test: eval(&net)?,
-            seconds: started.elapsed().as_secs_f64(),
-            epochs,
-        };
-        on_round(&record, &net);
-        records.push(record);
     }
-    Ok(RoundsOutcome { net, rounds: records })
+    Ok(RoundsOutcome { net, history })
 }

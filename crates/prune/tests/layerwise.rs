@@ -13,7 +13,6 @@ fn rounds(tag: &str) -> Rounds {
     let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
     let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
     Rounds {
-        rounds: 1,
         retrain: TrainSetup {
             config: TrainConfig { epochs: 1, batch_size: 16, lr: 0.02, ..TrainConfig::default() },
             device: Device::flex(),
@@ -34,10 +33,39 @@ fn net() -> Network {
     Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![16, 8], classes: 4 }).init(&Device::flex())
 }
 
+/// Every try as it ends, with the network it left, and the records after the first layer.
+#[derive(Default)]
+struct Walk {
+    tries: Vec<(LayerAttempt, Network)>,
+    after_first: Option<(History, Network)>,
+}
+
+impl RoundObserver for Walk {
+    fn on_round(&mut self, history: &History, net: &Network) -> Result<(), PruneError> {
+        if history.rounds.len() == 2 {
+            self.after_first = Some((history.clone(), net.deep_clone()));
+        }
+        Ok(())
+    }
+
+    fn on_attempt(&mut self, history: &History, candidate: &Network) -> Result<(), PruneError> {
+        self.tries.push((history.attempts.last().unwrap().clone(), candidate.deep_clone()));
+        Ok(())
+    }
+}
+
+/// The layer-wise walk over `net` through the one driver.
+fn walk(net: Network, config: &LayerWise, rounds: &Rounds, completed: Option<Completed>) -> (RoundsOutcome, Walk) {
+    let mut strategy = LayerWisePruner::new(config.clone(), &net, vec![], Device::flex());
+    let mut seen = Walk::default();
+    let outcome = run_rounds(net, &mut strategy, rounds, completed, &mut seen).unwrap();
+    (outcome, seen)
+}
+
 fn config(granularity: Granularity, max_drop: f64, freeze_pruned: bool) -> LayerWise {
     LayerWise {
         granularity,
-        unit_criterion: UnitCriterion::L1,
+        unit_criterion: Criterion::L1,
         targets: BTreeMap::from([("fc1".into(), 0.8), ("fc2".into(), 0.5), ("fc3".into(), 0.5)]),
         freeze_pruned,
         max_drop,
@@ -48,15 +76,11 @@ fn config(granularity: Granularity, max_drop: f64, freeze_pruned: bool) -> Layer
 
 #[test]
 fn layers_go_in_forward_order_one_accepted_round_each() {
-    let mut seen = Vec::new();
-    let (out, attempts) =
-        run_layerwise(net(), &config(Granularity::Weight, 1.0, false), &rounds("order"), vec![], None, &mut |a, _| {
-            seen.push(a.layer.clone())
-        })
-        .unwrap();
-    assert_eq!(seen, ["fc1", "fc2", "fc3"]);
-    assert!(attempts.iter().all(|a| a.accepted));
-    let report = sparsity_report(&out);
+    let (out, seen) = walk(net(), &config(Granularity::Weight, 1.0, false), &rounds("order"), None);
+    let layers: Vec<&str> = seen.tries.iter().map(|(a, _)| a.layer.as_str()).collect();
+    assert_eq!(layers, ["fc1", "fc2", "fc3"]);
+    assert!(out.history.attempts.iter().all(|a| a.accepted));
+    let report = sparsity_report(&out.net);
     let sparsity: Vec<f64> = report.layers.iter().map(|l| (l.sparsity * 100.0).round() / 100.0).collect();
     assert_eq!(sparsity, [0.8, 0.5, 0.5], "each layer at its target, the earlier ones kept");
 }
@@ -66,7 +90,8 @@ fn a_layer_that_drops_too_far_backs_off_by_halving_its_step() {
     // No accuracy can satisfy a negative allowance: every try backs off until the last.
     let mut config = config(Granularity::Weight, -1.0, false);
     config.targets = BTreeMap::from([("fc1".into(), 0.8)]);
-    let (_, attempts) = run_layerwise(net(), &config, &rounds("backoff"), vec![], None, &mut |_, _| {}).unwrap();
+    let (out, _) = walk(net(), &config, &rounds("backoff"), None);
+    let attempts = &out.history.attempts;
     let tries: Vec<(f64, bool)> = attempts.iter().map(|a| (a.target, a.accepted)).collect();
     assert_eq!(tries, [(0.8, false), (0.4, false), (0.2, true)], "halved twice, then kept after max_retries");
     let fc1 = &attempts[2].sparsity.layers[0];
@@ -79,11 +104,9 @@ fn a_layer_that_drops_too_far_backs_off_by_halving_its_step() {
 #[test]
 fn frozen_layers_keep_their_values_while_later_layers_retrain() {
     for granularity in [Granularity::Weight, Granularity::Unit] {
-        let mut snapshots: Vec<(String, Vec<f32>)> = Vec::new();
-        run_layerwise(net(), &config(granularity, 1.0, true), &rounds("freeze"), vec![], None, &mut |a, n| {
-            snapshots.push((a.layer.clone(), values_of(n, "fc.0.weight").unwrap()))
-        })
-        .unwrap();
+        let (_, seen) = walk(net(), &config(granularity, 1.0, true), &rounds("freeze"), None);
+        let snapshots: Vec<(String, Vec<f32>)> =
+            seen.tries.iter().map(|(a, n)| (a.layer.clone(), values_of(n, "fc.0.weight").unwrap())).collect();
         let after_fc1 = &snapshots[0].1;
         for (layer, values) in &snapshots[1..] {
             assert_eq!(values, after_fc1, "{granularity:?}: fc1 unchanged while {layer} retrained");
@@ -99,36 +122,20 @@ fn resuming_after_the_first_layer_ends_where_an_uninterrupted_walk_ends() {
     for granularity in [Granularity::Weight, Granularity::Unit] {
         let config = config(granularity, 1.0, true);
         let dense = net();
-        let mut after_first: Option<(Vec<LayerAttempt>, Network)> = None;
-        let mut seen = Vec::new();
-        let (whole, attempts) =
-            run_layerwise(dense.deep_clone(), &config, &rounds("resume-whole"), vec![], None, &mut |a, n| {
-                seen.push(a.clone());
-                if a.accepted && after_first.is_none() {
-                    after_first = Some((seen.clone(), n.deep_clone()));
-                }
-            })
-            .unwrap();
-        let (done, net_after_first) = after_first.unwrap();
-        let mut later = Vec::new();
-        let (resumed, resumed_attempts) = run_layerwise(
-            net_after_first,
-            &config,
-            &rounds("resume-rest"),
-            vec![],
-            Some(LayerwiseDone::new(done, dense)),
-            &mut |a, _| later.push(a.layer.clone()),
-        )
-        .unwrap();
+        let (whole, seen) = walk(dense.deep_clone(), &config, &rounds("resume-whole"), None);
+        let (history, net_after_first) = seen.after_first.unwrap();
+        let completed = Completed { history, dense };
+        let (resumed, later) = walk(net_after_first, &config, &rounds("resume-rest"), Some(completed));
+        let later: Vec<String> = later.tries.iter().map(|(a, _)| a.layer.clone()).collect();
         // Unit pruning never prunes the output layer, so its walk is fc1, fc2.
-        let rest = &layer_order(&whole, granularity)[1..];
+        let rest = &layer_order(&whole.net, granularity)[1..];
         assert_eq!(later, rest, "{granularity:?}: the first layer is not pruned again");
-        assert_eq!(resumed_attempts.len(), attempts.len());
-        assert_eq!(resumed.architecture(), whole.architecture());
-        for layer in whole.prunable_layers() {
+        assert_eq!(resumed.history.attempts.len(), whole.history.attempts.len());
+        assert_eq!(resumed.net.architecture(), whole.net.architecture());
+        for layer in whole.net.prunable_layers() {
             assert_eq!(
-                values_of(&whole, &layer.weight_path),
-                values_of(&resumed, &layer.weight_path),
+                values_of(&whole.net, &layer.weight_path),
+                values_of(&resumed.net, &layer.weight_path),
                 "{granularity:?}: {}",
                 layer.name
             );

@@ -131,7 +131,7 @@ fn calibration(net_input: (usize, usize), count: usize) -> Vec<ImageBatch> {
 }
 
 fn pruner(
-    criterion: UnitCriterion,
+    criterion: Criterion,
     target: f64,
     min_units: usize,
     calibration: Vec<ImageBatch>,
@@ -158,9 +158,7 @@ fn every_criterion_ranks_a_planted_dead_unit_last() {
     m.fc[0].bias =
         m.fc[0].bias.take().map(|b| edit_param(b, |t| t.slice_assign([6..7], Tensor::zeros([1], &device()))));
     let net = Network::Mlp(m);
-    for criterion in
-        [UnitCriterion::L1, UnitCriterion::L2, UnitCriterion::Activation, UnitCriterion::Apoz, UnitCriterion::Taylor]
-    {
+    for criterion in [Criterion::L1, Criterion::L2, Criterion::Activation, Criterion::Apoz, Criterion::Taylor] {
         let mut p = pruner(criterion, 0.5, 1, calibration((6, 6), 3)).unwrap();
         let scores = p.scores(&net);
         let lowest = scores[0].iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
@@ -170,13 +168,13 @@ fn every_criterion_ranks_a_planted_dead_unit_last() {
 
 #[test]
 fn data_driven_criteria_need_data_and_floors_must_be_met() {
-    assert!(pruner(UnitCriterion::Taylor, 0.5, 1, vec![]).is_err());
-    assert!(pruner(UnitCriterion::L1, 0.5, 1, vec![]).is_ok());
-    let mut p = pruner(UnitCriterion::L1, 0.5, 13, vec![]).unwrap();
+    assert!(pruner(Criterion::Taylor, 0.5, 1, vec![]).is_err());
+    assert!(pruner(Criterion::L1, 0.5, 1, vec![]).is_ok());
+    let mut p = pruner(Criterion::L1, 0.5, 13, vec![]).unwrap();
     let err = p.prune_to(mlp(), &|t| t).expect_err("fc1 has 12 units, fewer than 13");
     assert!(err.to_string().contains("min_units"), "{err}");
     // A floor that can be met overrides the allocation.
-    let mut p = pruner(UnitCriterion::L1, 0.9, 3, vec![]).unwrap();
+    let mut p = pruner(Criterion::L1, 0.9, 3, vec![]).unwrap();
     let net = p.prune_to(mlp(), &|t| t).unwrap();
     let units: Vec<usize> = net.unit_groups().iter().map(|g| g.units).collect();
     assert_eq!(units, [3, 3], "90 % of 12 and 8 would leave 1 each; the floor keeps 3");
@@ -188,7 +186,6 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
     let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
     let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
     let rounds = Rounds {
-        rounds: 2,
         retrain: TrainSetup {
             config: TrainConfig { epochs: 2, batch_size: 16, lr: 0.02, ..TrainConfig::default() },
             device: device(),
@@ -204,7 +201,7 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
         rewind_to: None,
     };
     let config = NeuronPruning {
-        criterion: UnitCriterion::L2,
+        criterion: Criterion::L2,
         allocation: Allocation::Global(0.5),
         schedule: Schedule::Iterative { rounds: 2 },
         normalize: true,
@@ -213,22 +210,32 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
     };
     let mut strategy = NeuronPruner::new(config.clone(), vec![], device()).unwrap();
     let mut saved: Vec<(RoundRecord, Network)> = Vec::new();
-    let outcome =
-        run_rounds(mlp(), &mut strategy, &rounds, None, &mut |r, net| saved.push((r.clone(), net.deep_clone())))
-            .unwrap();
+    let outcome = run_rounds(mlp(), &mut strategy, &rounds, None, &mut |r: &RoundRecord, net: &Network| {
+        saved.push((r.clone(), net.deep_clone()))
+    })
+    .unwrap();
     let units: usize = outcome.net.unit_groups().iter().map(|g| g.units).sum();
     assert_eq!(units, 10, "half of the 20 hidden units are gone");
     assert!(outcome.net.num_params() < mlp().num_params());
-    let last = outcome.rounds.last().unwrap();
+    let last = outcome.history.rounds.last().unwrap();
     assert!(last.test.accuracy > 0.5, "the smaller network still learns: {}", last.test.accuracy);
 
     // Resumed after round 1, round 2 cuts from the original sizes, as it did uninterrupted.
-    let completed =
-        Completed { records: saved[..2].iter().map(|(r, _)| r.clone()).collect(), dense: saved[0].1.deep_clone() };
+    let completed = Completed {
+        history: History { rounds: saved[..2].iter().map(|(r, _)| r.clone()).collect(), attempts: vec![] },
+        dense: saved[0].1.deep_clone(),
+    };
     let mut fresh = NeuronPruner::new(config, vec![], device()).unwrap();
-    let resumed = run_rounds(saved[1].1.deep_clone(), &mut fresh, &rounds, Some(completed), &mut |_, _| {}).unwrap();
+    let resumed = run_rounds(
+        saved[1].1.deep_clone(),
+        &mut fresh,
+        &rounds,
+        Some(completed),
+        &mut |_: &RoundRecord, _: &Network| {},
+    )
+    .unwrap();
     assert_eq!(resumed.net.architecture(), outcome.net.architecture());
-    assert_eq!(resumed.rounds.last().unwrap().test, last.test);
+    assert_eq!(resumed.history.rounds.last().unwrap().test, last.test);
 }
 
 /// Sets every entry of the tensors whose path ends with a given suffix.

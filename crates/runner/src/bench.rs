@@ -5,14 +5,13 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::prelude::*;
 use coppice_data::ImageBatch;
-use coppice_models::{Architecture, Classifier, InputShape, LeNet5Config, MlpConfig, Network};
-use coppice_prune::{Allocation, MaskSet, Schedule, WeightCriterion, WeightPruner, WeightPruning};
+use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig, Network};
+use coppice_prune::{Allocation, Criterion, MaskSet, Schedule, WeightPruner, WeightPruning};
 use coppice_train::{Callback, Callbacks, OptimizerKind, TrainConfig, optimizer};
 
 use crate::backend::BackendName;
-use crate::experiment::Data;
+use crate::data::Data;
 
 pub struct BenchOptions {
     pub backends: Vec<BackendName>,
@@ -122,7 +121,7 @@ fn bench_training(
     let mut plain = Trainer::new(architecture.init(&device), None, &config);
     let mut masked = options.masks.then(|| {
         let pruning = WeightPruning {
-            criterion: WeightCriterion::Magnitude,
+            criterion: Criterion::Magnitude,
             allocation: Allocation::Layer { target: 0.9, overrides: Default::default() },
             schedule: Schedule::OneShot,
             include_bias: false,
@@ -247,42 +246,4 @@ impl Trainer {
         self.steps(batches, steps);
         start.elapsed().as_secs_f64()
     }
-}
-
-/// Median seconds of one inference pass of `batch` random images for each network, after
-/// warm-up. The networks take turns, so that both see the same machine; the logits are read back
-/// so that lazy backends have done the work.
-pub fn inference_seconds(nets: &[&Network], input: InputShape, batch: usize, device: &Device) -> Vec<f64> {
-    let images = Tensor::<4>::random(
-        [batch, input.channels, input.height, input.width],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        device,
-    );
-    let nets: Vec<Network> = nets.iter().map(|n| (*n).clone().valid()).collect();
-    let time = |net: &Network| {
-        let _ = device.sync();
-        let start = Instant::now();
-        let _ = net.forward(images.clone()).into_data();
-        let _ = device.sync();
-        start.elapsed().as_secs_f64()
-    };
-    for net in &nets {
-        for _ in 0..3 {
-            time(net);
-        }
-    }
-    let repeats = if batch >= 100 { 21 } else { 201 };
-    let mut times = vec![Vec::with_capacity(repeats); nets.len()];
-    for _ in 0..repeats {
-        for (net, t) in nets.iter().zip(times.iter_mut()) {
-            t.push(time(net));
-        }
-    }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect()
 }

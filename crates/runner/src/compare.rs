@@ -9,11 +9,12 @@ use coppice_data::Table;
 use coppice_models::{Classifier, Network};
 
 use crate::backend::BackendName;
-use crate::bench::inference_seconds;
+use crate::child::spawn_run;
 use crate::config::Config;
-use crate::experiment::{Data, load_model, save_model};
+use crate::data::Data;
+use crate::latency::inference_seconds;
 use crate::rundir::{create_run_dir, write_atomic};
-use crate::sweep::spawn_run;
+use crate::saved::{load_model, save_model};
 
 pub struct CompareRow {
     pub backend: BackendName,

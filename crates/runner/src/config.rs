@@ -7,7 +7,7 @@ use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendName;
-use crate::prune_config::PruneConfig;
+use coppice_prune::PruneConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -323,93 +323,4 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), Strin
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn write(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("coppice-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    const MINIMAL: &str = "name = \"t\"\n[model]\nkind = \"mlp\"\n";
-
-    fn load_err(name: &str, text: &str, overrides: &[&str]) -> String {
-        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        let err = Config::load(&write(name, text), &overrides).expect_err("config must be rejected");
-        let message = err.to_string();
-        assert!(!message.contains('\n'), "one line: {message}");
-        assert!(message.contains(name), "names the file: {message}");
-        message
-    }
-
-    #[test]
-    fn defaults_fill_an_almost_empty_config() {
-        let config = Config::load(&write("minimal.toml", MINIMAL), &[]).unwrap();
-        assert_eq!(config.seed, 42);
-        assert_eq!(config.train, TrainConfig::default());
-        assert_eq!(config.data.dir, PathBuf::from("datasets/mnist"));
-    }
-
-    #[test]
-    fn unknown_key_is_named_with_its_section() {
-        let message = load_err("unknown.toml", &format!("{MINIMAL}[train]\nlrr = 0.1\n"), &[]);
-        assert!(message.contains("train") && message.contains("lrr"), "{message}");
-        assert!(message.contains("fix"), "{message}");
-    }
-
-    #[test]
-    fn negative_learning_rate_is_rejected() {
-        let message = load_err("neg-lr.toml", &format!("{MINIMAL}[train]\nlr = -0.1\n"), &[]);
-        assert!(message.contains("train.lr"), "{message}");
-    }
-
-    #[test]
-    fn batch_size_zero_is_rejected() {
-        let message = load_err("bs0.toml", MINIMAL, &["train.batch_size=0"]);
-        assert!(message.contains("train.batch_size"), "{message}");
-    }
-
-    #[test]
-    fn unknown_backend_is_rejected() {
-        let message = load_err("backend.toml", &format!("backend = \"tpu\"\n{MINIMAL}"), &[]);
-        assert!(message.contains("backend") && message.contains("tpu"), "{message}");
-    }
-
-    #[test]
-    fn syntax_errors_give_the_line() {
-        let message = load_err("syntax.toml", "name = \"t\"\n[model\n", &[]);
-        assert!(message.contains("line 2"), "{message}");
-    }
-
-    #[test]
-    fn overrides_set_nested_keys_and_strings() {
-        let overrides = vec!["train.lr=0.2".to_string(), "model.hidden=[10]".into(), "name=other".into()];
-        let config = Config::load(&write("override.toml", MINIMAL), &overrides).unwrap();
-        assert_eq!(config.train.lr, 0.2);
-        assert_eq!(config.model.hidden, Some(vec![10]));
-        assert_eq!(config.name, "other");
-    }
-
-    #[test]
-    fn a_list_where_a_value_belongs_points_to_sweep() {
-        let message = load_err("list.toml", &format!("seed = [1, 2]\n{MINIMAL}"), &[]);
-        assert!(message.contains("seed") && message.contains("coppice sweep"), "{message}");
-    }
-
-    #[test]
-    fn keys_of_another_model_kind_are_rejected() {
-        let message = load_err("misplaced.toml", &format!("{MINIMAL}conv1 = 6\n"), &[]);
-        assert!(message.contains("model.conv1"), "{message}");
-    }
-
-    #[test]
-    fn resolved_config_round_trips() {
-        let config = Config::load(&write("roundtrip.toml", MINIMAL), &[]).unwrap();
-        let text = toml::to_string(&config).unwrap();
-        let path = write("resolved.toml", &text);
-        assert_eq!(Config::load(&path, &[]).unwrap(), config);
-    }
-}
+mod tests;

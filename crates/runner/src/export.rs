@@ -8,9 +8,9 @@ use anyhow::{Context, Result, anyhow};
 use coppice_models::{LayerKind, Network, Prunable, float_params};
 use serde_json::json;
 
-use crate::experiment::load_model;
 use crate::integrity;
 use crate::rundir::{open_saved_run, write_atomic};
+use crate::saved::load_model;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {

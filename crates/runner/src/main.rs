@@ -3,18 +3,28 @@
 mod alloc;
 mod backend;
 mod bench;
+mod checkpoint;
+mod child;
 mod compare;
 mod config;
+mod data;
+mod eval;
 mod experiment;
 mod export;
+mod finetune;
 mod integrity;
+mod latency;
 mod lock;
 mod plot;
-mod prune_config;
 mod report;
 mod resources;
+mod run;
 mod rundir;
+mod saved;
+mod sensitivity;
+mod summary;
 mod sweep;
+mod tables;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -252,19 +262,19 @@ fn execute(command: Command) -> Result<()> {
         Command::Run { config, resume, run } => {
             let (options, overrides) = run.options(None)?;
             let run_dir = match (resume, config) {
-                (Some(run_dir), _) => experiment::resume(&run_dir, &overrides, &options)?,
-                (None, Some(config)) => experiment::run(&config, &overrides, &options)?,
+                (Some(run_dir), _) => run::resume(&run_dir, &overrides, &options)?,
+                (None, Some(config)) => run::run(&config, &overrides, &options)?,
                 (None, None) => unreachable!("clap requires a config unless --resume is given"),
             };
             println!("{}", run_dir.display());
         }
         Command::Sensitivity { config, levels, run, from } => {
             let (options, overrides) = run.options(from)?;
-            println!("{}", experiment::sensitivity_run(&config, &overrides, &options, &levels)?.display());
+            println!("{}", sensitivity::sensitivity_run(&config, &overrides, &options, &levels)?.display());
         }
         Command::Finetune { run_dir, epochs, lr, run } => {
             let (options, overrides) = run.options(None)?;
-            println!("{}", experiment::finetune(&run_dir, &overrides, epochs, lr, &options)?.display());
+            println!("{}", finetune::finetune(&run_dir, &overrides, epochs, lr, &options)?.display());
         }
         Command::Export { run_dir, format, out } => {
             let format = format.parse::<export::ExportFormat>().map_err(|e| anyhow!("--format: {e}"))?;
@@ -292,7 +302,7 @@ fn execute(command: Command) -> Result<()> {
             );
         }
         Command::Eval { run_dir, backend } => {
-            let result = experiment::eval(&run_dir, parse_backend(backend)?)?;
+            let result = eval::eval(&run_dir, parse_backend(backend)?)?;
             println!(
                 "{}: test accuracy {:.2}% (loss {:.4}) on {} samples",
                 run_dir.display(),
@@ -325,7 +335,7 @@ fn execute(command: Command) -> Result<()> {
             if windows == 0 || steps == 0 || batch_sizes.contains(&0) {
                 return Err(anyhow!("--windows, --steps and --batch-sizes must be at least 1"));
             }
-            let loaded = experiment::Data::load(&Config::for_data_dir(data))?;
+            let loaded = data::Data::load(&Config::for_data_dir(data))?;
             let options = bench::BenchOptions {
                 backends,
                 models,

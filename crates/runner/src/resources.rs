@@ -5,7 +5,7 @@
 use coppice_models::Size;
 
 use crate::config::Config;
-use crate::experiment::Data;
+use crate::data::Data;
 
 /// Bytes per value: coppice trains in f32.
 const VALUE: u128 = 4;

@@ -34,8 +34,6 @@ pub trait Callback: Send {
     fn update_masks(&self) -> Option<UpdateMasks> {
         None
     }
-    fn on_round_start(&mut self, _round: usize) {}
-    fn on_round_end(&mut self, _round: usize) {}
 }
 
 /// The callbacks of one run, shared by every clone of the model that burn-train makes.
@@ -93,14 +91,6 @@ impl Callbacks {
 
     pub fn on_epoch_end(&self, record: &EpochRecord) {
         self.lock().callbacks.iter_mut().for_each(|c| c.on_epoch_end(record));
-    }
-
-    pub fn on_round_start(&self, round: usize) {
-        self.lock().callbacks.iter_mut().for_each(|c| c.on_round_start(round));
-    }
-
-    pub fn on_round_end(&self, round: usize) {
-        self.lock().callbacks.iter_mut().for_each(|c| c.on_round_end(round));
     }
 
     fn lock(&self) -> MutexGuard<'_, CallbackState> {

@@ -5,7 +5,7 @@ use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::{Classifier, Network};
 use serde::{Deserialize, Serialize};
 
-use crate::fit::TrainError;
+use crate::error::TrainError;
 
 /// Loss and accuracy over a whole dataset, weighted by sample so the last short batch counts
 /// for what it holds.

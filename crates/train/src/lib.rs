@@ -6,6 +6,7 @@
 
 mod callback;
 mod config;
+mod error;
 mod evaluate;
 mod fit;
 mod lr;
@@ -16,8 +17,9 @@ mod trainee;
 
 pub use callback::{Callback, Callbacks, EpochRecord};
 pub use config::{LrScheduleKind, OptimizerKind, TrainConfig, TrainConfigError};
+pub use error::TrainError;
 pub use evaluate::{Evaluation, evaluate};
-pub use fit::{Progress, TrainError, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
+pub use fit::{Progress, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
 pub use lr::lr_at;
 pub use optim::{UpdateMasks, optimizer};
 pub use stop::StopCause;

@@ -2,20 +2,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::prelude::*;
 use coppice_data::SplitMix64;
-use coppice_models::{Network, Prunable, PrunableLayer, float_params};
+use coppice_models::{LayerKind, Network, Prunable, PrunableLayer, float_params};
 use coppice_train::{Callback, UpdateMasks};
 
 use crate::PruneError;
-use crate::allocation::{Allocation, LayerScores, allocate};
-use crate::criteria::WeightCriterion;
+use crate::allocation::{Allocation, LayerScores, WeightLayout, allocate};
+use crate::criteria::Criterion;
 use crate::mask::{MaskSet, host_values};
-use crate::rounds::{Strategy, round_seed};
+use crate::records::{RoundRecord, round_seed};
 use crate::schedule::{Schedule, agp_sparsity};
+use crate::strategy::Strategy;
 
 /// Unstructured pruning: zero the least important weights and keep them zero.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WeightPruning {
-    pub criterion: WeightCriterion,
+    /// Magnitude or random.
+    pub criterion: Criterion,
     pub allocation: Allocation,
     pub schedule: Schedule,
     /// Prune biases too, scored and allocated with their layer's weights.
@@ -79,8 +81,9 @@ impl WeightPruner {
                 let keep: Vec<bool> = parts.iter().flat_map(|(path, v)| state.masks.keep(path, v.len())).collect();
                 LayerScores {
                     name: &layer.name,
-                    scores: self.config.criterion.scores(values, &keep, &mut state.rng),
+                    scores: self.config.criterion.weight_scores(values, &keep, &mut state.rng),
                     values,
+                    layout: (values.len() == layer.weight_count()).then(|| layout(layer)),
                 }
             })
             .collect();
@@ -107,23 +110,36 @@ impl WeightPruner {
         std::iter::once(layer.weight_path.clone()).chain(bias).collect()
     }
 
+    /// A round starts: AGP counts its steps from here, and random scores draw from the
+    /// round's own stream, so that a resumed run draws what an uninterrupted one would.
+    fn start_round(&self, round: usize) {
+        let mut state = self.lock();
+        state.round_steps = 0;
+        state.rng = SplitMix64::new(round_seed(self.config.seed, round));
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl Strategy for WeightPruner {
-    fn prune(&mut self, net: Network, round: usize) -> Result<Network, PruneError> {
-        let schedule = self.config.schedule;
-        Ok(self.prune_to(net, &|target| schedule.round_target(target, round)))
+    fn rounds(&self) -> usize {
+        self.config.schedule.rounds()
     }
 
-    fn target(&self, _round: usize) -> Option<f64> {
+    fn prune(&mut self, net: &Network, round: usize, _attempt: usize) -> Result<Network, PruneError> {
+        self.start_round(round);
+        let schedule = self.config.schedule;
+        Ok(self.prune_to(net.clone(), &|target| schedule.round_target(target, round)))
+    }
+
+    fn target(&self) -> Option<f64> {
         self.lock().last_target
     }
 
-    fn callback(&self) -> Box<dyn Callback> {
-        Box::new(self.clone())
+    fn callbacks(&self, _pruned: &Network) -> Vec<Box<dyn Callback>> {
+        vec![Box::new(self.clone())]
     }
 
     fn rewind(&self, pruned: Network, initial: &Network) -> Network {
@@ -131,9 +147,18 @@ impl Strategy for WeightPruner {
         self.lock().masks.apply(initial.clone())
     }
 
-    fn resume(&mut self, _dense: &Network, net: &Network) {
+    fn resume(&mut self, _dense: &Network, net: &Network, _records: &[RoundRecord]) {
         let paths: Vec<String> = net.prunable_layers().iter().flat_map(|l| self.pruned_paths(l)).collect();
         self.lock().masks = MaskSet::from_zeros(net, &paths, &self.device);
+    }
+}
+
+/// Where a layer's weights of one output sit, for N:M groups along its inputs.
+fn layout(layer: &PrunableLayer) -> WeightLayout {
+    let shape = &layer.weight_shape;
+    match layer.kind {
+        LayerKind::Linear => WeightLayout::linear(shape[0], shape[1]),
+        LayerKind::Conv2d => WeightLayout::conv(shape[0], shape[1..].iter().product()),
     }
 }
 
@@ -156,12 +181,5 @@ impl Callback for WeightPruner {
 
     fn update_masks(&self) -> Option<UpdateMasks> {
         Some(self.lock().masks.update_masks())
-    }
-
-    fn on_round_start(&mut self, round: usize) {
-        let mut state = self.lock();
-        state.round_steps = 0;
-        // A stream of its own per round, so that a resumed run draws what an uninterrupted one would.
-        state.rng = SplitMix64::new(round_seed(self.config.seed, round));
     }
 }

@@ -1,0 +1,45 @@
+//! `coppice run` in child processes, for commands that run many configs (sweep, compare).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow};
+
+/// A `coppice run` in a child process, writing its run directory under `out`.
+pub struct ChildRun {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+pub fn spawn_run(
+    exe: &Path,
+    config: &Path,
+    out: &Path,
+    settings: &[String],
+    backend: Option<&str>,
+) -> Result<ChildRun> {
+    let mut command = Command::new(exe);
+    command.arg("run").arg(config).arg("--plain").arg("--out").arg(out);
+    for setting in settings {
+        command.arg("--set").arg(setting);
+    }
+    if let Some(backend) = backend {
+        command.arg("--backend").arg(backend);
+    }
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+    Ok(ChildRun { child, out: out.to_path_buf() })
+}
+
+impl ChildRun {
+    /// Waits for the run; its directory and `summary.json`, or its one-line error.
+    pub fn finish(self) -> Result<(PathBuf, serde_json::Value)> {
+        let output = self.child.wait_with_output()?;
+        if !output.status.success() {
+            return Err(anyhow!("{}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        let dir = std::fs::read_dir(&self.out)?.next().ok_or_else(|| anyhow!("no run directory"))??.path();
+        let summary = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+        Ok((dir, summary))
+    }
+}

@@ -1,0 +1,72 @@
+//! A run's trained network on disk: `model.bpk` and `architecture.json`, checked on read.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use burn::module::Module;
+use coppice_models::{Architecture, Network};
+
+use crate::data::Data;
+use crate::integrity;
+use crate::rundir::write_atomic;
+
+/// Weights (`model.bpk`) and the sizes that rebuild the network (`architecture.json`), so a
+/// pruned run loads without its original config.
+pub fn save_model(net: &Network, run_dir: &Path) -> Result<()> {
+    let architecture = serde_json::to_string_pretty(&net.architecture())?;
+    write_atomic(&run_dir.join("architecture.json"), architecture.as_bytes())?;
+    // burn-pack writes through a temporary file and renames it, so this write is atomic too.
+    let path = run_dir.join("model.bpk");
+    net.clone().save_file(&path).map_err(|e| anyhow!("{}: cannot save the model: {e}", path.display()))?;
+    integrity::record(run_dir, &["architecture.json", "model.bpk"])
+}
+
+/// Rebuilds a run's network from `architecture.json` and loads `model.bpk` into it.
+pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Network> {
+    let arch_path = run_dir.join("architecture.json");
+    if !arch_path.is_file() {
+        return Err(anyhow!("{}: not found; fix: pass a run directory written by `coppice run`", arch_path.display()));
+    }
+    let text = integrity::read_text(run_dir, "architecture.json")?;
+    let architecture: Architecture =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a coppice architecture", arch_path.display()))?;
+    let model_path = run_dir.join("model.bpk");
+    if !model_path.is_file() {
+        return Err(anyhow!("{}: not found; fix: pass a run directory that finished training", model_path.display()));
+    }
+    // burn reads the file itself; the check reads it once more, which costs little next to a run.
+    integrity::read(run_dir, "model.bpk")?;
+    architecture.init(device).try_load_file(&model_path).map_err(|e| {
+        anyhow!(
+            "{}: does not fit {}: {}; fix: keep model.bpk and architecture.json from the same run",
+            model_path.display(),
+            arch_path.display(),
+            e.to_string().replace('\n', " ")
+        )
+    })
+}
+
+/// A saved model must take the data's images.
+pub fn check_input(architecture: &Architecture, data: &Data, dir: &Path) -> Result<()> {
+    let (model, data_input) = (architecture.input(), data.input());
+    let fits = match architecture {
+        Architecture::Mlp(_) => model.pixels() == data_input.pixels(),
+        Architecture::Lenet5(_) | Architecture::Vgg(_) => model == data_input,
+    } && architecture.classes() == data.classes();
+    if fits {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{}: the saved model takes {}x{}x{} inputs and {} classes, the data has {}x{}x{} and {}; fix: point data.dir at the data the run was trained on",
+            dir.display(),
+            model.channels,
+            model.height,
+            model.width,
+            architecture.classes(),
+            data_input.channels,
+            data_input.height,
+            data_input.width,
+            data.classes()
+        ))
+    }
+}
