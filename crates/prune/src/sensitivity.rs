@@ -25,6 +25,14 @@ pub struct SensitivityPoint {
     pub loss: f64,
 }
 
+/// Sensitivity levels must be sparsities in [0, 1).
+pub fn check_levels(levels: &[f64]) -> Result<(), PruneError> {
+    match levels.iter().find(|l| !(0.0..1.0).contains(*l)) {
+        Some(bad) => Err(PruneError::Invalid(format!("sensitivity level {bad} is not a sparsity in [0, 1)"))),
+        None => Ok(()),
+    }
+}
+
 /// Prunes each layer alone (magnitude, exact per-layer counts) at every level and evaluates
 /// without retraining. The first point of every layer is the unpruned network.
 pub fn sensitivity(
@@ -33,9 +41,7 @@ pub fn sensitivity(
     device: &Device,
     evaluate: &mut dyn FnMut(&Network) -> Result<Evaluation, PruneError>,
 ) -> Result<Vec<SensitivityPoint>, PruneError> {
-    if let Some(bad) = levels.iter().find(|l| !(0.0..1.0).contains(*l)) {
-        return Err(PruneError::Invalid(format!("sensitivity level {bad} is not a sparsity in [0, 1)")));
-    }
+    check_levels(levels)?;
     let dense = evaluate(net)?;
     let mut points = Vec::new();
     for layer in net.prunable_layers() {

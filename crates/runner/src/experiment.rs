@@ -152,6 +152,19 @@ impl Experiment {
     /// The trained dense network: `start_net` itself when it was loaded from a saved run.
     /// `done` are the epochs an interrupted run already trained; every epoch is journalled in
     /// `checkpoints/` so that `--resume` can go on after it.
+    /// The experiment's training, from `[train]`, in the run directory's `train/`; the
+    /// pruning rounds and fine-tuning build on it.
+    pub fn train_setup(&self, options: &RunOptions, label: &str) -> TrainSetup {
+        TrainSetup {
+            config: self.config.train.clone(),
+            device: self.device.clone(),
+            artifact_dir: self.run_dir.join("train"),
+            seed: self.config.seed,
+            progress: options.progress,
+            label: label.into(),
+        }
+    }
+
     pub fn dense(
         &self,
         start_net: Network,
@@ -163,14 +176,7 @@ impl Experiment {
         if self.from.is_some() {
             return Ok(start_net);
         }
-        let setup = TrainSetup {
-            config: self.config.train.clone(),
-            device: self.device.clone(),
-            artifact_dir: self.run_dir.join("train"),
-            seed: self.config.seed,
-            progress: options.progress,
-            label: label.into(),
-        };
+        let setup = self.train_setup(options, label);
         let train = ImageDataset::new(self.data.train.clone());
         let valid = ImageDataset::new(self.data.valid.clone());
         let journal = EpochJournal::start(&self.run_dir, done.clone())?;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use coppice_data::ImageDataset;
 use coppice_models::{Network, Prunable};
 use coppice_prune::{MaskSet, sparsity_report};
-use coppice_train::{Callbacks, TrainSetup, fit};
+use coppice_train::{Callbacks, fit};
 
 use crate::config::Config;
 use crate::data::evaluate_test;
@@ -63,14 +63,7 @@ pub fn finetune_experiment(
     let Experiment { config, data, device, run_dir, .. } = experiment;
     let weights: Vec<String> = net.prunable_layers().into_iter().map(|l| l.weight_path).collect();
     let masks = MaskSet::from_zeros(&net, &weights, device);
-    let setup = TrainSetup {
-        config: config.train.clone(),
-        device: device.clone(),
-        artifact_dir: run_dir.join("train"),
-        seed: config.seed,
-        progress: options.progress,
-        label: "finetune".into(),
-    };
+    let setup = experiment.train_setup(options, "finetune");
     let train = ImageDataset::new(data.train.clone());
     let valid = ImageDataset::new(data.valid.clone());
     let callbacks = Callbacks::new(vec![Box::new(masks)]);

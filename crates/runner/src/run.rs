@@ -11,7 +11,7 @@ use coppice_prune::{
     Completed, History, PruneConfig, PruneContext, PruneError, Pruning, RoundObserver, RoundsOutcome, StrategyKind,
     run_rounds,
 };
-use coppice_train::{EpochRecord, TrainSetup, evaluate, resumable_epochs};
+use coppice_train::{EpochRecord, evaluate, resumable_epochs};
 
 use crate::checkpoint::{Checkpoint, EpochJournal};
 use crate::data::evaluate_test;
@@ -179,14 +179,7 @@ fn prune_rounds(
     if strategy.judges() && completed.is_none() {
         write_atomic(&run_dir.join("attempts.csv"), attempts_csv(&[]).as_bytes())?;
     }
-    let dense_training = TrainSetup {
-        config: config.train.clone(),
-        device: device.clone(),
-        artifact_dir: run_dir.join("train"),
-        seed: config.seed,
-        progress: options.progress,
-        label: String::new(),
-    };
+    let dense_training = experiment.train_setup(options, "");
     let splits = [&data.train, &data.valid, &data.test].map(|set| ImageDataset::new(set.clone()));
     let rounds = prune.rounds(&dense_training, splits, data.batcher.clone(), initial);
     writer.total = strategy.rounds();

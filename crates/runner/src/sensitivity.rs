@@ -24,9 +24,7 @@ pub fn sensitivity_run(
     options: &RunOptions,
     levels: &[f64],
 ) -> Result<PathBuf> {
-    if let Some(bad) = levels.iter().find(|l| !(0.0..1.0).contains(*l)) {
-        return Err(anyhow!("--levels: {bad} is not a sparsity in [0, 1); fix: e.g. --levels 0.5,0.9"));
-    }
+    coppice_prune::check_levels(levels).map_err(|e| anyhow!("--levels: {e}; fix: e.g. --levels 0.5,0.9"))?;
     let (experiment, start_net) = Experiment::start(config_path, overrides, options)?;
     discard_if_unused(&experiment.run_dir, sensitivity_experiment(&experiment, start_net, options, levels))
 }
