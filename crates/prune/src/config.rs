@@ -289,7 +289,7 @@ impl PruneConfig {
             .collect()
     }
 
-    fn neuron_pruning(&self, seed: u64) -> Result<NeuronPruning, Problem> {
+    pub(crate) fn neuron_pruning(&self, seed: u64) -> Result<NeuronPruning, Problem> {
         let schedule = match self.schedule {
             ScheduleKind::Iterative => Schedule::Iterative { rounds: self.rounds },
             _ => Schedule::OneShot,

@@ -158,29 +158,13 @@ impl PruneConfig {
     }
 
     fn validate_neuron(&self) -> Result<(), Problem> {
-        self.unit_criterion()?;
-        if !matches!(self.allocation, AllocationKind::Layer | AllocationKind::Global) {
-            return Err(problem(
-                "allocation",
-                "neuron pruning allocates \"layer\" or \"global\" fractions of units".into(),
-            ));
-        }
         if self.schedule == ScheduleKind::Agp {
             return Err(problem("schedule", "neuron pruning runs \"oneshot\" or \"iterative\"".into()));
         }
         if self.rewind != RewindKind::None || self.include_bias {
             return Err(problem("rewind", "rewind and include_bias apply to weight pruning only".into()));
         }
-        if self.min_units == 0 {
-            return Err(problem("min_units", "0 would let a layer be emptied; fix: min_units = 1 or more".into()));
-        }
-        if self.unit_criterion()?.needs_data() && self.calibration_batches == 0 {
-            return Err(problem(
-                "calibration_batches",
-                format!("criterion {:?} scores units on data; fix: calibration_batches = 10", self.criterion),
-            ));
-        }
-        Ok(())
+        self.neuron_pruning(0)?.check(self.calibration_batches).map_err(|(field, text)| problem(field, text))
     }
 
     pub(super) fn weight_criterion(&self) -> Result<Criterion, Problem> {

@@ -29,6 +29,30 @@ pub struct NeuronPruning {
     pub seed: u64,
 }
 
+impl NeuronPruning {
+    /// What neuron pruning can work with, given `calibration_batches` batches of data: the
+    /// field at fault (as `[prune]` names it) and what is wrong. The config's checks and the
+    /// pruner's both ask this.
+    pub fn check(&self, calibration_batches: usize) -> Result<(), (&'static str, String)> {
+        if !self.criterion.scores_units() {
+            return Err(("criterion", "neuron pruning takes l1, l2, activation, apoz, taylor or random".into()));
+        }
+        if !matches!(self.allocation, Allocation::Layer { .. } | Allocation::PerLayer(_) | Allocation::Global(_)) {
+            return Err(("allocation", "neuron pruning allocates \"layer\" or \"global\" fractions of units".into()));
+        }
+        if self.min_units == 0 {
+            return Err(("min_units", "0 would let a layer be emptied; fix: min_units = 1 or more".into()));
+        }
+        if self.criterion.needs_data() && calibration_batches == 0 {
+            return Err((
+                "calibration_batches",
+                format!("criterion {:?} scores units on data; fix: calibration_batches = 10", self.criterion),
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub struct NeuronPruner {
     config: NeuronPruning,
     /// Training batches for data-driven criteria, on the plain device.
@@ -41,12 +65,7 @@ pub struct NeuronPruner {
 
 impl NeuronPruner {
     pub fn new(config: NeuronPruning, calibration: Vec<ImageBatch>, device: Device) -> Result<Self, PruneError> {
-        if config.criterion.needs_data() && calibration.is_empty() {
-            return Err(PruneError::Invalid(format!(
-                "criterion {:?} scores units on data, but no calibration batches were given",
-                config.criterion
-            )));
-        }
+        config.check(calibration.len()).map_err(|(field, text)| PruneError::Invalid(format!("{field}: {text}")))?;
         let rng = SplitMix64::new(config.seed);
         Ok(Self { config, calibration, device, rng, original_units: BTreeMap::new(), last_target: None })
     }
