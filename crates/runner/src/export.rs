@@ -1,12 +1,12 @@
 //! `coppice export`: a saved run's weights for other tools.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use coppice_models::{LayerKind, Network, Prunable, float_params};
-use serde_json::json;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
 
 use crate::integrity;
 use crate::rundir::{open_saved_run, write_atomic};
@@ -57,44 +57,31 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
     Ok(path)
 }
 
-/// The safetensors format, written directly (an 8-byte header length, a JSON header, raw
-/// little-endian data). Tensors are laid out as PyTorch keeps them, so a `state_dict` maps by
-/// name: Linear weights are transposed to `[out, in]` (burn stores `[in, out]`), and BatchNorm's
-/// `gamma` / `beta` are named `weight` / `bias`.
+/// The weights as a safetensors file, written by the `safetensors` crate. Tensors are laid out
+/// as PyTorch keeps them, so a `state_dict` maps by name: Linear weights are transposed to
+/// `[out, in]` (burn stores `[in, out]`), and BatchNorm's `gamma` / `beta` are named `weight` /
+/// `bias`. The metadata holds the architecture.
 pub fn safetensors_bytes(net: &Network, architecture: &str) -> Result<Vec<u8>> {
     let linear_weights: Vec<String> =
         net.prunable_layers().into_iter().filter(|l| l.kind == LayerKind::Linear).map(|l| l.weight_path).collect();
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for p in float_params(net) {
         let values = p.values.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{}: {e:?}", p.path))?;
         let (shape, values) =
             if linear_weights.contains(&p.path) { transpose(&p.shape, &values) } else { (p.shape, values) };
         let name = p.path.replace(".gamma", ".weight").replace(".beta", ".bias");
-        tensors.insert(name, (shape, values));
+        tensors.insert(name, (shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
     }
-    let mut header = serde_json::Map::new();
-    header
-        .insert("__metadata__".into(), json!({ "format": "pt", "architecture": architecture, "producer": "coppice" }));
-    let mut offset = 0usize;
-    for (name, (shape, values)) in &tensors {
-        let end = offset + values.len() * 4;
-        header.insert(name.clone(), json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }));
-        offset = end;
-    }
-    let mut header_text = serde_json::Value::Object(header).to_string();
-    // The data that follows is 8-byte aligned when the header length is.
-    while !header_text.len().is_multiple_of(8) {
-        header_text.push(' ');
-    }
-    let mut bytes = Vec::with_capacity(8 + header_text.len() + offset);
-    bytes.extend_from_slice(&(header_text.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(header_text.as_bytes());
-    for (_, values) in tensors.values() {
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    Ok(bytes)
+    let views = tensors
+        .iter()
+        .map(|(name, (shape, bytes))| Ok((name.as_str(), TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("architecture".to_string(), architecture.to_string()),
+        ("producer".to_string(), "coppice".to_string()),
+    ]);
+    Ok(safetensors::serialize(views, Some(metadata))?)
 }
 
 fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
@@ -108,16 +95,12 @@ fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
     (vec![cols, rows], out)
 }
 
-/// Names and shapes of a safetensors file, for the CLI's summary line and the tests.
+/// Names and shapes of a safetensors file, for the CLI's summary line.
 pub fn describe(bytes: &[u8]) -> Result<String> {
-    let len = u64::from_le_bytes(bytes.get(..8).ok_or_else(|| anyhow!("not a safetensors file"))?.try_into()?) as usize;
-    let header: serde_json::Value =
-        serde_json::from_slice(bytes.get(8..8 + len).ok_or_else(|| anyhow!("truncated header"))?)?;
-    let mut text = String::new();
-    if let Some(map) = header.as_object() {
-        for (name, info) in map.iter().filter(|(k, _)| *k != "__metadata__") {
-            let _ = write!(text, "{name} {} ", info["shape"]);
-        }
-    }
-    Ok(text.trim_end().to_string())
+    let file = SafeTensors::deserialize(bytes).context("not a safetensors file")?;
+    let mut names = file.names();
+    names.sort_unstable();
+    let described: Vec<String> =
+        names.iter().filter_map(|name| Some(format!("{name} {:?}", file.tensor(name).ok()?.shape()))).collect();
+    Ok(described.join(" "))
 }

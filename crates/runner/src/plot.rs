@@ -1,181 +1,241 @@
-//! Small SVG charts for reports: what a person looks at first, with no plotting dependency.
+//! The charts of reports, sensitivity analyses and sweeps, drawn by `plotters` into SVG: its
+//! axes pick the ticks, accuracy axes stay within [0, 100] %, and the legend sits beside the
+//! plot, never on the data.
 
-use std::fmt::Write as _;
+use std::ops::Range;
 
-const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
-const W: f64 = 760.0;
-const H: f64 = 420.0;
-const LEFT: f64 = 84.0;
-const RIGHT: f64 = 210.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 52.0;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
 
+const SIZE: (u32, u32) = (820, 440);
+/// Width of the legend column right of the plot.
+const LEGEND: u32 = 190;
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+/// A named line of (x, y) points.
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
 }
 
-/// Lines with markers; `log_x` spaces the x axis by powers of ten (compression ratios).
-pub fn line_chart(
+/// A named line of (x, mean, standard deviation) points.
+pub struct SpreadSeries {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// What the x axis of a line chart shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    /// Any number, with plotters' round ticks.
+    Linear,
+    /// A ratio of 1 or more (compression), on a log scale.
+    Log,
+    /// Counts from 1 (epochs), ticked at whole numbers.
+    Count,
+}
+
+/// Lines with markers of accuracies (fractions, shown in %) against `x`.
+pub fn accuracy_chart(title: &str, x: (&str, XAxis), y_label: &str, series: &[Series]) -> String {
+    let spread: Vec<SpreadSeries> = series
+        .iter()
+        .map(|s| SpreadSeries { label: s.label.clone(), points: s.points.iter().map(|&(x, y)| (x, y, 0.0)).collect() })
+        .collect();
+    spread_chart(title, x, y_label, &spread)
+}
+
+/// [`accuracy_chart`] with each point's spread (a standard deviation over seeds) as an error bar.
+pub fn spread_chart(title: &str, (x_label, x_axis): (&str, XAxis), y_label: &str, series: &[SpreadSeries]) -> String {
+    let points = || series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let (x0, x1) = extent(points().map(|p| p.0));
+    let (y0, y1) = extent(points().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
+    let y = percent_range(y0, y1);
+    let mut svg = String::new();
+    {
+        let (plot, legend) = areas(&mut svg, title);
+        let draw = |plot: &DrawingArea<SVGBackend, Shift>| -> Result<Vec<(String, RGBColor)>, String> {
+            match x_axis {
+                XAxis::Log => {
+                    let x = (x0.max(1.0) / 1.15)..(x1.max(1.0) * 1.15);
+                    lines(
+                        plot,
+                        x.log_scale(),
+                        y.clone(),
+                        (x_label, y_label),
+                        series,
+                        (10, &|v| format!("{}x", number(v))),
+                    )
+                }
+                XAxis::Count => {
+                    // At most one label per count, so that every tick is a whole number.
+                    let (x, labels) = (0.5..(x1.max(1.0) + 0.5), (x1 as usize).clamp(1, 10));
+                    lines(plot, x, y.clone(), (x_label, y_label), series, (labels, &|v| format!("{v:.0}")))
+                }
+                XAxis::Linear => {
+                    let pad = ((x1 - x0) * 0.05).max(0.01);
+                    lines(plot, (x0 - pad)..(x1 + pad), y.clone(), (x_label, y_label), series, (10, &|v| number(v)))
+                }
+            }
+        };
+        let labels = draw(&plot).unwrap_or_default();
+        draw_legend(&legend, &labels);
+    }
+    svg
+}
+
+/// Bars per category (layers), one per series side by side: fractions shown in % on [0, 100],
+/// or counts from 0.
+pub fn bar_chart(title: &str, y_label: &str, categories: &[String], series: &[Series], percent: bool) -> String {
+    let top = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+    let y = if percent { 0.0..100.0 } else { 0.0..(top * 1.1).max(1.0) };
+    // Category c spans [100 c, 100 c + 100) on an integer axis: its tick, and so its name, at
+    // the middle, and its bars side by side over the middle 80.
+    let centers: Vec<i32> = (0..categories.len() as i32).map(|c| 100 * c + 50).collect();
+    let x = (0..100 * categories.len().max(1) as i32).with_key_points(centers);
+    let mut svg = String::new();
+    {
+        let (plot, legend) = areas(&mut svg, title);
+        let draw = || -> Result<(), String> {
+            let mut chart = ChartBuilder::on(&plot)
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x, y)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_label_formatter(&|v| categories.get(*v as usize / 100).cloned().unwrap_or_default())
+                .y_desc(y_label)
+                .y_label_formatter(&|v| if percent { format!("{} %", number(*v)) } else { number(*v) })
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(|e| e.to_string())?;
+            let width = 80 / series.len().max(1) as i32;
+            for (i, s) in series.iter().enumerate() {
+                let color = COLORS[i % COLORS.len()];
+                let bars = s.points.iter().take(categories.len()).enumerate().map(|(c, &(_, value))| {
+                    let left = 100 * c as i32 + 10 + i as i32 * width;
+                    let value = if percent { value * 100.0 } else { value };
+                    Rectangle::new([(left, 0.0), (left + width, value)], color.filled())
+                });
+                chart.draw_series(bars).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+        let _ = draw();
+        let labels: Vec<(String, RGBColor)> =
+            series.iter().enumerate().map(|(i, s)| (s.label.clone(), COLORS[i % COLORS.len()])).collect();
+        draw_legend(&legend, &labels);
+    }
+    svg
+}
+
+/// The chart's plotting area and its legend column, under a title.
+fn areas<'a>(
+    svg: &'a mut String,
     title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[Series],
-    log_x: bool,
-    y_percent: bool,
-) -> String {
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| x.is_finite()).collect();
-    let ys: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| y.is_finite()).collect();
-    let tx = |x: f64| if log_x { x.max(1e-9).log10() } else { x };
-    let (mut x0, mut x1) = bounds(xs.iter().map(|&x| tx(x)));
-    if log_x {
-        (x0, x1) = (x0.floor(), x1.ceil().max(x0.floor() + 1.0));
-    }
-    let (y0, y1) = bounds(ys.iter().copied());
-    let pad = ((y1 - y0) * 0.08).max(1e-3);
-    let (y0, y1) = (y0 - pad, y1 + pad);
-    let px = |x: f64| LEFT + (tx(x) - x0) / (x1 - x0) * pw;
-    let tick_x = |t: f64| LEFT + (t - x0) / (x1 - x0) * pw;
-    let py = |y: f64| TOP + (1.0 - (y - y0) / (y1 - y0)) * ph;
-    let mut svg = header(title, x_label, y_label);
-    // A log axis gets its ticks at 1, 2 and 5 times the powers of ten; a linear one five steps.
-    let x_ticks: Vec<f64> = if log_x {
-        (x0 as i32..=x1 as i32)
-            .flat_map(|e| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(e)).log10()))
-            .filter(|t| *t <= x1 + 1e-9)
-            .collect()
-    } else {
-        (0..=5).map(|i| x0 + (x1 - x0) * i as f64 / 5.0).collect()
-    };
-    for t in x_ticks {
-        let x = tick_x(t);
-        let label = if log_x { format!("{}x", short(10f64.powf(t))) } else { short(t) };
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
-            TOP + ph,
-            TOP + ph + 16.0
-        );
-    }
-    for i in 0..=5 {
-        let y = y0 + (y1 - y0) * i as f64 / 5.0;
-        let label = if y_percent { format!("{:.2}%", y * 100.0) } else { format!("{y:.3}") };
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#eee\"/><text x=\"{2}\" y=\"{3:.1}\" text-anchor=\"end\">{label}</text>",
-            py(y),
-            LEFT + pw,
-            LEFT - 6.0,
-            py(y) + 4.0
-        );
-    }
+) -> (DrawingArea<SVGBackend<'a>, Shift>, DrawingArea<SVGBackend<'a>, Shift>) {
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    let _ = root.fill(&WHITE);
+    let root = root.titled(title, ("sans-serif", 20)).unwrap_or_else(|_| root.clone());
+    root.split_horizontally(SIZE.0 - LEGEND)
+}
+
+/// Draws `series` on axes over `x` and `y` (y in %), and returns the legend's entries.
+fn lines<X>(
+    plot: &DrawingArea<SVGBackend, Shift>,
+    x: X,
+    y: Range<f64>,
+    (x_label, y_label): (&str, &str),
+    series: &[SpreadSeries],
+    (x_labels, x_format): (usize, &dyn Fn(f64) -> String),
+) -> Result<Vec<(String, RGBColor)>, String>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(plot)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_labels(x_labels)
+        .x_label_formatter(&|v| x_format(*v))
+        .y_label_formatter(&|v| format!("{} %", number(*v)))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let mut labels = Vec::new();
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let points: Vec<String> = s
-            .points
-            .iter()
-            .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            points.join(" ")
-        );
-        for p in &points {
-            let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
-            let _ = writeln!(svg, "<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{color}\"/>");
-        }
-        legend(&mut svg, i, color, &s.label);
+        let points: Vec<(f64, f64, f64)> =
+            s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).copied().collect();
+        let percent = |(x, mean, _): &(f64, f64, f64)| (*x, mean * 100.0);
+        chart
+            .draw_series(LineSeries::new(points.iter().map(percent), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(percent(p), 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+        let spread = points.iter().filter(|p| p.2 > 0.0).map(|&(x, mean, std)| {
+            ErrorBar::new_vertical(
+                x,
+                (mean - std) * 100.0,
+                mean * 100.0,
+                (mean + std) * 100.0,
+                color.stroke_width(1),
+                8,
+            )
+        });
+        chart.draw_series(spread).map_err(|e| e.to_string())?;
+        labels.push((s.label.clone(), color));
     }
-    svg.push_str("</svg>\n");
-    svg
+    Ok(labels)
 }
 
-/// Grouped bars: one group per category, one bar per series, values in [0, 1] as percent.
-pub fn bar_chart(title: &str, y_label: &str, categories: &[String], series: &[Series]) -> String {
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let mut svg = header(title, "layer", y_label);
-    for i in 0..=5 {
-        let v = i as f64 / 5.0;
-        let y = TOP + (1.0 - v) * ph;
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}%</text>",
-            LEFT + pw,
-            LEFT - 6.0,
-            y + 4.0,
-            v * 100.0
-        );
+/// The legend, in its own column: a swatch and the label per series.
+fn draw_legend(area: &DrawingArea<SVGBackend, Shift>, labels: &[(String, RGBColor)]) {
+    for (i, (label, color)) in labels.iter().enumerate() {
+        let y = 24 + i as i32 * 22;
+        let _ = area.draw(&Rectangle::new([(4, y - 5), (22, y + 5)], color.filled()));
+        let _ = area.draw(&Text::new(label.clone(), (28, y - 7), ("sans-serif", 14)));
     }
-    let group = pw / categories.len().max(1) as f64;
-    let bar = group * 0.8 / series.len().max(1) as f64;
-    for (c, category) in categories.iter().enumerate() {
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{category}</text>",
-            LEFT + group * (c as f64 + 0.5),
-            TOP + ph + 16.0
-        );
-        for (i, s) in series.iter().enumerate() {
-            let Some(&(_, v)) = s.points.get(c) else { continue };
-            let h = v.clamp(0.0, 1.0) * ph;
-            let _ = writeln!(
-                svg,
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{}\"/>",
-                LEFT + group * (c as f64 + 0.1) + bar * i as f64,
-                TOP + ph - h,
-                COLORS[i % COLORS.len()]
-            );
-        }
-    }
-    for (i, s) in series.iter().enumerate() {
-        legend(&mut svg, i, COLORS[i % COLORS.len()], &s.label);
-    }
-    svg.push_str("</svg>\n");
-    svg
 }
 
-fn header(title: &str, x_label: &str, y_label: &str) -> String {
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{0:.1}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n\
-         <rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/>\n\
-         <text x=\"{0:.1}\" y=\"{1}\" text-anchor=\"middle\">{x_label}</text>\n\
-         <text x=\"14\" y=\"{2:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {2:.1})\">{y_label}</text>\n",
-        LEFT + pw / 2.0,
-        H - 10.0,
-        TOP + ph / 2.0
-    )
-}
-
-fn legend(svg: &mut String, i: usize, color: &str, label: &str) {
-    let x = W - RIGHT + 12.0;
-    let y = TOP + 10.0 + i as f64 * 18.0;
-    let label: String = label.chars().take(28).collect();
-    let _ = writeln!(
-        svg,
-        "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{color}\" stroke-width=\"3\"/><text x=\"{}\" y=\"{}\">{label}</text>",
-        x + 20.0,
-        x + 26.0,
-        y + 4.0
-    );
-}
-
-fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+/// The smallest and largest of `values`; (0, 1) when there are none.
+fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if !lo.is_finite() {
-        return (0.0, 1.0);
-    }
-    if hi - lo < 1e-12 { (lo - 0.5, hi + 0.5) } else { (lo, hi) }
+    if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) }
 }
 
-/// Up to three decimals, without trailing zeros.
-fn short(v: f64) -> String {
-    let text = format!("{v:.3}");
+/// The y range, in %, for accuracies from `lo` to `hi` (fractions): a little room around them,
+/// never beyond [0, 100] %.
+fn percent_range(lo: f64, hi: f64) -> Range<f64> {
+    let (lo, hi) = (lo * 100.0, hi * 100.0);
+    let pad = ((hi - lo) * 0.1).max(0.5);
+    (lo - pad).max(0.0)..(hi + pad).min(100.0)
+}
+
+/// A tick's value as people write it: plotters' ticks are round, but sums of floats are not
+/// exactly (83.899999 for 83.9).
+fn number(value: f64) -> String {
+    let text = format!("{value:.4}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
@@ -183,16 +243,63 @@ fn short(v: f64) -> String {
 mod tests {
     use super::*;
 
+    /// The text of every label in an SVG: title, axis names, tick labels, legend.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim().to_string()))
+            .collect()
+    }
+
+    /// The values of the tick labels that end with `unit`.
+    fn ticks(svg: &str, unit: &str) -> Vec<f64> {
+        texts(svg).iter().filter_map(|t| t.strip_suffix(unit)?.trim().parse().ok()).collect()
+    }
+
+    fn series(label: &str, points: &[(f64, f64)]) -> Series {
+        Series { label: label.into(), points: points.to_vec() }
+    }
+
     #[test]
-    fn charts_draw_one_line_or_bar_set_per_series() {
-        let series = vec![
-            Series { label: "a".into(), points: vec![(1.0, 0.98), (10.0, 0.97)] },
-            Series { label: "b".into(), points: vec![(1.0, 0.98), (50.0, 0.95)] },
-        ];
-        let svg = line_chart("t", "x", "y", &series, true, true);
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("100x"), "a log axis up to a power of ten: {svg}");
-        let bars = bar_chart("t", "y", &["fc1".into(), "fc2".into()], &series);
-        assert_eq!(bars.matches("<rect x=").count(), 1 + 4, "frame plus two bars per layer");
+    fn accuracy_axes_stay_within_0_and_100_percent_with_round_ticks() {
+        for points in [vec![(1.0, 0.985)], vec![(1.0, 0.97), (12.0, 0.999), (40.0, 0.2)]] {
+            let svg = accuracy_chart("t", ("compression", XAxis::Log), "accuracy", &[series("run", &points)]);
+            let y = ticks(&svg, "%");
+            assert!(y.len() >= 3, "{y:?}");
+            assert!(y.iter().all(|v| (0.0..=100.0).contains(v)), "{y:?}");
+            assert!(y.iter().all(|v| (v * 10.0).fract().abs() < 1e-9), "round ticks: {y:?}");
+            let x = ticks(&svg, "x");
+            assert!(x.contains(&1.0), "{x:?}");
+        }
+    }
+
+    #[test]
+    fn epochs_are_ticked_at_whole_numbers_and_the_legend_names_every_series() {
+        for epochs in [2, 3, 20] {
+            let points: Vec<(f64, f64)> = (1..=epochs).map(|e| (e as f64, 0.9 + e as f64 / 1000.0)).collect();
+            let svg = accuracy_chart(
+                "t",
+                ("epoch", XAxis::Count),
+                "accuracy",
+                &[series("first", &points), series("second", &points[..1])],
+            );
+            let x = ticks(&svg, "");
+            let whole: Vec<f64> = x.iter().copied().filter(|v| *v >= 1.0 && *v <= epochs as f64).collect();
+            assert!(!whole.is_empty() && whole.iter().all(|v| v.fract() == 0.0), "{epochs}: {x:?}");
+            let labels = texts(&svg);
+            assert!(labels.contains(&"first".to_string()) && labels.contains(&"second".to_string()));
+        }
+    }
+
+    #[test]
+    fn spread_and_bars() {
+        let spread = SpreadSeries { label: "magnitude".into(), points: vec![(50.0, 0.98, 0.002), (90.0, 0.97, 0.01)] };
+        let svg = spread_chart("t", ("sparsity", XAxis::Linear), "accuracy", &[spread]);
+        assert!(ticks(&svg, "%").iter().all(|v| (0.0..=100.0).contains(v)));
+        let layers = vec!["fc1".to_string(), "fc2".to_string()];
+        let svg = bar_chart("t", "sparsity", &layers, &[series("run", &[(0.0, 0.9), (0.0, 0.5)])], true);
+        let y = ticks(&svg, "%");
+        assert_eq!((y.first(), y.last()), (Some(&0.0), Some(&100.0)), "{y:?}");
+        assert!(texts(&svg).contains(&"fc2".to_string()));
     }
 }

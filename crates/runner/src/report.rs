@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use coppice_data::Table;
 
-use crate::plot::{Series, bar_chart, line_chart};
+use crate::plot::{Series, XAxis, accuracy_chart, bar_chart};
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// What a report reads from one run directory.
@@ -94,13 +94,11 @@ pub fn report(run_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     };
 
     let series: Vec<Series> = runs.iter().map(|r| Series { label: label(r), points: r.rounds.clone() }).collect();
-    let svg = line_chart(
+    let svg = accuracy_chart(
         "Test accuracy against compression",
-        "compression ratio (total / non-zero parameters, log)",
+        ("compression ratio (total / non-zero parameters, log)", XAxis::Log),
         "test accuracy",
         &series,
-        true,
-        true,
     );
     write_atomic(&dir.join("accuracy-vs-compression.svg"), svg.as_bytes())?;
 
@@ -111,8 +109,12 @@ pub fn report(run_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             points: r.curve.iter().enumerate().map(|(i, a)| ((i + 1) as f64, *a)).collect(),
         })
         .collect();
-    let svg =
-        line_chart("Validation accuracy per epoch (all rounds)", "epoch", "validation accuracy", &curves, false, true);
+    let svg = accuracy_chart(
+        "Validation accuracy per epoch (all rounds)",
+        ("epoch", XAxis::Count),
+        "validation accuracy",
+        &curves,
+    );
     write_atomic(&dir.join("training-curves.svg"), svg.as_bytes())?;
 
     let pruned: Vec<&RunData> = runs.iter().filter(|r| !r.layers.is_empty()).collect();
@@ -149,9 +151,13 @@ pub fn report(run_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             .collect();
         write_atomic(
             &dir.join("layer-sparsity.svg"),
-            bar_chart("Sparsity per layer after pruning", "sparsity", &layers, &bars).as_bytes(),
+            bar_chart("Sparsity per layer after pruning", "sparsity", &layers, &bars, true).as_bytes(),
         )?;
         md.push_str("![sparsity per layer](layer-sparsity.svg)\n\n");
+    }
+    if let Some(svg) = units_chart(&runs, &label) {
+        write_atomic(&dir.join("layer-units.svg"), svg.as_bytes())?;
+        md.push_str("![units per layer](layer-units.svg)\n\n");
     }
     md.push_str("![training curves](training-curves.svg)\n\nRuns:\n\n");
     for r in &runs {
@@ -159,4 +165,25 @@ pub fn report(run_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     Ok(dir)
+}
+
+/// Neurons or filters per layer of the dense network and of each neuron-pruned run, side by
+/// side; `None` when no run removed units.
+fn units_chart(runs: &[RunData], label: &dyn Fn(&RunData) -> String) -> Option<String> {
+    let units = |r: &RunData| r.summary["dense"]["units"].as_array().cloned();
+    let pruned: Vec<(&RunData, Vec<serde_json::Value>)> = runs.iter().filter_map(|r| Some((r, units(r)?))).collect();
+    let first = &pruned.first()?.1;
+    let layers: Vec<String> = first.iter().filter_map(|u| u["layer"].as_str().map(String::from)).collect();
+    let count = |units: &[serde_json::Value], key: &str| -> Vec<(f64, f64)> {
+        layers
+            .iter()
+            .map(|l| {
+                let unit = units.iter().find(|u| u["layer"] == l.as_str());
+                (0.0, unit.and_then(|u| u[key].as_f64()).unwrap_or(0.0))
+            })
+            .collect()
+    };
+    let mut series = vec![Series { label: "dense".into(), points: count(first, "dense") }];
+    series.extend(pruned.iter().map(|(r, units)| Series { label: label(r), points: count(units, "pruned") }));
+    Some(bar_chart("Units per layer: dense and pruned", "neurons or filters", &layers, &series, false))
 }

@@ -10,7 +10,7 @@ use coppice_train::evaluate;
 
 use crate::checkpoint::Checkpoint;
 use crate::experiment::{Experiment, RunOptions};
-use crate::plot::{Series, line_chart};
+use crate::plot::{Series, XAxis, accuracy_chart};
 use crate::rundir::{discard_if_unused, write_atomic};
 use crate::saved::save_model;
 use crate::tables::{MetricsLog, sensitivity_csv};
@@ -55,8 +55,12 @@ pub fn sensitivity_experiment(
             label: l.name,
         })
         .collect();
-    let svg =
-        line_chart(&title, "sparsity of the layer (others dense)", "accuracy without retraining", &series, false, true);
+    let svg = accuracy_chart(
+        &title,
+        ("sparsity of the layer (others dense)", XAxis::Linear),
+        "accuracy without retraining",
+        &series,
+    );
     write_atomic(&run_dir.join("sensitivity.svg"), svg.as_bytes())?;
     for (tolerance, label) in [(0.005, "0.5 point"), (0.01, "1 point")] {
         let best = tolerated_sparsity(&points, tolerance);

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, anyhow};
 use coppice_data::Table;
 
 use crate::child::{ChildRun, spawn_run};
-use crate::plot::{Series, line_chart};
+use crate::plot::{SpreadSeries, XAxis, spread_chart};
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// One swept key and its values, as TOML text ready for `--set`.
@@ -162,26 +162,34 @@ fn cell(toml_value: &str) -> String {
     }
 }
 
-/// Mean test accuracy against mean compression of each group of seeds, on a log axis.
+/// Test accuracy against sparsity, one line per method (the grid's keys other than the seed and
+/// the target), each point the mean over seeds with their standard deviation as an error bar.
 fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
-    let mut points: Vec<(f64, f64)> = Vec::new();
+    let method = |group: &[String]| -> String {
+        let keys: Vec<&str> = group.iter().filter(|s| !s.starts_with("prune.target=")).map(String::as_str).collect();
+        if keys.is_empty() { "all runs".to_string() } else { keys.join(", ") }
+    };
+    let mut series: Vec<SpreadSeries> = Vec::new();
     for group in groups(results) {
         let ok: Vec<&serde_json::Value> =
             results.iter().filter(|(p, _)| seedless(p) == group).filter_map(|(_, r)| r.as_ref().ok()).collect();
-        let (compression, _) =
-            mean_std(&ok.iter().map(|s| s["compression_ratio"].as_f64().unwrap_or(1.0)).collect::<Vec<_>>());
-        let (accuracy, _) = mean_std(&ok.iter().filter_map(|s| s["test_accuracy"].as_f64()).collect::<Vec<_>>());
-        points.push((compression, accuracy));
+        let (sparsity, _) = mean_std(&ok.iter().map(|s| s["sparsity"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>());
+        let (accuracy, spread) = mean_std(&ok.iter().filter_map(|s| s["test_accuracy"].as_f64()).collect::<Vec<_>>());
+        let label = method(&group);
+        let point = (sparsity * 100.0, accuracy, spread);
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(line) => line.points.push(point),
+            None => series.push(SpreadSeries { label, points: vec![point] }),
+        }
     }
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let series = [Series { label: "mean over seeds".into(), points }];
-    line_chart(
-        "Sweep: test accuracy against compression",
-        "compression ratio (log)",
+    for line in &mut series {
+        line.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    spread_chart(
+        "Sweep: test accuracy against sparsity (mean and standard deviation over seeds)",
+        ("sparsity of the prunable weights (%)", XAxis::Linear),
         "test accuracy",
         &series,
-        true,
-        true,
     )
 }
 

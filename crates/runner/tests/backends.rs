@@ -69,12 +69,14 @@ fn backends_that_are_unknown_or_not_compiled_in_are_named() {
     );
 }
 
-/// The float32 values of a safetensors file, in file order.
+/// The float32 values of a safetensors file, tensor by tensor in name order.
 #[cfg(feature = "wgpu")]
 fn safetensors_values(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap();
-    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    bytes[8 + len..].chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors.iter().flat_map(|(_, t)| t.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()))).collect()
 }
 
 /// wgpu (on Mesa's llvmpipe where there is no GPU) against flex: the same weights give the same

@@ -193,12 +193,15 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     let out = coppice(&["export", pruned.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(pruned.join("export/model.safetensors")).unwrap();
-    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
-    assert_eq!(header["fc.0.weight"]["shape"], serde_json::json!([300, 784]), "Linear weights as PyTorch's [out, in]");
-    assert_eq!(header["fc.2.bias"]["shape"], serde_json::json!([10]));
-    let zeros =
-        bytes[8 + len..].chunks(4).filter(|c| f32::from_le_bytes((*c).try_into().unwrap()) == 0.0).count() as u64;
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("fc.0.weight").unwrap().shape(), [300, 784], "Linear weights as PyTorch's [out, in]");
+    assert_eq!(file.tensor("fc.2.bias").unwrap().shape(), [10]);
+    let zeros = file
+        .tensors()
+        .iter()
+        .flat_map(|(_, t)| t.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>())
+        .filter(|v| *v == 0.0)
+        .count() as u64;
     let total = summary["params_total"].as_u64().unwrap();
     assert_eq!(zeros, total - summary["params_nonzero"].as_u64().unwrap(), "every pruned weight exported as 0");
     assert!(pruned.join("export/architecture.json").is_file());
