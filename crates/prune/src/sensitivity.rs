@@ -34,17 +34,29 @@ pub fn check_levels(levels: &[f64]) -> Result<(), PruneError> {
 }
 
 /// Prunes each layer alone (magnitude, exact per-layer counts) at every level and evaluates
-/// without retraining. The first point of every layer is the unpruned network.
+/// without retraining. The first point of every layer is the unpruned network, evaluated once.
+/// `on_point` sees each evaluation as it ends (the unpruned one first, as a point of sparsity 0),
+/// for progress.
 pub fn sensitivity(
     net: &Network,
     levels: &[f64],
     device: &Device,
     evaluate: &mut dyn FnMut(&Network) -> Result<Evaluation, PruneError>,
+    on_point: &mut dyn FnMut(&SensitivityPoint),
 ) -> Result<Vec<SensitivityPoint>, PruneError> {
     check_levels(levels)?;
     let dense = evaluate(net)?;
+    let layers = net.prunable_layers();
+    if let Some(first) = layers.first() {
+        on_point(&SensitivityPoint {
+            layer: first.name.clone(),
+            sparsity: 0.0,
+            accuracy: dense.accuracy,
+            loss: dense.loss,
+        });
+    }
     let mut points = Vec::new();
-    for layer in net.prunable_layers() {
+    for layer in layers {
         points.push(SensitivityPoint {
             layer: layer.name.clone(),
             sparsity: 0.0,
@@ -61,12 +73,14 @@ pub fn sensitivity(
             };
             let pruned = WeightPruner::new(pruning, device.clone()).prune_to(net.clone(), &|t| t);
             let result = evaluate(&pruned)?;
-            points.push(SensitivityPoint {
+            let point = SensitivityPoint {
                 layer: layer.name.clone(),
                 sparsity: level,
                 accuracy: result.accuracy,
                 loss: result.loss,
-            });
+            };
+            on_point(&point);
+            points.push(point);
         }
     }
     Ok(points)

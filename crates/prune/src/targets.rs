@@ -19,7 +19,7 @@ pub fn sensitivity_targets(
     device: &Device,
     evaluate: &mut dyn FnMut(&Network) -> Result<Evaluation, PruneError>,
 ) -> Result<BTreeMap<String, f64>, PruneError> {
-    Ok(tolerated_sparsity(&sensitivity(net, levels, device, evaluate)?, tolerance))
+    Ok(tolerated_sparsity(&sensitivity(net, levels, device, evaluate, &mut |_| {})?, tolerance))
 }
 
 /// For each layer, the largest level whose accuracy stays within `tolerance` (a fraction, e.g.

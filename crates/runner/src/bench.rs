@@ -12,6 +12,7 @@ use coppice_train::{Callback, Callbacks, OptimizerKind, TrainConfig, optimizer};
 
 use crate::backend::BackendName;
 use crate::data::Data;
+use crate::progress::Steps;
 
 pub struct BenchOptions {
     pub backends: Vec<BackendName>,
@@ -27,6 +28,8 @@ pub struct BenchOptions {
     /// Also time training with 90 % per-layer masks held through every step, in windows
     /// interleaved with the unmasked ones so both see the same machine.
     pub masks: bool,
+    /// Plain progress lines even in a terminal.
+    pub plain: bool,
 }
 
 /// What a row of the benchmark times.
@@ -78,7 +81,10 @@ pub fn architecture_named(name: &str) -> Result<Architecture> {
 /// forward, backward and optimizer step; with `inference`, forward passes over the test set. The
 /// loss (the logits) is read at the end of each window so that lazy backends have finished the
 /// work being timed.
-pub fn bench(data: &Data, options: &BenchOptions, mut report: impl FnMut(&BenchRow)) -> Result<Vec<BenchRow>> {
+pub fn bench(data: &Data, options: &BenchOptions, mut line: impl FnMut(&BenchRow) -> String) -> Result<Vec<BenchRow>> {
+    let per_model = options.optimizers.len() * options.batch_sizes.len() + usize::from(options.inference);
+    let steps = Steps::start("bench", options.backends.len() * options.models.len() * per_model, options.plain);
+    let mut report = |row: &BenchRow| steps.show(&line(row));
     let mut rows = Vec::new();
     for &backend in &options.backends {
         for model in &options.models {

@@ -13,6 +13,7 @@ use crate::child::spawn_run;
 use crate::config::Config;
 use crate::data::Data;
 use crate::latency::inference_seconds;
+use crate::progress::Steps;
 use crate::rundir::{create_run_dir, write_atomic};
 use crate::saved::{load_model, save_model};
 
@@ -38,7 +39,7 @@ pub fn compare(
     config_path: &Path,
     overrides: &[String],
     backends: &[BackendName],
-    out: &Path,
+    (out, plain): (&Path, bool),
 ) -> Result<(PathBuf, Vec<CompareRow>)> {
     if backends.is_empty() {
         return Err(anyhow!("--backends: name at least one backend, e.g. --backends flex,ndarray"));
@@ -63,11 +64,15 @@ pub fn compare(
     let mut settings = overrides.to_vec();
     settings.push(format!("model.init={}", toml_string(&initial_dir)));
     let mut trained = Vec::new();
+    let steps = Steps::start("compare", backends.len(), plain);
     for backend in backends {
         let child =
             spawn_run(&exe, config_path, &compare_dir.join(backend.as_str()), &settings, Some(backend.as_str()))?;
         let (run_dir, summary) = child.finish().with_context(|| format!("backend {backend}"))?;
-        println!("{backend}: test accuracy {:.2}%", summary["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0);
+        steps.step(&format!(
+            "{backend}: test accuracy {:.2}%",
+            summary["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0
+        ));
         trained.push((run_dir, summary));
     }
 

@@ -16,6 +16,7 @@ mod integrity;
 mod latency;
 mod lock;
 mod plot;
+mod progress;
 mod report;
 mod resources;
 mod run;
@@ -131,6 +132,9 @@ enum Command {
         /// Applied to every run of the grid.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// A line per finished run even in a terminal, instead of a progress bar.
+        #[arg(long)]
+        plain: bool,
     },
     /// A markdown report with SVG plots over one or more run directories.
     Report {
@@ -166,6 +170,9 @@ enum Command {
         out: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// A line per finished backend even in a terminal, instead of a progress bar.
+        #[arg(long)]
+        plain: bool,
     },
     /// Measure training (and inference) throughput in samples/s per backend, model and batch size.
     Bench {
@@ -193,6 +200,9 @@ enum Command {
         /// Also measure training with 90 % weight masks held through every step.
         #[arg(long)]
         masks: bool,
+        /// A line per measurement even in a terminal, instead of a progress bar.
+        #[arg(long)]
+        plain: bool,
     },
 }
 
@@ -284,9 +294,9 @@ fn execute(command: Command) -> Result<()> {
             }
             println!("{}", path.display());
         }
-        Command::Sweep { config, jobs, backend, out, overrides } => {
+        Command::Sweep { config, jobs, backend, out, overrides, plain } => {
             parse_backend(backend.clone())?;
-            println!("{}", sweep::sweep(&config, &overrides, &out, jobs, backend.as_deref())?.display());
+            println!("{}", sweep::sweep(&config, &overrides, &out, (jobs, plain), backend.as_deref())?.display());
         }
         Command::Report { run_dirs, out } => {
             println!("{}", report::report(&run_dirs, &out)?.display());
@@ -311,10 +321,10 @@ fn execute(command: Command) -> Result<()> {
                 result.samples
             );
         }
-        Command::Compare { config, backends, epochs, out, mut overrides } => {
+        Command::Compare { config, backends, epochs, out, mut overrides, plain } => {
             let backends = parse_backends(&backends)?;
             overrides.extend(epochs.map(|e| format!("train.epochs={e}")));
-            let (dir, rows) = compare::compare(&config, &overrides, &backends, &out)?;
+            let (dir, rows) = compare::compare(&config, &overrides, &backends, (&out, plain))?;
             print!("{}", compare::compare_table(&rows));
             println!("{}", dir.display());
         }
@@ -329,6 +339,7 @@ fn execute(command: Command) -> Result<()> {
             steps,
             data,
             masks,
+            plain,
         } => {
             let backends = parse_backends(&backends)?;
             let optimizers = optimizers.iter().map(|name| parse_optimizer(name)).collect::<Result<Vec<_>>>()?;
@@ -346,6 +357,7 @@ fn execute(command: Command) -> Result<()> {
                 windows,
                 steps_per_window: steps,
                 masks,
+                plain,
             };
             let masked_header = if masks { "   masked/s  mask cost" } else { "" };
             println!("samples/s: median of {windows} windows of {steps} steps after {warmup} warm-up steps");
@@ -358,7 +370,7 @@ fn execute(command: Command) -> Result<()> {
                     (Some(m), Some(cost)) => format!("  {m:>9.0}  {:>+8.1}%", cost * 100.0),
                     _ => String::new(),
                 };
-                println!(
+                format!(
                     "{:<11} {:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0}){masked}",
                     r.phase.label(),
                     r.backend.as_str(),

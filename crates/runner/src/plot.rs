@@ -10,7 +10,7 @@ use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (820, 440);
 /// Width of the legend column right of the plot.
-const LEGEND: u32 = 190;
+const LEGEND: u32 = 210;
 const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),

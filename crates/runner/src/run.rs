@@ -6,18 +6,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use coppice_data::ImageDataset;
-use coppice_models::Network;
+use coppice_models::{Network, Prunable};
 use coppice_prune::{
-    Completed, History, PruneConfig, PruneContext, PruneError, Pruning, RoundObserver, RoundsOutcome, StrategyKind,
-    run_rounds,
+    Completed, DEFAULT_LEVELS, History, PruneConfig, PruneContext, PruneError, Pruning, RoundObserver, RoundsOutcome,
+    StrategyKind, TargetSource, run_rounds,
 };
-use coppice_train::{EpochRecord, evaluate, resumable_epochs};
+use coppice_train::{EpochRecord, Progress, evaluate, resumable_epochs};
 
 use crate::checkpoint::{Checkpoint, EpochJournal};
 use crate::data::evaluate_test;
 use crate::experiment::{Experiment, RunOptions};
 use crate::latency::compare_with_dense;
 use crate::lock::{Access, lock};
+use crate::progress::Steps;
 use crate::rundir::{discard_if_unused, write_atomic};
 use crate::saved::{load_model, save_model};
 use crate::summary::{Summary, report_md};
@@ -159,8 +160,15 @@ fn prune_rounds(
 ) -> Result<RoundsOutcome> {
     let Experiment { config, data, device, run_dir, .. } = experiment;
     let valid = ImageDataset::new(data.valid.clone());
+    // Only targets from a sensitivity analysis evaluate here, once unpruned and once per level
+    // and layer.
+    let evaluations = 1 + net.prunable_layers().len() * DEFAULT_LEVELS.len();
+    let steps = (prune.targets == TargetSource::Sensitivity)
+        .then(|| Steps::start("sensitivity", evaluations, options.progress == Progress::Lines));
     let mut evaluate_valid = |n: &Network| {
-        evaluate(n, valid.clone(), data.batcher.clone(), config.train.eval_batch_size, device).map_err(PruneError::from)
+        let result = evaluate(n, valid.clone(), data.batcher.clone(), config.train.eval_batch_size, device);
+        steps.iter().for_each(|s| s.step(""));
+        result.map_err(PruneError::from)
     };
     let calibration = |count: usize| data.train_batches(config.train.batch_size, count, device);
     let context = PruneContext {

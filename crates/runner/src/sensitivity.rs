@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use coppice_data::ImageDataset;
 use coppice_models::{Network, Prunable};
-use coppice_prune::{PruneError, sensitivity, tolerated_sparsity};
-use coppice_train::evaluate;
+use coppice_prune::{PruneError, SensitivityPoint, sensitivity, tolerated_sparsity};
+use coppice_train::{Progress, evaluate};
 
 use crate::checkpoint::Checkpoint;
 use crate::experiment::{Experiment, RunOptions};
 use crate::plot::{Series, XAxis, accuracy_chart};
+use crate::progress::Steps;
 use crate::rundir::{discard_if_unused, write_atomic};
 use crate::saved::save_model;
 use crate::tables::{MetricsLog, sensitivity_csv};
@@ -41,10 +42,16 @@ pub fn sensitivity_experiment(
     save_model(&net, run_dir)?;
     Checkpoint::finished(run_dir);
     let valid = ImageDataset::new(data.valid.clone());
+    let evaluations = 1 + net.prunable_layers().len() * levels.len();
+    let steps = Steps::start("sensitivity", evaluations, options.progress == Progress::Lines);
     let mut evaluate_valid = |n: &Network| {
         evaluate(n, valid.clone(), data.batcher.clone(), config.train.eval_batch_size, device).map_err(PruneError::from)
     };
-    let points = sensitivity(&net, levels, device, &mut evaluate_valid)?;
+    let mut show = |p: &SensitivityPoint| {
+        let what = if p.sparsity == 0.0 { "unpruned".to_string() } else { format!("{} at {}", p.layer, p.sparsity) };
+        steps.step(&format!("{what}: valid accuracy {:.2}%", p.accuracy * 100.0));
+    };
+    let points = sensitivity(&net, levels, device, &mut evaluate_valid, &mut show)?;
     write_atomic(&run_dir.join("sensitivity.csv"), sensitivity_csv(&points).as_bytes())?;
     let title = format!("{}: each layer pruned alone (validation accuracy)", config.name);
     let series: Vec<Series> = net

@@ -7,6 +7,7 @@ use coppice_data::Table;
 
 use crate::child::{ChildRun, spawn_run};
 use crate::plot::{SpreadSeries, XAxis, spread_chart};
+use crate::progress::Steps;
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// One swept key and its values, as TOML text ready for `--set`.
@@ -68,7 +69,13 @@ pub fn grid(axes: &[Axis]) -> Vec<Vec<String>> {
 /// Runs the grid as child `coppice run` processes, `jobs` at a time, each with the config's
 /// swept keys set to one combination; then writes `sweep.csv` with mean and standard deviation
 /// of each group of runs that differ only in `seed`.
-pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backend: Option<&str>) -> Result<PathBuf> {
+pub fn sweep(
+    config: &Path,
+    overrides: &[String],
+    out: &Path,
+    (jobs, plain): (usize, bool),
+    backend: Option<&str>,
+) -> Result<PathBuf> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("{}: cannot read the config", config.display()))?;
     let table: toml::Table =
@@ -92,6 +99,7 @@ pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backe
     );
     let exe = std::env::current_exe().context("cannot find the coppice binary")?;
     let mut results: Vec<(Vec<String>, Result<serde_json::Value>)> = Vec::new();
+    let steps = Steps::start("sweep", points.len(), plain);
     for chunk in points.chunks(jobs.max(1)) {
         let children: Vec<_> = chunk
             .iter()
@@ -105,14 +113,13 @@ pub fn sweep(config: &Path, overrides: &[String], out: &Path, jobs: usize, backe
             .collect();
         for (point, child) in children {
             let summary = child.and_then(ChildRun::finish).map(|(_, summary)| summary);
-            match &summary {
-                Ok(s) => println!(
-                    "{}: test accuracy {:.2}%",
-                    point.join(" "),
-                    s["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0
-                ),
-                Err(e) => println!("{}: failed: {e}", point.join(" ")),
-            }
+            let line = match &summary {
+                Ok(s) => {
+                    format!("test accuracy {:.2}%", s["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0)
+                }
+                Err(e) => format!("failed: {e}"),
+            };
+            steps.step(&format!("{}: {line}", point.join(" ")));
             results.push((point, summary));
         }
     }
@@ -166,7 +173,12 @@ fn cell(toml_value: &str) -> String {
 /// the target), each point the mean over seeds with their standard deviation as an error bar.
 fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
     let method = |group: &[String]| -> String {
-        let keys: Vec<&str> = group.iter().filter(|s| !s.starts_with("prune.target=")).map(String::as_str).collect();
+        let keys: Vec<String> = group
+            .iter()
+            .filter(|s| !s.starts_with("prune.target="))
+            .filter_map(|s| s.split_once('='))
+            .map(|(key, value)| format!("{} {}", key.rsplit('.').next().unwrap_or(key), cell(value)))
+            .collect();
         if keys.is_empty() { "all runs".to_string() } else { keys.join(", ") }
     };
     let mut series: Vec<SpreadSeries> = Vec::new();

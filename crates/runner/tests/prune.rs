@@ -114,7 +114,14 @@ fn sensitivity_prunes_each_layer_alone_and_plots_it() {
     assert_eq!((rows[0][0], rows[3][0]), ("fc1", "fc2"), "layers in forward order");
     let accuracy = |r: &Vec<&str>| r[2].parse::<f64>().unwrap();
     assert!(accuracy(&rows[2]) < accuracy(&rows[0]), "99 % of fc1 gone costs accuracy: {csv}");
-    assert!(std::fs::read_to_string(run.join("sensitivity.svg")).unwrap().matches("<polyline").count() == 2);
+    // A line per layer: its three points as markers, and its name in the legend.
+    let svg = std::fs::read_to_string(run.join("sensitivity.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 2 * 3, "{svg}");
+    assert!(svg.contains("fc1") && svg.contains("fc2"));
+    // Not a terminal: a plain line per evaluation, the unpruned network first.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("sensitivity 1/5") && printed.contains("unpruned"), "{printed}");
+    assert!(printed.contains("sensitivity 5/5") && printed.contains("fc2 at 0.99"), "{printed}");
     let out =
         coppice(&["sensitivity", config.to_str().unwrap(), "--levels", "1.5", "--out", out_dir.to_str().unwrap()]);
     assert_clean_failure(&out, &["--levels", "1.5"]);
@@ -163,6 +170,9 @@ fn sweep_runs_the_grid_and_averages_over_seeds() {
     assert!(rows[0].starts_with("train.lr,runs,failed,test_accuracy_mean,test_accuracy_std"), "{csv}");
     assert_eq!(rows.len(), 3, "one row per learning rate, seeds averaged: {csv}");
     assert!(rows[1].starts_with("0.05,2,0,") && rows[2].starts_with("0.1,2,0,"), "{csv}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().filter(|l| l.starts_with("sweep ") && l.contains("/4 (")).count(), 4, "{printed}");
+    assert!(printed.contains("ETA") && printed.contains("test accuracy"), "{printed}");
     let plain = config_in(&dir, MLP_CONFIG);
     assert_clean_failure(
         &coppice(&["sweep", plain.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]),
