@@ -77,14 +77,41 @@ pub fn architecture_named(name: &str) -> Result<Architecture> {
     }
 }
 
+pub fn print_header(options: &BenchOptions) {
+    let (windows, steps, warmup) = (options.windows, options.steps_per_window, options.warmup_steps);
+    println!("samples/s: median of {windows} windows of {steps} steps after {warmup} warm-up steps");
+    if options.inference {
+        println!("infer: median of {windows} passes over the test set after one warm-up pass");
+    }
+    let masked_header = if options.masks { "   masked/s  mask cost" } else { "" };
+    println!("phase       backend  model     batch  samples/s  (min-max){masked_header}");
+}
+
+pub fn row_line(r: &BenchRow) -> String {
+    let masked = match (r.masked, r.mask_cost) {
+        (Some(m), Some(cost)) => format!("  {m:>9.0}  {:>+8.1}%", cost * 100.0),
+        _ => String::new(),
+    };
+    format!(
+        "{:<11} {:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0}){masked}",
+        r.phase.label(),
+        r.backend.as_str(),
+        r.model,
+        r.batch_size,
+        r.samples_per_second,
+        r.min,
+        r.max
+    )
+}
+
 /// Training steps on real MNIST batches, prepared before timing so that the figure is the cost of
 /// forward, backward and optimizer step; with `inference`, forward passes over the test set. The
 /// loss (the logits) is read at the end of each window so that lazy backends have finished the
 /// work being timed.
-pub fn bench(data: &Data, options: &BenchOptions, mut line: impl FnMut(&BenchRow) -> String) -> Result<Vec<BenchRow>> {
+pub fn bench(data: &Data, options: &BenchOptions, line: impl Fn(&BenchRow) -> String) -> Result<Vec<BenchRow>> {
     let per_model = options.optimizers.len() * options.batch_sizes.len() + usize::from(options.inference);
     let steps = Steps::start("bench", options.backends.len() * options.models.len() * per_model, options.plain);
-    let mut report = |row: &BenchRow| steps.show(&line(row));
+    let report = |row: &BenchRow| steps.show(&line(row));
     let mut rows = Vec::new();
     for &backend in &options.backends {
         for model in &options.models {

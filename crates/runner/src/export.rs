@@ -8,14 +8,18 @@ use coppice_models::{LayerKind, Network, Prunable, float_params};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::config::Config;
 use crate::integrity;
 use crate::rundir::{open_saved_run, write_atomic};
 use crate::saved::load_model;
+use crate::sparse;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
     Bpk,
     Safetensors,
+    /// The sparse engine's file (`coppice-sparse`).
+    Sparse,
 }
 
 impl std::str::FromStr for ExportFormat {
@@ -25,7 +29,8 @@ impl std::str::FromStr for ExportFormat {
         match name {
             "bpk" => Ok(ExportFormat::Bpk),
             "safetensors" => Ok(ExportFormat::Safetensors),
-            other => Err(format!("unknown format {other:?}; fix: use safetensors or bpk")),
+            "sparse" => Ok(ExportFormat::Sparse),
+            other => Err(format!("unknown format {other:?}; fix: use safetensors, sparse or bpk")),
         }
     }
 }
@@ -51,6 +56,7 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
             write_atomic(&path, &safetensors_bytes(&net, &architecture)?)?;
             path
         }
+        ExportFormat::Sparse => sparse::write_export(&net, &Config::load(&run_dir.join("config.toml"), &[])?, &out)?,
     };
     let name = path.file_name().and_then(|n| n.to_str()).expect("a file name of ours");
     integrity::record(&out, &["architecture.json", name])?;
@@ -84,7 +90,8 @@ pub fn safetensors_bytes(net: &Network, architecture: &str) -> Result<Vec<u8>> {
     Ok(safetensors::serialize(views, Some(metadata))?)
 }
 
-fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
+/// A row-major `[rows, cols]` matrix as `[cols, rows]`.
+pub fn transpose(shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
     let (rows, cols) = (shape[0], shape[1]);
     let mut out = vec![0.0; values.len()];
     for r in 0..rows {

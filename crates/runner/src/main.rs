@@ -23,6 +23,8 @@ mod run;
 mod rundir;
 mod saved;
 mod sensitivity;
+mod sparse;
+mod sparse_bench;
 mod summary;
 mod sweep;
 mod tables;
@@ -155,6 +157,10 @@ enum Command {
         run_dir: PathBuf,
         #[arg(long)]
         backend: Option<String>,
+        /// Through the sparse engine instead, next to the dense flex evaluation: the run's model
+        /// converted in memory, or FILE (from `export --format sparse`).
+        #[arg(long, num_args = 0..=1, value_name = "FILE")]
+        sparse: Option<Option<PathBuf>>,
     },
     /// Train one config on several backends from the same initial weights and compare speed,
     /// memory, accuracy and the logits of the same weights; writes compare.csv.
@@ -203,6 +209,10 @@ enum Command {
         /// A line per measurement even in a terminal, instead of a progress bar.
         #[arg(long)]
         plain: bool,
+        /// Instead: this weight-pruned run's inference, dense flex against the sparse engine at
+        /// batch 1, 64 and 1000, with per-layer times.
+        #[arg(long, value_name = "RUN_DIR")]
+        sparse: Option<PathBuf>,
     },
 }
 
@@ -311,7 +321,19 @@ fn execute(command: Command) -> Result<()> {
                 parsed.train.epochs
             );
         }
-        Command::Eval { run_dir, backend } => {
+        Command::Eval { run_dir, sparse: Some(file), .. } => {
+            let e = sparse::eval_sparse(&run_dir, file.as_ref())?;
+            println!(
+                "{}: sparse engine: test accuracy {:.2}% on {} samples (dense flex {:.2}%; logits differ by at most {:.1e}); model: {}",
+                run_dir.display(),
+                e.accuracy * 100.0,
+                e.samples,
+                e.dense_accuracy * 100.0,
+                e.max_logit_difference,
+                e.source
+            );
+        }
+        Command::Eval { run_dir, backend, sparse: None } => {
             let result = eval::eval(&run_dir, parse_backend(backend)?)?;
             println!(
                 "{}: test accuracy {:.2}% (loss {:.4}) on {} samples",
@@ -340,7 +362,12 @@ fn execute(command: Command) -> Result<()> {
             data,
             masks,
             plain,
+            sparse,
         } => {
+            if let Some(run_dir) = sparse {
+                sparse_bench::print(&run_dir, &sparse_bench::bench_sparse(&run_dir, plain)?);
+                return Ok(());
+            }
             let backends = parse_backends(&backends)?;
             let optimizers = optimizers.iter().map(|name| parse_optimizer(name)).collect::<Result<Vec<_>>>()?;
             if windows == 0 || steps == 0 || batch_sizes.contains(&0) {
@@ -359,28 +386,8 @@ fn execute(command: Command) -> Result<()> {
                 masks,
                 plain,
             };
-            let masked_header = if masks { "   masked/s  mask cost" } else { "" };
-            println!("samples/s: median of {windows} windows of {steps} steps after {warmup} warm-up steps");
-            if inference {
-                println!("infer: median of {windows} passes over the test set after one warm-up pass");
-            }
-            println!("phase       backend  model     batch  samples/s  (min-max){masked_header}");
-            bench::bench(&loaded, &options, |r| {
-                let masked = match (r.masked, r.mask_cost) {
-                    (Some(m), Some(cost)) => format!("  {m:>9.0}  {:>+8.1}%", cost * 100.0),
-                    _ => String::new(),
-                };
-                format!(
-                    "{:<11} {:<8} {:<9} {:>5}  {:>9.0}  ({:.0}-{:.0}){masked}",
-                    r.phase.label(),
-                    r.backend.as_str(),
-                    r.model,
-                    r.batch_size,
-                    r.samples_per_second,
-                    r.min,
-                    r.max
-                )
-            })?;
+            bench::print_header(&options);
+            bench::bench(&loaded, &options, bench::row_line)?;
         }
     }
     Ok(())

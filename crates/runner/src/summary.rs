@@ -48,6 +48,9 @@ pub struct Summary {
     /// With neuron pruning: the network before pruning, and measured inference latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense: Option<DenseComparison>,
+    /// With weight pruning: the sparse engine's file size and speedup over dense flex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<crate::sparse::SparseFigures>,
     /// For `coppice finetune`: the run directory it continued from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -102,6 +105,7 @@ impl Summary {
             dense_test_accuracy: None,
             rounds: None,
             dense: None,
+            sparse: None,
             parent: None,
             peak_rss_bytes: peak_rss_bytes(),
             device_memory_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
@@ -132,6 +136,16 @@ impl Summary {
             self.params_nonzero,
             self.wall_seconds
         );
+        if let Some(s) = &self.sparse {
+            println!(
+                "sparse engine: {} bytes against {} dense ({:.1}x smaller); {:.1}x faster than dense flex at batch 1, {:.1}x at batch 1000",
+                s.bytes,
+                s.dense_bytes,
+                s.dense_bytes as f64 / s.bytes.max(1) as f64,
+                s.speedup_batch1,
+                s.speedup_batch1000
+            );
+        }
     }
 }
 
