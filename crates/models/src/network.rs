@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::lenet5::{LeNet5, LeNet5Config};
 use crate::mlp::{Mlp, MlpConfig};
 use crate::params::float_params;
+use crate::resnet::{ResNet, ResNetConfig};
 use crate::structure::{Activation, Prunable, PrunableLayer, UnitGroup};
 use crate::vgg::{Vgg, VggConfig};
 
@@ -35,6 +36,7 @@ pub enum Network {
     Mlp(Mlp),
     LeNet5(LeNet5),
     Vgg(Vgg),
+    ResNet(ResNet),
 }
 
 /// The sizes that rebuild a network, as saved next to its weights (`architecture.json`).
@@ -44,6 +46,7 @@ pub enum Architecture {
     Mlp(MlpConfig),
     Lenet5(LeNet5Config),
     Vgg(VggConfig),
+    Resnet(ResNetConfig),
 }
 
 impl Architecture {
@@ -54,6 +57,7 @@ impl Architecture {
             Architecture::Mlp(config) => Network::Mlp(config.init(device)),
             Architecture::Lenet5(config) => Network::LeNet5(config.init(device)),
             Architecture::Vgg(config) => Network::Vgg(config.init(device)),
+            Architecture::Resnet(config) => Network::ResNet(config.init(device)),
         }
     }
 
@@ -71,6 +75,7 @@ impl Architecture {
             Architecture::Mlp(c) => InputShape { channels: 1, height: 1, width: c.inputs },
             Architecture::Lenet5(c) => InputShape { channels: c.channels, height: c.height, width: c.width },
             Architecture::Vgg(c) => InputShape { channels: c.channels, height: c.height, width: c.width },
+            Architecture::Resnet(c) => InputShape { channels: c.channels, height: c.height, width: c.width },
         }
     }
 
@@ -79,6 +84,7 @@ impl Architecture {
             Architecture::Mlp(c) => c.classes,
             Architecture::Lenet5(c) => c.classes,
             Architecture::Vgg(c) => c.classes,
+            Architecture::Resnet(c) => c.classes,
         }
     }
 }
@@ -98,6 +104,7 @@ impl Network {
             Network::Mlp(m) => Architecture::Mlp(m.config()),
             Network::LeNet5(m) => Architecture::Lenet5(m.config()),
             Network::Vgg(m) => Architecture::Vgg(m.config()),
+            Network::ResNet(m) => Architecture::Resnet(m.config()),
         }
     }
 }
@@ -108,6 +115,7 @@ impl Classifier for Network {
             Network::Mlp(m) => m.forward(images),
             Network::LeNet5(m) => m.forward(images),
             Network::Vgg(m) => m.forward(images),
+            Network::ResNet(m) => m.forward(images),
         }
     }
 }
@@ -118,6 +126,7 @@ impl Prunable for Network {
             Network::Mlp(m) => m.prunable_layers(),
             Network::LeNet5(m) => m.prunable_layers(),
             Network::Vgg(m) => m.prunable_layers(),
+            Network::ResNet(m) => m.prunable_layers(),
         }
     }
 
@@ -126,6 +135,7 @@ impl Prunable for Network {
             Network::Mlp(m) => m.unit_groups(),
             Network::LeNet5(m) => m.unit_groups(),
             Network::Vgg(m) => m.unit_groups(),
+            Network::ResNet(m) => m.unit_groups(),
         }
     }
 
@@ -134,6 +144,7 @@ impl Prunable for Network {
             Network::Mlp(m) => m.forward_tapped(images, tap),
             Network::LeNet5(m) => m.forward_tapped(images, tap),
             Network::Vgg(m) => m.forward_tapped(images, tap),
+            Network::ResNet(m) => m.forward_tapped(images, tap),
         }
     }
 }

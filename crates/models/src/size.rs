@@ -4,6 +4,7 @@
 use crate::lenet5::LeNet5Config;
 use crate::mlp::MlpConfig;
 use crate::network::Architecture;
+use crate::resnet::ResNetConfig;
 use crate::vgg::VggConfig;
 
 /// Counts that may exceed any memory (the config is not checked yet), hence `u128`.
@@ -37,6 +38,7 @@ impl Architecture {
             Architecture::Mlp(c) => mlp(c),
             Architecture::Lenet5(c) => lenet5(c),
             Architecture::Vgg(c) => vgg(c),
+            Architecture::Resnet(c) => resnet(c),
         }
     }
 }
@@ -83,5 +85,30 @@ fn vgg(c: &VggConfig) -> Size {
     }
     linear(&mut size, inputs.saturating_mul(ph).saturating_mul(pw), c.fc);
     linear(&mut size, c.fc, c.classes);
+    size
+}
+
+fn resnet(c: &ResNetConfig) -> Size {
+    let mut size = Size { parameters: 0, activations_per_sample: product(&[c.channels, c.height, c.width]) };
+    // A conv without bias and its BatchNorm (4 values per channel); conv, BatchNorm and ReLU
+    // outputs.
+    let conv = |size: &mut Size, inputs: usize, outputs: usize, kernel: usize, [h, w]: [usize; 2]| {
+        let weights = product(&[outputs, inputs, kernel, kernel]).saturating_add(4 * outputs as u128);
+        size.layer(weights, product(&[3, outputs, h, w]));
+    };
+    let hw = c.stage_hw();
+    let mut inputs = c.widths.first().copied().unwrap_or(c.channels);
+    conv(&mut size, c.channels, inputs, 3, [c.height, c.width]);
+    for (s, (&width, inner)) in c.widths.iter().zip(&c.inner).enumerate() {
+        for (b, &mid) in inner.iter().enumerate() {
+            conv(&mut size, inputs, mid, 3, hw[s]);
+            conv(&mut size, mid, width, 3, hw[s]);
+            if (s > 0 && b == 0) || inputs != width {
+                conv(&mut size, inputs, width, 1, hw[s]);
+            }
+            inputs = width;
+        }
+    }
+    linear(&mut size, inputs, c.classes);
     size
 }

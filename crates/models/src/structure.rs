@@ -71,26 +71,50 @@ pub enum UnitOp {
     },
 }
 
-/// The units (neurons or filters) of one layer with every tensor slice that must go when a
-/// unit goes: the producer's outputs, any per-channel normalization, and the consumer's inputs.
+/// A layer that reads a group's units: the slice of its weight that does, and its bias, which
+/// can absorb what a removed unit still sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Consumer {
+    pub layer: String,
+    pub kind: LayerKind,
+    pub slice: TensorSlice,
+    pub bias: Option<String>,
+}
+
+/// Units (neurons, filters or channels) with every tensor slice that must go when a unit goes.
+/// Most groups are one layer's outputs read by the next layer. A coupled group has several
+/// producers and several consumers: a residual stage's channels are written by the stem or
+/// projection and by every block's last conv and BN (added together), and read by every block's
+/// first conv, the next stage's entry and the classifier; removing channel k removes it from
+/// all of them. A concatenation would describe itself the same way: its consumers read each
+/// input's channels at an offset, which is a consumer slice of its own.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnitGroup {
+    /// The producing layer's name, or for a coupled group its own (a residual stage: `layer2`).
     pub layer: String,
     pub units: usize,
-    /// Slices of the producing layer (weight, bias) and anything between it and the consumer.
+    /// Slices of every producing layer (weight, bias) and of per-channel normalization.
     pub producer: Vec<TensorSlice>,
-    /// What each unit's output goes through before the consumer sees it.
+    /// What each unit's output goes through before the consumers see it, for a group with one
+    /// producer; empty for a coupled group, whose units are sums.
     pub between: Vec<UnitOp>,
-    /// The next layer's input slice; its bias absorbs what a removed unit still sent.
-    pub consumer: TensorSlice,
-    pub consumer_layer: String,
-    pub consumer_kind: LayerKind,
-    pub consumer_bias: Option<String>,
+    pub consumers: Vec<Consumer>,
 }
 
 impl UnitGroup {
     pub fn slices(&self) -> impl Iterator<Item = &TensorSlice> {
-        self.producer.iter().chain(std::iter::once(&self.consumer))
+        self.producer.iter().chain(self.consumers.iter().map(|c| &c.slice))
+    }
+
+    /// The producing layers' weight slices: what weight criteria score, summed over the
+    /// producers of a coupled group as Torch-Pruning's group importance does.
+    pub fn producer_weights(&self) -> impl Iterator<Item = &TensorSlice> {
+        self.producer.iter().filter(|s| s.path.ends_with(".weight"))
+    }
+
+    /// Several producers are summed, so a removed unit's constant has no single path to fold.
+    pub fn is_coupled(&self) -> bool {
+        self.producer_weights().count() > 1
     }
 }
 
@@ -115,7 +139,8 @@ pub trait Prunable {
     }
 
     /// The forward pass, handing the output of unit group `g` (in `unit_groups` order) to
-    /// `tap(g, activation)` and going on with what it returns. Data-driven criteria read
+    /// `tap(g, activation)` and going on with what it returns; a coupled group's units are
+    /// handed over at every point its consumers read them (a residual stage's after each block). Data-driven criteria read
     /// activations here, or detach them to get their gradients.
     fn forward_tapped(&self, images: Tensor<4>, tap: &mut dyn FnMut(usize, Activation) -> Activation) -> Tensor<2>;
 }
@@ -160,30 +185,47 @@ pub(crate) fn unit_group(
         LayerKind::Linear => 1,
         LayerKind::Conv2d => 0,
     };
-    let in_dim = match consumer.kind {
-        LayerKind::Linear => 0,
-        LayerKind::Conv2d => 1,
-    };
-    let mut slices = vec![TensorSlice { path: producer.weight_path.clone(), dim: out_dim, block: 1 }];
-    if let Some(bias) = &producer.bias_path {
-        slices.push(TensorSlice { path: bias.clone(), dim: 0, block: 1 });
-    }
-    for op in &between {
-        if let UnitOp::BatchNorm { module, .. } = op {
-            for tensor in ["gamma", "beta", "running_mean", "running_var"] {
-                slices.push(TensorSlice { path: format!("{module}.{tensor}"), dim: 0, block: 1 });
-            }
-        }
-    }
+    let batch_norm = between.iter().find_map(|op| match op {
+        UnitOp::BatchNorm { module, .. } => Some(module.as_str()),
+        UnitOp::Relu => None,
+    });
+    let slices = producer_slices(producer, batch_norm);
     UnitGroup {
         layer: producer.name.clone(),
         units: producer.weight_shape[out_dim],
         producer: slices,
         between,
-        consumer: TensorSlice { path: consumer.weight_path.clone(), dim: in_dim, block: consumer_block },
-        consumer_layer: consumer.name.clone(),
-        consumer_kind: consumer.kind,
-        consumer_bias: consumer.bias_path.clone(),
+        consumers: vec![consumer_of(consumer, consumer_block)],
+    }
+}
+
+/// The slices of `producer`'s outputs (weight, bias) and of the BatchNorm `batch_norm` after it.
+pub(crate) fn producer_slices(producer: &PrunableLayer, batch_norm: Option<&str>) -> Vec<TensorSlice> {
+    let out_dim = match producer.kind {
+        LayerKind::Linear => 1,
+        LayerKind::Conv2d => 0,
+    };
+    let mut slices = vec![TensorSlice { path: producer.weight_path.clone(), dim: out_dim, block: 1 }];
+    if let Some(bias) = &producer.bias_path {
+        slices.push(TensorSlice { path: bias.clone(), dim: 0, block: 1 });
+    }
+    for tensor in ["gamma", "beta", "running_mean", "running_var"] {
+        slices.extend(batch_norm.map(|module| TensorSlice { path: format!("{module}.{tensor}"), dim: 0, block: 1 }));
+    }
+    slices
+}
+
+/// `consumer` reading a group's units, each unit `block` consecutive inputs.
+pub(crate) fn consumer_of(consumer: &PrunableLayer, block: usize) -> Consumer {
+    let in_dim = match consumer.kind {
+        LayerKind::Linear => 0,
+        LayerKind::Conv2d => 1,
+    };
+    Consumer {
+        layer: consumer.name.clone(),
+        kind: consumer.kind,
+        slice: TensorSlice { path: consumer.weight_path.clone(), dim: in_dim, block },
+        bias: consumer.bias_path.clone(),
     }
 }
 

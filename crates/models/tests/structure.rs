@@ -35,10 +35,10 @@ fn lenet300_unit_groups_couple_columns_bias_and_next_rows() {
     let groups = net.unit_groups();
     assert_eq!(groups.len(), 2, "the output layer has no removable units");
     let g = &groups[0];
-    assert_eq!((g.layer.as_str(), g.units, g.consumer_layer.as_str()), ("fc1", 300, "fc2"));
+    assert_eq!((g.layer.as_str(), g.units, g.consumers[0].layer.as_str()), ("fc1", 300, "fc2"));
     assert_eq!(g.producer[0], TensorSlice { path: "fc.0.weight".into(), dim: 1, block: 1 });
     assert_eq!(g.producer[1], TensorSlice { path: "fc.0.bias".into(), dim: 0, block: 1 });
-    assert_eq!(g.consumer, TensorSlice { path: "fc.1.weight".into(), dim: 0, block: 1 });
+    assert_eq!(g.consumers[0].slice, TensorSlice { path: "fc.1.weight".into(), dim: 0, block: 1 });
     assert_eq!(groups[1].units, 100);
 }
 
@@ -63,10 +63,10 @@ fn lenet5_groups_cross_the_flatten_in_blocks_of_pixels() {
     let layers: Vec<_> = groups.iter().map(|g| (g.layer.as_str(), g.units)).collect();
     assert_eq!(layers, [("conv1", 20), ("conv2", 50), ("fc1", 500)]);
     assert_eq!(groups[0].producer[0], TensorSlice { path: "conv1.weight".into(), dim: 0, block: 1 });
-    assert_eq!(groups[0].consumer, TensorSlice { path: "conv2.weight".into(), dim: 1, block: 1 });
-    assert_eq!(groups[1].consumer, TensorSlice { path: "fc1.weight".into(), dim: 0, block: 16 });
+    assert_eq!(groups[0].consumers[0].slice, TensorSlice { path: "conv2.weight".into(), dim: 1, block: 1 });
+    assert_eq!(groups[1].consumers[0].slice, TensorSlice { path: "fc1.weight".into(), dim: 0, block: 16 });
     // The block really is channel k's pixels: 50 channels x 16 = fc1's 800 inputs.
-    assert_eq!(groups[1].units * groups[1].consumer.block, 800);
+    assert_eq!(groups[1].units * groups[1].consumers[0].slice.block, 800);
 }
 
 #[test]

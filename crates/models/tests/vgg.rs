@@ -88,8 +88,10 @@ fn layers_are_numbered_over_all_stages() {
 fn unit_groups_carry_batchnorm_slices_and_cross_the_flatten_in_blocks_of_pixels() {
     let net = build(&tiny());
     let groups = net.unit_groups();
-    let pairs: Vec<_> =
-        groups.iter().map(|g| (g.layer.as_str(), g.units, g.consumer_layer.as_str(), g.consumer_kind)).collect();
+    let pairs: Vec<_> = groups
+        .iter()
+        .map(|g| (g.layer.as_str(), g.units, g.consumers[0].layer.as_str(), g.consumers[0].kind))
+        .collect();
     assert_eq!(
         pairs,
         [
@@ -113,17 +115,17 @@ fn unit_groups_carry_batchnorm_slices_and_cross_the_flatten_in_blocks_of_pixels(
         ]
     );
     assert_eq!(g.between, [UnitOp::BatchNorm { module: "bn.0".into(), epsilon: 1e-5 }, UnitOp::Relu]);
-    assert_eq!(g.consumer, slice("conv.1.weight", 1));
-    assert_eq!(g.consumer_bias.as_deref(), Some("conv.1.bias"));
+    assert_eq!(g.consumers[0].slice, slice("conv.1.weight", 1));
+    assert_eq!(g.consumers[0].bias.as_deref(), Some("conv.1.bias"));
 
     let g = &groups[1];
     assert_eq!(g.between[0], UnitOp::BatchNorm { module: "bn.1".into(), epsilon: 1e-5 });
     // 8x8 pooled twice is 2x2: channel k owns fc1 rows 4k .. 4k+4.
-    assert_eq!(g.consumer, TensorSlice { path: "fc1.weight".into(), dim: 0, block: 4 });
-    assert_eq!(g.units * g.consumer.block, 12);
+    assert_eq!(g.consumers[0].slice, TensorSlice { path: "fc1.weight".into(), dim: 0, block: 4 });
+    assert_eq!(g.units * g.consumers[0].slice.block, 12);
 
     assert_eq!(groups[2].between, [UnitOp::Relu]);
-    assert_eq!(groups[2].consumer, slice("fc2.weight", 0));
+    assert_eq!(groups[2].consumers[0].slice, slice("fc2.weight", 0));
 }
 
 #[test]

@@ -88,17 +88,20 @@ fn weight_norms(net: &Network, groups: &[UnitGroup], l1: bool) -> Vec<Vec<f64>> 
     groups
         .iter()
         .map(|g| {
-            let slice = &g.producer[0];
-            let Some(p) = params.iter().find(|p| p.path == slice.path) else { return vec![0.0; g.units] };
-            let values = host_values(p.values.clone());
-            let stride: usize = p.shape[slice.dim + 1..].iter().product();
             let mut sums = vec![0.0f64; g.units];
-            for (index, v) in values.iter().enumerate() {
-                let unit = (index / stride) % p.shape[slice.dim] / slice.block;
-                sums[unit] += if l1 { v.abs() as f64 } else { (*v as f64).powi(2) };
-            }
-            if !l1 {
-                sums.iter_mut().for_each(|s| *s = s.sqrt());
+            for slice in g.producer_weights() {
+                let Some(p) = params.iter().find(|p| p.path == slice.path) else { continue };
+                let values = host_values(p.values.clone());
+                let stride: usize = p.shape[slice.dim + 1..].iter().product();
+                let mut norms = vec![0.0f64; g.units];
+                for (index, v) in values.iter().enumerate() {
+                    let unit = (index / stride) % p.shape[slice.dim] / slice.block;
+                    norms[unit] += if l1 { v.abs() as f64 } else { (*v as f64).powi(2) };
+                }
+                // A coupled group's score is the sum of its producers' norms.
+                for (sum, norm) in sums.iter_mut().zip(norms) {
+                    *sum += if l1 { norm } else { norm.sqrt() };
+                }
             }
             sums
         })
@@ -159,9 +162,9 @@ fn taylor(net: &Network, groups: &[UnitGroup], batches: &[ImageBatch], device: &
     let loss_fn = CrossEntropyLossConfig::new().init(&tracked_device);
     let mut sums: Vec<Vec<f64>> = groups.iter().map(|g| vec![0.0; g.units]).collect();
     for batch in batches {
-        let mut probes: Vec<(Activation, Activation)> = Vec::new();
+        let mut probes: Vec<(usize, Activation, Activation)> = Vec::new();
         let images = batch.images.clone().autodiff();
-        let logits = tracked.forward_tapped(images, &mut |_, a| {
+        let logits = tracked.forward_tapped(images, &mut |g, a| {
             let (probe, probed) = match &a {
                 Activation::Dense(x) => {
                     let probe = Tensor::zeros(x.dims(), &tracked_device).require_grad();
@@ -172,12 +175,13 @@ fn taylor(net: &Network, groups: &[UnitGroup], batches: &[ImageBatch], device: &
                     (Activation::Spatial(probe.clone()), Activation::Spatial(x.clone() + probe))
                 }
             };
-            probes.push((a, probe));
+            probes.push((g, a, probe));
             probed
         });
         let loss = loss_fn.forward(logits, batch.targets.clone().autodiff());
         let grads = loss.backward();
-        for (g, (activation, probe)) in probes.into_iter().enumerate() {
+        // A coupled group is tapped once per point its consumers read it: the sum over them.
+        for (g, activation, probe) in probes {
             let product = match (activation, probe) {
                 (Activation::Dense(x), Activation::Dense(p)) => {
                     p.grad(&grads).map(|grad| Activation::Dense(x.inner() * grad))

@@ -24,7 +24,7 @@ struct HostTensor {
 
 /// Removes the units each cut drops, with every coupled slice, and folds what a removed unit
 /// still sent (its bias through the ops between the layers; its weights count as zero) into the
-/// consumer's bias. The network that comes out computes what the network with those units'
+/// consumers' biases (a coupled group's units are sums of several producers: nothing is folded). The network that comes out computes what the network with those units'
 /// incoming weights zeroed computed, exactly for linear consumers and valid convolutions, and
 /// away from the borders for padded ones. Changed tensors get fresh parameter ids, so training
 /// goes on with a fresh optimizer.
@@ -74,15 +74,14 @@ fn fold_removed(
     keep: &[bool],
     changed: &mut BTreeSet<String>,
 ) -> Result<(), PruneError> {
-    let (Some(bias_path), Some(producer_bias)) =
-        (&group.consumer_bias, group.producer.iter().find(|s| s.path.ends_with(".bias")))
-    else {
+    if group.is_coupled() {
         return Ok(());
-    };
+    }
     let value = |path: &str, k: usize| tensors.get(path).map(|t| t.values[k]);
+    let producer_bias = group.producer.iter().find(|s| s.path.ends_with(".bias"));
     let mut constants = vec![0.0f32; group.units];
     for (k, constant) in constants.iter_mut().enumerate().filter(|(k, _)| !keep[*k]) {
-        let mut c = value(&producer_bias.path, k).unwrap_or(0.0);
+        let mut c = producer_bias.and_then(|b| value(&b.path, k)).unwrap_or(0.0);
         for op in &group.between {
             c = match op {
                 UnitOp::Relu => c.max(0.0),
@@ -98,28 +97,33 @@ fn fold_removed(
     if constants.iter().all(|c| *c == 0.0) {
         return Ok(());
     }
-    let weight = tensors
-        .get(&group.consumer.path)
-        .ok_or_else(|| PruneError::Invalid(format!("{}: no tensor {}", group.layer, group.consumer.path)))?;
-    // Linear weights are [in, out]; conv weights [out, in, kh, kw].
-    let out_dim = match group.consumer_kind {
-        LayerKind::Linear => 1,
-        LayerKind::Conv2d => 0,
-    };
-    let (shape, in_dim, block) = (&weight.shape, group.consumer.dim, group.consumer.block);
-    let mut delta = vec![0.0f32; shape[out_dim]];
-    let strides: Vec<usize> = (0..shape.len()).map(|d| shape[d + 1..].iter().product()).collect();
-    for (index, w) in weight.values.iter().enumerate() {
-        let unit = (index / strides[in_dim]) % shape[in_dim] / block;
-        if constants[unit] != 0.0 {
-            delta[(index / strides[out_dim]) % shape[out_dim]] += constants[unit] * w;
+    for consumer in &group.consumers {
+        // A consumer without a bias (a ResNet's conv before its BatchNorm) has nowhere to take
+        // the constant: it is dropped, as Torch-Pruning drops it, and retraining makes up for it.
+        let Some(bias_path) = &consumer.bias else { continue };
+        let weight = tensors
+            .get(&consumer.slice.path)
+            .ok_or_else(|| PruneError::Invalid(format!("{}: no tensor {}", group.layer, consumer.slice.path)))?;
+        // Linear weights are [in, out]; conv weights [out, in, kh, kw].
+        let out_dim = match consumer.kind {
+            LayerKind::Linear => 1,
+            LayerKind::Conv2d => 0,
+        };
+        let (shape, in_dim, block) = (&weight.shape, consumer.slice.dim, consumer.slice.block);
+        let mut delta = vec![0.0f32; shape[out_dim]];
+        let strides: Vec<usize> = (0..shape.len()).map(|d| shape[d + 1..].iter().product()).collect();
+        for (index, w) in weight.values.iter().enumerate() {
+            let unit = (index / strides[in_dim]) % shape[in_dim] / block;
+            if constants[unit] != 0.0 {
+                delta[(index / strides[out_dim]) % shape[out_dim]] += constants[unit] * w;
+            }
         }
+        let bias = tensors
+            .get_mut(bias_path)
+            .ok_or_else(|| PruneError::Invalid(format!("{}: no tensor {bias_path}", consumer.layer)))?;
+        bias.values.iter_mut().zip(delta).for_each(|(b, d)| *b += d);
+        changed.insert(bias_path.clone());
     }
-    let bias = tensors
-        .get_mut(bias_path)
-        .ok_or_else(|| PruneError::Invalid(format!("{}: no tensor {bias_path}", group.consumer_layer)))?;
-    bias.values.iter_mut().zip(delta).for_each(|(b, d)| *b += d);
-    changed.insert(bias_path.clone());
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 use burn::module::Param;
 use burn::prelude::*;
 use coppice_data::{ImageBatch, ImageBatcher, ImageDataset, Normalization, synthetic_images};
-use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig, Network, Prunable, UnitGroup, edit_param};
+use coppice_models::{
+    Architecture, Classifier, LeNet5Config, MlpConfig, Network, Prunable, ResNetConfig, UnitGroup, edit_param,
+};
 use coppice_prune::*;
 use coppice_train::{Progress, TrainConfig, TrainSetup};
 
@@ -108,12 +110,60 @@ fn removing_units_with_zero_outgoing_weights_changes_nothing() {
     let group = net.unit_groups()[0].clone();
     let input = images(4, 1, 6);
     // Zero the consumer rows of units 2 and 3 (their outgoing weights).
-    let mut editor = ZeroUnits { path: group.consumer.path.clone(), dim: group.consumer.dim, units: vec![2, 3] };
+    let mut editor =
+        ZeroUnits { path: group.consumers[0].slice.path.clone(), dim: group.consumers[0].slice.dim, units: vec![2, 3] };
     let zeroed = coppice_models::edit_params(net, &mut editor);
     let before = zeroed.forward(input.clone());
     let cut = cut_units(zeroed, &[UnitCut { keep: keep_all_but(12, &[2, 3]), group }]).unwrap();
     // The producer bias still feeds the fold, but through zero weights: nothing changes.
     assert!(max_diff(before, cut.forward(input)) < 1e-5);
+}
+
+/// ResNet-8 on 1x8x8 inputs with stages of 4, 6 and 8 channels: one block per stage.
+fn resnet() -> Network {
+    let config = ResNetConfig::new().with_channels(1).with_height(8).with_width(8).with_widths(vec![4, 6, 8]);
+    let config = config.with_classes(3).with_depth(8).expect("8 = 6 x 1 + 2");
+    seeded(&device(), 4, || Architecture::Resnet(config).init(&device()))
+}
+
+/// Cutting a ResNet's channels gives the logits of the uncut network with those channels
+/// silenced at every producer (conv filters, BN scale, shift and statistics): for inner groups,
+/// whose consumer conv has no bias to absorb a removed channel's constant, and for residual
+/// groups, whose channels are sums of several producers.
+#[test]
+fn resnet_channel_removal_is_exact_for_inner_and_residual_groups() {
+    let input = images(3, 1, 8);
+    let cases = [
+        // Inner channels: stage 1 (identity shortcut), stage 2 (stride 2 and a projection).
+        (0, vec![1, 3]),
+        (1, vec![0, 2, 5]),
+        // Inner channels of stage 3 down to one.
+        (2, vec![0, 1, 2, 3, 4, 6, 7]),
+        // Residual channels of stage 1: the stem and the block write them, stage 2's conv1 and
+        // projection read them.
+        (3, vec![0, 2]),
+        // Stage 2's, written by its projection: the group crosses it.
+        (4, vec![1, 4]),
+        // Stage 3's, read by the classifier, down to one channel.
+        (5, vec![0, 1, 2, 3, 5, 6, 7]),
+    ];
+    for (g, removed) in cases {
+        let net = resnet();
+        let group = net.unit_groups()[g].clone();
+        let mut silenced = net;
+        for slice in &group.producer {
+            let mut editor = ZeroUnits { path: slice.path.clone(), dim: slice.dim, units: removed.clone() };
+            silenced = coppice_models::edit_params(silenced, &mut editor);
+        }
+        let expected = silenced.forward(input.clone());
+        let keep = keep_all_but(group.units, &removed);
+        let cut = cut_units(silenced, &[UnitCut { keep, group: group.clone() }]).unwrap();
+        assert_eq!(cut.unit_groups()[g].units, group.units - removed.len());
+        let diff = max_diff(expected, cut.forward(input.clone()));
+        assert!(diff < 1e-5, "{}: logits moved by {diff}", group.layer);
+        let rebuilt = cut.architecture().init(&device());
+        assert_eq!(rebuilt.unit_groups()[g].units, group.units - removed.len(), "architecture.json keeps the cut");
+    }
 }
 
 fn calibration(net_input: (usize, usize), count: usize) -> Vec<ImageBatch> {

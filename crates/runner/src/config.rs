@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use coppice_models::{Architecture, InputShape, LeNet5Config, MlpConfig, VggConfig};
+use coppice_models::{Architecture, InputShape, LeNet5Config, MlpConfig, ResNetConfig, VggConfig};
 use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,7 @@ pub enum ModelKind {
     Mlp,
     Lenet5,
     Vgg,
+    Resnet,
 }
 
 /// `[model]`: `kind` picks the network; the other keys size it and default to the paper's sizes.
@@ -100,6 +101,9 @@ pub struct ModelConfig {
     pub stages: Option<Vec<Vec<usize>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fc: Option<usize>,
+    /// resnet: 6n + 2 layers, n basic blocks per stage (default 20; He et al. use 20, 32, 56, 110).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<usize>,
     /// A run directory whose weights (`model.bpk`, `architecture.json`) the network starts from
     /// instead of the seeded random init, and then trains: how `coppice compare` starts every
     /// backend from the same weights.
@@ -132,6 +136,7 @@ impl Config {
                 fc1: None,
                 stages: None,
                 fc: None,
+                depth: None,
                 init: None,
             },
             train: TrainConfig::default(),
@@ -265,6 +270,28 @@ impl Config {
                 }
                 Architecture::Vgg(config)
             }
+            ModelKind::Resnet => {
+                let depth = m.depth.unwrap_or(20);
+                let config = ResNetConfig::new()
+                    .with_channels(input.channels)
+                    .with_height(input.height)
+                    .with_width(input.width)
+                    .with_classes(classes)
+                    .with_depth(depth)
+                    .ok_or_else(|| {
+                        (
+                            "model.depth".to_string(),
+                            format!("{depth} is not 6n + 2 for n >= 1; fix: use 20, 32, 56 or 110"),
+                        )
+                    })?;
+                if input.height < 4 || input.width < 4 {
+                    return Err((
+                        "model.kind".into(),
+                        format!("resnet needs images of at least 4x4, the data has {}x{}", input.height, input.width),
+                    ));
+                }
+                Architecture::Resnet(config)
+            }
         })
     }
 }
@@ -278,6 +305,7 @@ impl ModelConfig {
             ("fc1", self.fc1.is_some(), ModelKind::Lenet5),
             ("stages", self.stages.is_some(), ModelKind::Vgg),
             ("fc", self.fc.is_some(), ModelKind::Vgg),
+            ("depth", self.depth.is_some(), ModelKind::Resnet),
         ];
         let misplaced = keys.into_iter().find(|(_, set, kind)| *set && *kind != self.kind).map(|(key, _, _)| key);
         match misplaced {
@@ -294,6 +322,7 @@ impl ModelConfig {
             ModelKind::Mlp => "mlp",
             ModelKind::Lenet5 => "lenet5",
             ModelKind::Vgg => "vgg",
+            ModelKind::Resnet => "resnet",
         }
     }
 }

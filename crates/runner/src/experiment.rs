@@ -126,8 +126,12 @@ impl Experiment {
             }
         };
         if let Some(prune) = &config.prune {
-            let names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
             let units: Vec<(String, usize)> = start_net.unit_groups().into_iter().map(|g| (g.layer, g.units)).collect();
+            // Layers, and coupled unit groups named for themselves (a ResNet stage: `layer2`).
+            let mut names: Vec<String> = start_net.prunable_layers().into_iter().map(|l| l.name).collect();
+            names.extend(
+                units.iter().map(|(group, _)| group.clone()).filter(|group| !names.contains(group)).collect::<Vec<_>>(),
+            );
             prune.check_network(&names, &units).map_err(in_config)?;
         }
         let (run_dir, lock) = match run_dir {

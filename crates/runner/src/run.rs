@@ -137,7 +137,7 @@ pub fn run_experiment(
             .filter(|p| p.strategy == StrategyKind::Neuron)
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
         sparse: match &prune {
-            Some(p) if p.strategy == StrategyKind::Weight => Some(crate::sparse::figures(&net, config)?),
+            Some(p) if p.strategy == StrategyKind::Weight => crate::sparse::figures(&net, config)?,
             _ => None,
         },
         ..Summary::basic(config, &net, &test, &metrics, data, device, started)

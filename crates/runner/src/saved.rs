@@ -51,7 +51,7 @@ pub fn check_input(architecture: &Architecture, data: &Data, dir: &Path) -> Resu
     let (model, data_input) = (architecture.input(), data.input());
     let fits = match architecture {
         Architecture::Mlp(_) => model.pixels() == data_input.pixels(),
-        Architecture::Lenet5(_) | Architecture::Vgg(_) => model == data_input,
+        Architecture::Lenet5(_) | Architecture::Vgg(_) | Architecture::Resnet(_) => model == data_input,
     } && architecture.classes() == data.classes();
     if fits {
         Ok(())

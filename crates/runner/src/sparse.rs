@@ -108,6 +108,9 @@ pub fn sparse_model(net: &Network, normalization: Option<Normalization>) -> Resu
             layers.push(layer(false, None)?);
             layers
         }
+        Network::ResNet(_) => {
+            return Err(anyhow!("the sparse engine does not run residual networks (no skip connections yet)"));
+        }
     };
     let InputShape { channels, height, width } = net.architecture().input();
     Ok(Model::new([channels, height, width], normalization, layers)?)
@@ -233,8 +236,12 @@ fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Pa
     Ok(())
 }
 
-/// The file sizes of both exports and the engine's speedup over dense flex at batch 1 and 1000.
-pub fn figures(net: &Network, config: &Config) -> Result<SparseFigures> {
+/// The file sizes of both exports and the engine's speedup over dense flex at batch 1 and 1000;
+/// `None` for a network the engine does not run.
+pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> {
+    if matches!(net, Network::ResNet(_)) {
+        return Ok(None);
+    }
     let flex = Device::flex();
     let net = net.clone().to_device(&flex);
     let model = sparse_model(&net, Some(normalization(config)))?;
@@ -243,12 +250,12 @@ pub fn figures(net: &Network, config: &Config) -> Result<SparseFigures> {
         let times = crate::sparse_bench::median_seconds(&net, &[&model], batch, 11.max(1001 / batch.max(1)))?;
         Ok(times[0] / times[1])
     };
-    Ok(SparseFigures {
+    Ok(Some(SparseFigures {
         bytes: model.to_bytes().len(),
         dense_bytes: safetensors_bytes(&net, &architecture)?.len(),
         speedup_batch1: speedup(1)?,
         speedup_batch1000: speedup(1000)?,
-    })
+    }))
 }
 
 pub fn write_export(net: &Network, config: &Config, out: &Path) -> Result<PathBuf> {

@@ -1,0 +1,48 @@
+//! ResNets as users run them: filter pruning across skip connections on a slice of MNIST, then
+//! fine-tuning, evaluation and export of the pruned network.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_resnet_loses_inner_and_residual_channels_and_the_cut_network_lives_on() {
+    let dir = scratch("resnet");
+    let config = config_in(
+        &dir,
+        "name = \"resnet\"\n[data]\ndir = \"datasets/mnist\"\ntrain_limit = 300\ntest_limit = 100\n\
+         [model]\nkind = \"resnet\"\ndepth = 8\n[train]\nepochs = 1\nbatch_size = 32\n\
+         [prune]\nstrategy = \"neuron\"\ncriterion = \"taylor\"\nallocation = \"layer\"\ntarget = 0.5\n\
+         layers = { layer3 = 0.25 }\ncalibration_batches = 2\nretrain_epochs = 1\n",
+    );
+    let out_dir = dir.join("runs");
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--plain"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let summary = read_summary(&run);
+    let arch = &summary["architecture"];
+    assert_eq!(arch["kind"], "resnet");
+    // Half the inner and residual channels of stages 1 and 2; a quarter of stage 3's.
+    assert_eq!(arch["widths"], serde_json::json!([8, 16, 48]), "{arch}");
+    assert_eq!(arch["inner"], serde_json::json!([[8], [16], [32]]), "{arch}");
+    assert!(summary["flops"].as_u64().unwrap() * 2 < summary["dense"]["flops"].as_u64().unwrap());
+
+    let eval = coppice(&["eval", run.to_str().unwrap()]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let tuned_out = dir.join("tuned");
+    let out = coppice(&["finetune", run.to_str().unwrap(), "--epochs", "1", "--out", tuned_out.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tuned = std::fs::read_dir(&tuned_out).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(read_summary(&tuned)["architecture"], *arch, "the saved architecture rebuilds the cut network");
+
+    let out = coppice(&["export", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for name in
+        ["layer2.0.conv1.weight [16, 8, 3, 3]", "layer2.0.downsample.conv.weight [16, 8, 1, 1]", "fc.weight [10, 48]"]
+    {
+        assert!(listing.contains(name), "{name} missing: {listing}");
+    }
+    let out = coppice(&["eval", run.to_str().unwrap(), "--sparse"]);
+    assert_clean_failure(&out, &["the sparse engine does not run residual networks"]);
+}
