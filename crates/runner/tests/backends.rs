@@ -36,7 +36,7 @@ fn compare_trains_every_backend_from_the_same_weights_and_their_logits_agree() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("| flex |") && printed.contains("| ndarray |"), "{printed}");
-    let compare_dir = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let compare_dir = only_run(&dir);
     let rows = read_compare_csv(&compare_dir);
     assert_eq!(rows.iter().map(|r| r["backend"].as_str()).collect::<Vec<_>>(), ["flex", "ndarray"]);
     for row in &rows {
@@ -105,7 +105,7 @@ fn wgpu_forward_and_training_steps_agree_with_flex() {
         dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let compare_dir = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let compare_dir = only_run(&dir);
     let rows = read_compare_csv(&compare_dir);
     let wgpu = rows.iter().find(|r| r["backend"] == "wgpu").unwrap();
     let logit_difference: f64 = wgpu["max_logit_difference"].parse().unwrap();

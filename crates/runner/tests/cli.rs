@@ -172,7 +172,7 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     );
     let out = coppice(&["run", config.to_str().unwrap(), "--out", pruned_out.to_str().unwrap()]);
     assert!(out.status.success(), "prune run failed: {}", String::from_utf8_lossy(&out.stderr));
-    let pruned = std::fs::read_dir(&pruned_out).unwrap().next().unwrap().unwrap().path();
+    let pruned = only_run(&pruned_out);
     let summary = read_summary(&pruned);
     let sparsity = summary["sparsity"].as_f64().unwrap();
     assert!((sparsity - 0.9).abs() < 1.0 / 266_200.0, "global target reached exactly: {sparsity}");
@@ -220,7 +220,7 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
         tuned_out.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tuned = std::fs::read_dir(&tuned_out).unwrap().next().unwrap().unwrap().path();
+    let tuned = only_run(&tuned_out);
     let tuned_summary = read_summary(&tuned);
     assert_eq!(tuned_summary["params_nonzero"], summary["params_nonzero"], "the zeros stay zeros");
     assert_ne!(tuned_summary["test_loss"], summary["test_loss"], "and the rest trained");

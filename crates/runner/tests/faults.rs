@@ -30,11 +30,6 @@ fn run(config: &Path, out: &Path, sets: &[&str]) -> std::process::Output {
     coppice(&args)
 }
 
-/// The one run directory under `out`.
-fn only_run(out: &Path) -> PathBuf {
-    std::fs::read_dir(out).unwrap().next().unwrap().unwrap().path()
-}
-
 #[test]
 fn test_images_of_another_size_are_refused_before_training() {
     let dir = scratch("faults-shape");

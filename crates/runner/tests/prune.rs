@@ -46,7 +46,7 @@ fn vgg_on_cifar_files_trains_and_loses_filters_for_real() {
     let out_dir = dir.join("runs");
     let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let run = only_run(&out_dir);
     let summary = read_summary(&run);
     let arch = &summary["architecture"];
     let units: u64 = arch["stages"]
@@ -68,7 +68,7 @@ fn vgg_on_cifar_files_trains_and_loses_filters_for_real() {
     let tuned_out = dir.join("tuned");
     let out = coppice(&["finetune", run.to_str().unwrap(), "--epochs", "1", "--out", tuned_out.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tuned = std::fs::read_dir(&tuned_out).unwrap().next().unwrap().unwrap().path();
+    let tuned = only_run(&tuned_out);
     let tuned_summary = read_summary(&tuned);
     assert_eq!(tuned_summary["architecture"], summary["architecture"]);
     assert_eq!(tuned_summary["parent"].as_str().unwrap(), run.to_str().unwrap());
@@ -107,7 +107,7 @@ fn sensitivity_prunes_each_layer_alone_and_plots_it() {
     let out =
         coppice(&["sensitivity", config.to_str().unwrap(), "--levels", "0.5,0.99", "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let run = only_run(&out_dir);
     let csv = std::fs::read_to_string(run.join("sensitivity.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 2 * 3, "two layers, each unpruned and at two levels: {csv}");
@@ -144,7 +144,7 @@ fn layerwise_with_sensitivity_targets_records_one_round_per_layer() {
     let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("targets from sensitivity"));
-    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let run = only_run(&out_dir);
     let rounds = std::fs::read_to_string(run.join("rounds.csv")).unwrap();
     assert_eq!(rounds.lines().count(), 1 + 1 + 2, "header, round 0, fc1 and fc2: {rounds}");
     let attempts = std::fs::read_to_string(run.join("attempts.csv")).unwrap();
@@ -164,7 +164,7 @@ fn sweep_runs_the_grid_and_averages_over_seeds() {
     let out_dir = dir.join("runs");
     let out = coppice(&["sweep", config.to_str().unwrap(), "--jobs", "2", "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let sweep = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let sweep = only_run(&out_dir);
     let csv = std::fs::read_to_string(sweep.join("sweep.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert!(rows[0].starts_with("train.lr,runs,failed,test_accuracy_mean,test_accuracy_std"), "{csv}");

@@ -18,7 +18,7 @@ fn a_resnet_loses_inner_and_residual_channels_and_the_cut_network_lives_on() {
     let out_dir = dir.join("runs");
     let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--plain"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let run = std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path();
+    let run = only_run(&out_dir);
     let summary = read_summary(&run);
     let arch = &summary["architecture"];
     assert_eq!(arch["kind"], "resnet");
@@ -32,7 +32,7 @@ fn a_resnet_loses_inner_and_residual_channels_and_the_cut_network_lives_on() {
     let tuned_out = dir.join("tuned");
     let out = coppice(&["finetune", run.to_str().unwrap(), "--epochs", "1", "--out", tuned_out.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tuned = std::fs::read_dir(&tuned_out).unwrap().next().unwrap().unwrap().path();
+    let tuned = only_run(&tuned_out);
     assert_eq!(read_summary(&tuned)["architecture"], *arch, "the saved architecture rebuilds the cut network");
 
     let out = coppice(&["export", run.to_str().unwrap()]);

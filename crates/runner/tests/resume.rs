@@ -59,7 +59,7 @@ fn run_whole_and_stopped(
     let out = dir.join("whole");
     let finished = start(config, &out).wait_with_output().unwrap();
     assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
-    let whole = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let whole = only_run(&out);
     assert!(!whole.join("checkpoints").exists(), "a finished run keeps no checkpoints");
 
     let out = dir.join("stopped");

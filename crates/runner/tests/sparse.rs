@@ -21,7 +21,7 @@ fn pruned_run(dir: &Path, model: &str, target: f64) -> PathBuf {
     let out_dir = dir.join("runs");
     let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--plain"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::read_dir(&out_dir).unwrap().next().unwrap().unwrap().path()
+    only_run(&out_dir)
 }
 
 /// `eval --sparse`'s sparse and dense accuracy and the largest logit difference.

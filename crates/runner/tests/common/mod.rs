@@ -64,6 +64,11 @@ pub fn run_with_data(dir: &Path) -> Output {
     coppice(&["run", config.to_str().unwrap(), "--out", dir.join("runs").to_str().unwrap()])
 }
 
+/// The one run directory a command wrote under `out_dir`.
+pub fn only_run(out_dir: &Path) -> PathBuf {
+    std::fs::read_dir(out_dir).unwrap().next().unwrap().unwrap().path()
+}
+
 pub fn read_summary(run_dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
 }
