@@ -15,7 +15,7 @@ pub fn compare_with_dense(
     device: &burn::prelude::Device,
 ) -> DenseComparison {
     let flops = |net: &Network| net.layer_costs().iter().map(|c| c.flops).sum::<usize>();
-    let latency = [1, 1000]
+    let latency = [1, 256, 1000]
         .into_iter()
         .map(|batch| {
             let seconds = inference_seconds(&[dense, pruned], input, batch, device);
