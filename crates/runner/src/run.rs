@@ -137,7 +137,11 @@ pub fn run_experiment(
             .filter(|p| p.strategy == StrategyKind::Neuron)
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
         sparse: match &prune {
-            Some(p) if p.strategy == StrategyKind::Weight => crate::sparse::figures(&net, config)?,
+            // The run's own results are saved already; a failed measurement must not fail it.
+            Some(p) if p.strategy == StrategyKind::Weight => crate::sparse::figures(&net, config).unwrap_or_else(|e| {
+                eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
+                None
+            }),
             _ => None,
         },
         ..Summary::basic(config, &net, &test, &metrics, data, device, started)
