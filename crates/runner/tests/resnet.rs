@@ -46,3 +46,21 @@ fn a_resnet_loses_inner_and_residual_channels_and_the_cut_network_lives_on() {
     let out = coppice(&["eval", run.to_str().unwrap(), "--sparse"]);
     assert_clean_failure(&out, &["the sparse engine does not run residual networks"]);
 }
+
+#[test]
+fn weight_pruning_masks_a_resnets_bias_free_convs() {
+    let dir = scratch("resnet-weight");
+    let config = config_in(
+        &dir,
+        "name = \"resnet-weight\"\n[data]\ndir = \"datasets/mnist\"\ntrain_limit = 200\ntest_limit = 50\n\
+         [model]\nkind = \"resnet\"\ndepth = 8\n[train]\nepochs = 1\nbatch_size = 32\n\
+         [prune]\nstrategy = \"weight\"\nallocation = \"global\"\ntarget = 0.7\nretrain_epochs = 1\n",
+    );
+    let out_dir = dir.join("runs");
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--plain"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = read_summary(&only_run(&out_dir));
+    let sparsity = summary["sparsity"].as_f64().unwrap();
+    assert!((sparsity - 0.7).abs() < 0.01, "70 % of the prunable weights are zero after retraining: {sparsity}");
+    assert!(summary.get("sparse").is_none(), "the sparse engine does not run ResNets: {summary}");
+}
