@@ -168,19 +168,11 @@ impl Reader<'_> {
             let values = self.f32s(&format!("{name}.weight"), rows * cols)?;
             return Ok(Weights::Dense(Dense { rows, cols, values }));
         }
-        let offsets_name = format!("{name}.row_offsets");
-        let row_offsets = self.u32s(&offsets_name, Some(rows + 1))?;
-        let corrupt = |tensor: &str, problem: String| Error::Corrupt { tensor: tensor.to_string(), problem };
-        if row_offsets[0] != 0 || row_offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err(corrupt(&offsets_name, "must start at 0 and never decrease".into()));
-        }
+        // The arrays' sizes are checked here; what they hold, by `Model::new` (`Weights::check`).
+        let row_offsets = self.u32s(&format!("{name}.row_offsets"), Some(rows + 1))?;
         let entries = row_offsets[rows] as usize;
         let values = self.f32s(&format!("{name}.values"), entries)?;
-        let columns_name = format!("{name}.columns");
-        let columns = self.u32s(&columns_name, Some(entries))?;
-        if let Some(bad) = columns.iter().find(|&&c| c as usize >= cols) {
-            return Err(corrupt(&columns_name, format!("holds column {bad}, but the layer has {cols} inputs")));
-        }
+        let columns = self.u32s(&format!("{name}.columns"), Some(entries))?;
         Ok(Weights::Csr(Csr { rows, cols, row_offsets, columns, values }))
     }
 

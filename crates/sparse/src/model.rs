@@ -119,9 +119,15 @@ const PARALLEL_ABOVE: usize = 2_000_000;
 const WIDE: usize = 32;
 
 impl Model {
-    /// Checks that each layer reads what the one before it makes.
+    /// Checks that every weight matrix is whole and each layer reads what the one before it
+    /// makes. Build models here (or load them): `forward` relies on these checks.
     pub fn new(input: [usize; 3], normalization: Option<Normalization>, layers: Vec<Layer>) -> Result<Model, Error> {
         let model = Model { input, normalization, layers };
+        for layer in &model.layers {
+            if let Some(Err((array, problem))) = layer.weights().map(Weights::check) {
+                return Err(Error::Corrupt { tensor: format!("{}.{array}", layer.name()), problem });
+            }
+        }
         model.shapes()?;
         let mut names: Vec<String> = model.layers.iter().filter(|l| l.weights().is_some()).map(Layer::name).collect();
         names.sort_unstable();
@@ -223,7 +229,7 @@ impl Model {
             )));
         }
         let shapes = self.shapes()?;
-        let classes = self.classes();
+        let classes: usize = shapes.last().expect("one shape per layer and the input").iter().product();
         let largest = shapes.iter().map(|s| s.iter().product::<usize>()).max().unwrap_or(0);
         let width = match batch {
             0 => return Ok(Vec::new()),

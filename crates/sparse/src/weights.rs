@@ -116,6 +116,39 @@ impl Weights {
         }
     }
 
+    /// Whether the arrays make a `rows x cols` matrix; if not, the array at fault (as the file
+    /// names it: `row_offsets`, `columns`, `values`, `weight`) and what is wrong. The kernels
+    /// index by these arrays, so a model is checked before it runs.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        match self {
+            Weights::Dense(m) if m.values.len() != m.rows * m.cols => {
+                Err(("weight", format!("has {} values for {} x {}", m.values.len(), m.rows, m.cols)))
+            }
+            Weights::Dense(_) => Ok(()),
+            Weights::Csr(m) => {
+                let offsets = &m.row_offsets;
+                if offsets.len() != m.rows + 1 {
+                    return Err((
+                        "row_offsets",
+                        format!("has {} values, {} rows need {}", offsets.len(), m.rows, m.rows + 1),
+                    ));
+                }
+                if offsets[0] != 0 || offsets.windows(2).any(|w| w[0] > w[1]) {
+                    return Err(("row_offsets", "must start at 0 and never decrease".into()));
+                }
+                let entries = offsets[m.rows] as usize;
+                if m.values.len() != entries || m.columns.len() != entries {
+                    let found = format!("{} values and {} columns", m.values.len(), m.columns.len());
+                    return Err(("values", format!("{found}, the row offsets end at {entries}")));
+                }
+                match m.columns.iter().find(|&&c| c as usize >= m.cols) {
+                    Some(bad) => Err(("columns", format!("holds column {bad}, but the layer has {} inputs", m.cols))),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
     pub fn with_encoding(&self, encoding: Encoding) -> Weights {
         if self.encoding() == encoding {
             return self.clone();

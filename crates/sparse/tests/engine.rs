@@ -99,3 +99,19 @@ fn a_batch_spread_over_threads_gives_the_logits_of_one_thread() {
     let diff = max_difference(&one_thread, &reference(&model, &x, 70));
     assert!(diff < 1e-3, "logits of a 1024-input layer differ from the reference by {diff}");
 }
+
+#[test]
+fn a_hand_built_matrix_that_does_not_fit_is_refused_before_it_runs() {
+    let csr = |columns: Vec<u32>, row_offsets: Vec<u32>| {
+        let values = vec![1.0; columns.len()];
+        Weights::Csr(coppice_sparse::Csr { rows: 2, cols: 3, row_offsets, columns, values })
+    };
+    let model = |weights| {
+        let layer = Layer::Linear { name: "fc1".into(), weights, bias: vec![0.0; 2], relu: false };
+        Model::new([1, 1, 3], None, vec![layer]).map(|_| ()).unwrap_err().to_string()
+    };
+    assert!(model(csr(vec![0, 3], vec![0, 1, 2])).starts_with("fc1.columns: holds column 3"));
+    assert!(model(csr(vec![0, 1], vec![0, 2, 1])).starts_with("fc1.row_offsets: must start at 0"));
+    assert!(model(csr(vec![0, 1], vec![0, 1])).starts_with("fc1.row_offsets: has 2 values"));
+    assert!(model(csr(vec![0, 1], vec![0, 1, 3])).starts_with("fc1.values: 2 values and 2 columns"));
+}
