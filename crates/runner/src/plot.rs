@@ -106,12 +106,7 @@ pub fn bar_chart(title: &str, y_label: &str, categories: &[String], series: &[Se
     {
         let (plot, legend) = areas(&mut svg, title);
         let draw = || -> Result<(), String> {
-            let mut chart = ChartBuilder::on(&plot)
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(64)
-                .build_cartesian_2d(x, y)
-                .map_err(|e| e.to_string())?;
+            let mut chart = frame(&plot).build_cartesian_2d(x, y).map_err(|e| e.to_string())?;
             chart
                 .configure_mesh()
                 .disable_x_mesh()
@@ -123,7 +118,7 @@ pub fn bar_chart(title: &str, y_label: &str, categories: &[String], series: &[Se
                 .map_err(|e| e.to_string())?;
             let width = 80 / series.len().max(1) as i32;
             for (i, s) in series.iter().enumerate() {
-                let color = COLORS[i % COLORS.len()];
+                let color = color(i);
                 let bars = s.points.iter().take(categories.len()).enumerate().map(|(c, &(_, value))| {
                     let left = 100 * c as i32 + 10 + i as i32 * width;
                     let value = if percent { value * 100.0 } else { value };
@@ -135,10 +130,22 @@ pub fn bar_chart(title: &str, y_label: &str, categories: &[String], series: &[Se
         };
         let _ = draw();
         let labels: Vec<(String, RGBColor)> =
-            series.iter().enumerate().map(|(i, s)| (s.label.clone(), COLORS[i % COLORS.len()])).collect();
+            series.iter().enumerate().map(|(i, s)| (s.label.clone(), color(i))).collect();
         draw_legend(&legend, &labels);
     }
     svg
+}
+
+/// Every chart's margins and room for its axis labels.
+fn frame<'a, 'b>(plot: &'a DrawingArea<SVGBackend<'b>, Shift>) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(plot);
+    builder.margin(12).x_label_area_size(40).y_label_area_size(64);
+    builder
+}
+
+/// Series `i`'s colour.
+fn color(i: usize) -> RGBColor {
+    COLORS[i % COLORS.len()]
 }
 
 /// The chart's plotting area and its legend column, under a title.
@@ -165,12 +172,7 @@ where
     X: AsRangedCoord<Value = f64>,
     X::CoordDescType: ValueFormatter<f64>,
 {
-    let mut chart = ChartBuilder::on(plot)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x, y)
-        .map_err(|e| e.to_string())?;
+    let mut chart = frame(plot).build_cartesian_2d(x, y).map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .x_desc(x_label)
@@ -183,7 +185,7 @@ where
         .map_err(|e| e.to_string())?;
     let mut labels = Vec::new();
     for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = color(i);
         let points: Vec<(f64, f64, f64)> =
             s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).copied().collect();
         let percent = |(x, mean, _): &(f64, f64, f64)| (*x, mean * 100.0);
