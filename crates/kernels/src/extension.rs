@@ -8,7 +8,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, IntDType, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
-use crate::{AdamStep, Optional, PoolWindow, SgdStep, Wanted, reference};
+use crate::{AdamStep, Norm, Optional, PoolWindow, SgdStep, Wanted, reference};
 
 #[backend_extension(Flex, NdArray, Autodiff, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
 pub trait Kernels: Backend {
@@ -20,6 +20,20 @@ pub trait Kernels: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d(x, weight, bias.into_option(), options)
+    }
+
+    /// Inference through a convolution without bias and the BatchNorm after it, with the norm's
+    /// running statistics: the normalized output, plus `residual` when present, then ReLU when
+    /// `relu`.
+    fn conv2d_batch_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        #[extension_type] norm: Norm<Self>,
+        #[extension_type] residual: Optional<Self>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        reference::conv2d_batch_norm::<Self>(x, weight, norm, residual.into_option(), relu, options)
     }
 
     /// The gradients of [`Kernels::conv2d_forward`], given the gradient of its output.

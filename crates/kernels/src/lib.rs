@@ -29,7 +29,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, ExtensionType};
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 
@@ -82,6 +82,17 @@ pub enum Optional<B: Backend> {
     Absent,
 }
 
+/// A BatchNorm layer for inference: its affine parameters and running statistics, each
+/// `[channels]`.
+#[derive(ExtensionType)]
+pub struct Norm<B: Backend> {
+    pub gamma: FloatTensor<B>,
+    pub beta: FloatTensor<B>,
+    pub mean: FloatTensor<B>,
+    pub variance: FloatTensor<B>,
+    pub epsilon: f64,
+}
+
 impl<B: Backend> Optional<B> {
     pub fn into_option(self) -> Option<FloatTensor<B>> {
         match self {
@@ -99,9 +110,7 @@ impl<B: Backend> From<Option<FloatTensor<B>>> for Optional<B> {
 
 /// `conv.forward(x)`, through [`Kernels::conv2d_forward`].
 pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
-    let [_, _, height, width] = x.dims();
-    let padding = [(0, height), (1, width)].map(|(axis, size)| padding(&conv.padding, axis, size, conv));
-    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+    let options = conv_options(&x, conv);
     let bias = conv.bias.as_ref().map(|b| b.val().into_dispatch());
     Tensor::from_dispatch(<Dispatch as Kernels>::conv2d_forward(
         x.into_dispatch(),
@@ -109,6 +118,58 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
         bias.into(),
         options,
     ))
+}
+
+/// `norm.forward(conv.forward(x))`, plus `residual` when given, then ReLU when `relu`.
+///
+/// Without autodiff (evaluation, inference) this is one pass, [`Kernels::conv2d_batch_norm`]:
+/// the norm's running statistics fold into the conv's weight and bias, and the residual and ReLU
+/// are applied while each output is in cache. Done as burn's layers, the norm alone makes four
+/// passes over the activation, a cost that does not shrink when filters are pruned. Training
+/// goes through burn's layers, which keep batch statistics and their gradients.
+pub fn conv2d_batch_norm(
+    x: Tensor<4>,
+    conv: &Conv2d,
+    norm: &BatchNorm,
+    residual: Option<Tensor<4>>,
+    relu: bool,
+) -> Tensor<4> {
+    if x.device().is_autodiff() {
+        let output = norm.forward(conv2d(x, conv));
+        let output = match residual {
+            Some(residual) => output + residual,
+            None => output,
+        };
+        return if relu { burn::tensor::activation::relu(output) } else { output };
+    }
+    let options = conv_options(&x, conv);
+    let mean = norm.running_mean.value();
+    // A conv bias shifts the output the norm centres: norm(y + b) has mean `mean - b`.
+    let mean = match &conv.bias {
+        Some(bias) => mean - bias.val(),
+        None => mean,
+    };
+    let norm = Norm {
+        gamma: norm.gamma.val().into_dispatch(),
+        beta: norm.beta.val().into_dispatch(),
+        mean: mean.into_dispatch(),
+        variance: norm.running_var.value().into_dispatch(),
+        epsilon: norm.epsilon,
+    };
+    Tensor::from_dispatch(<Dispatch as Kernels>::conv2d_batch_norm(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        norm,
+        residual.map(Tensor::into_dispatch).into(),
+        relu,
+        options,
+    ))
+}
+
+fn conv_options(x: &Tensor<4>, conv: &Conv2d) -> ConvOptions<2> {
+    let [_, _, height, width] = x.dims();
+    let padding = [(0, height), (1, width)].map(|(axis, size)| padding(&conv.padding, axis, size, conv));
+    ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups)
 }
 
 /// `pool.forward(x)`: through [`Kernels::max_pool2d_forward`] for pools without padding in floor

@@ -7,7 +7,7 @@ use burn::backend::{Backend, TensorMetadata};
 use burn::prelude::Shape;
 use burn::tensor::ops::ConvOptions;
 
-use crate::{AdamStep, LayerGrads, SgdStep, Wanted};
+use crate::{AdamStep, LayerGrads, Norm, SgdStep, Wanted};
 
 pub fn conv2d_grads<B: Backend>(
     x: FloatTensor<B>,
@@ -26,6 +26,23 @@ pub fn conv2d_grads<B: Backend>(
         wanted.input.then(|| B::conv2d_x_backward(x.clone(), weight.clone(), output_grad.clone(), options.clone()));
     let weight = wanted.weight.then(|| B::conv2d_weight_backward(x, weight, output_grad, options));
     (input, weight, bias)
+}
+
+pub fn conv2d_batch_norm<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    norm: Norm<B>,
+    residual: Option<FloatTensor<B>>,
+    relu: bool,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    let output = B::conv2d(x, weight, None, options);
+    let output = B::batch_norm(output, norm.gamma, norm.beta, norm.mean, norm.variance, norm.epsilon);
+    let output = match residual {
+        Some(residual) => B::float_add(output, residual),
+        None => output,
+    };
+    if relu { B::relu(output) } else { output }
 }
 
 pub fn linear_forward<B: Backend>(

@@ -1,6 +1,6 @@
 //! The layers' kernels against burn's own layers on the same backend: outputs and every gradient,
 //! on shapes that reach each path (padding on either side, strides, dilation, one sample, several
-//! blocks of samples in the weight gradient, no bias).
+//! blocks of samples in the weight gradient, no bias, fewer filters than channels).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -84,6 +84,18 @@ fn asymmetric_padding_strides_and_dilation_match_burn() {
 #[test]
 fn one_sample_and_no_bias_match_burn() {
     check_conv(conv_layer([3, 4], [3, 3], |c| c.with_bias(false)), [1, 3, 6, 6]);
+}
+
+#[test]
+fn fewer_filters_than_channels_take_the_tap_path_and_match_burn() {
+    let padded = |c: Conv2dConfig| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+    check_conv(conv_layer([6, 2], [3, 3], padded), [3, 6, 7, 5]);
+    check_conv(conv_layer([6, 2], [3, 3], |c| padded(c).with_bias(false)), [1, 6, 9, 9]);
+    check_conv(conv_layer([5, 3], [2, 3], |c| c), [2, 5, 6, 7]);
+    let odd = |c: Conv2dConfig| c.with_dilation([2, 1]).with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3));
+    check_conv(conv_layer([4, 1], [3, 2], odd), [2, 4, 8, 6]);
+    // Padding wider than the kernel reaches: rows and columns of the output that no tap covers.
+    check_conv(conv_layer([4, 2], [2, 2], |c| c.with_padding(PaddingConfig2d::Explicit(3, 2, 3, 2))), [2, 4, 3, 3]);
 }
 
 #[test]

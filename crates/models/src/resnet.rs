@@ -1,7 +1,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use coppice_kernels::{conv2d, linear};
+use coppice_kernels::{conv2d_batch_norm, linear};
 
 use crate::structure::{
     Activation, Prunable, PrunableLayer, UnitGroup, UnitOp, consumer_of, conv_layer, linear_layer, producer_slices,
@@ -98,7 +98,6 @@ impl ResNetConfig {
             layer2: stages.next().unwrap_or_default(),
             layer3: stages.next().unwrap_or_default(),
             fc: LinearConfig::new(input, self.classes).init(device),
-            activation: Relu::new(),
             input_hw: [self.height, self.width],
         }
     }
@@ -115,7 +114,6 @@ pub struct ResNet {
     pub layer2: Vec<BasicBlock>,
     pub layer3: Vec<BasicBlock>,
     pub fc: Linear,
-    pub activation: Relu,
     #[module(skip)]
     pub input_hw: [usize; 2],
 }
@@ -166,14 +164,13 @@ impl ResNet {
         g: usize,
         tap: &mut dyn FnMut(usize, Activation) -> Activation,
     ) -> Tensor<4> {
-        let inner = self.activation.forward(block.bn1.forward(conv2d(x.clone(), &block.conv1)));
+        let inner = conv2d_batch_norm(x.clone(), &block.conv1, &block.bn1, None, true);
         let inner = spatial(tap(g, Activation::Spatial(inner)));
-        let out = block.bn2.forward(conv2d(inner, &block.conv2));
         let shortcut = match &block.downsample {
-            Some(d) => d.bn.forward(conv2d(x, &d.conv)),
+            Some(d) => conv2d_batch_norm(x, &d.conv, &d.bn, None, false),
             None => x,
         };
-        self.activation.forward(out + shortcut)
+        conv2d_batch_norm(inner, &block.conv2, &block.bn2, Some(shortcut), true)
     }
 }
 
@@ -265,7 +262,7 @@ impl Prunable for ResNet {
         // A residual stage's group is tapped where its channels are read: its entry and each
         // block's output.
         let residual = |s: usize| blocks + s;
-        let mut x = self.activation.forward(self.bn1.forward(conv2d(images, &self.conv1)));
+        let mut x = conv2d_batch_norm(images, &self.conv1, &self.bn1, None, true);
         x = spatial(tap(residual(0), Activation::Spatial(x)));
         let mut g = 0;
         for (s, (_, stage)) in self.stages().into_iter().enumerate() {

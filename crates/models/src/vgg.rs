@@ -1,8 +1,8 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use coppice_kernels::{conv2d, linear, max_pool2d};
+use coppice_kernels::{conv2d_batch_norm, linear, max_pool2d};
 
 use crate::structure::{
     Activation, Prunable, PrunableLayer, UnitGroup, UnitOp, conv_layer, dense, linear_layer, spatial, unit_group,
@@ -39,7 +39,6 @@ pub struct Vgg {
     pub fc1: Linear,
     pub fc2: Linear,
     pub pool: MaxPool2d,
-    pub activation: Relu,
     /// Input height and width, kept so that the architecture can be read back from the model.
     #[module(skip)]
     pub input_hw: [usize; 2],
@@ -89,7 +88,6 @@ impl VggConfig {
             fc1: LinearConfig::new(last * ph * pw, self.fc).init(device),
             fc2: LinearConfig::new(self.fc, self.classes).init(device),
             pool: MaxPool2dConfig::new([POOL, POOL]).init(),
-            activation: Relu::new(),
             input_hw: [self.height, self.width],
             stage_sizes: self.stages.iter().map(Vec::len).collect(),
         }
@@ -168,7 +166,7 @@ impl Prunable for Vgg {
         for &convs in &self.stage_sizes {
             for (i, (conv, bn)) in layers.by_ref().take(convs) {
                 x = take(x, &mut untapped);
-                x = self.activation.forward(bn.forward(conv2d(x, conv)));
+                x = conv2d_batch_norm(x, conv, bn, None, true);
                 untapped = Some(i);
             }
             x = max_pool2d(x, &self.pool);

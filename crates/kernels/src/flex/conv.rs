@@ -15,8 +15,10 @@ use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
 use super::{Mat, contiguous, dims, matmul, tensor, values};
-use crate::{LayerGrads, Wanted};
+use crate::{LayerGrads, Norm, Wanted};
 use burn::backend::Flex;
+
+mod taps;
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -242,25 +244,99 @@ pub(super) fn forward(
     bias: Option<FlexTensor>,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
-    let (x, weight, bias) = (contiguous(x), contiguous(weight), bias.map(contiguous));
-    let (x_dims, weight_dims) = (dims::<4>(&x), dims::<4>(&weight));
-    let g = Geometry::new(x_dims, weight_dims, options);
-    let (batch, out_channels) = (x_dims[0], weight_dims[0]);
+    let (weight, bias) = (contiguous(weight), bias.map(contiguous));
+    let filters = Filters { weight: values(&weight), dims: dims(&weight), bias: bias.as_ref().map(values) };
+    forward_with(x, filters, Epilogue { residual: None, relu: false }, options)
+}
+
+/// The output shape of a convolution of `x` with `weight`.
+pub(super) fn output_dims(x: [usize; 4], weight: [usize; 4], options: &ConvOptions<2>) -> [usize; 4] {
+    let g = Geometry::new(x, weight, options);
+    [x[0], weight[0], g.out[0], g.out[1]]
+}
+
+/// The convolution with the BatchNorm after it folded in: each filter scaled by
+/// `gamma / sqrt(variance + epsilon)`, and a bias that puts the mean where `beta` says. The caller
+/// checked that the norm has one entry per filter and that `residual` has the output's shape.
+pub(super) fn forward_batch_norm(
+    x: FlexTensor,
+    weight: FlexTensor,
+    norm: Norm<Flex>,
+    residual: Option<FlexTensor>,
+    relu: bool,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let weight = contiguous(weight);
+    let [gamma, beta, mean, variance] = [norm.gamma, norm.beta, norm.mean, norm.variance].map(contiguous);
+    let [gamma, beta, mean, variance] = [&gamma, &beta, &mean, &variance].map(values);
+    let scale: Vec<f32> =
+        gamma.iter().zip(variance).map(|(g, v)| (*g as f64 / (*v as f64 + norm.epsilon).sqrt()) as f32).collect();
+    let bias: Vec<f32> = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    let weight_dims = dims::<4>(&weight);
+    let per_filter = weight_dims[1..].iter().product::<usize>().max(1);
+    let mut folded = values(&weight).to_vec();
+    folded.chunks_mut(per_filter).zip(&scale).for_each(|(filter, s)| filter.iter_mut().for_each(|w| *w *= s));
+    let residual = residual.map(contiguous);
+    let filters = Filters { weight: &folded, dims: weight_dims, bias: Some(&bias) };
+    forward_with(x, filters, Epilogue { residual: residual.as_ref().map(values), relu }, options)
+}
+
+/// A convolution's weight `[out, channels, kh, kw]`, row-major, and its bias.
+struct Filters<'a> {
+    weight: &'a [f32],
+    dims: [usize; 4],
+    bias: Option<&'a [f32]>,
+}
+
+/// What happens to a sample's output right after its product, while it is in cache: a residual
+/// of the output's shape added, then ReLU.
+struct Epilogue<'a> {
+    residual: Option<&'a [f32]>,
+    relu: bool,
+}
+
+fn forward_with(x: FlexTensor, filters: Filters, epilogue: Epilogue, options: &ConvOptions<2>) -> FlexTensor {
+    let x = contiguous(x);
+    let x_dims = dims::<4>(&x);
+    let g = Geometry::new(x_dims, filters.dims, options);
+    let (batch, out_channels) = (x_dims[0], filters.dims[0]);
     let (positions, rows, image) = (g.positions(), g.rows(), g.image());
-    let (x, weight, bias) = (values(&x), values(&weight), bias.as_ref().map(values));
+    let x = values(&x);
+    let Filters { weight, bias, .. } = filters;
+    let Epilogue { residual, relu } = epilogue;
+    let tap_rows = taps::pays(&g, out_channels).then(|| taps::tap_rows(weight, filters.dims));
     let mut output = vec![0.0; batch * out_channels * positions];
     if !output.is_empty() {
         // A single image (latency) gets every core inside its product instead.
         let split = batch == 1;
-        output.par_chunks_mut(out_channels * positions).enumerate().for_each(|(sample, out)| {
-            with_scratch(rows * positions, |cols| {
-                im2col(&g, &x[sample * image..(sample + 1) * image], cols, positions, 0);
-                if let Some(bias) = bias {
-                    out.chunks_mut(positions).zip(bias).for_each(|(plane, &b)| plane.fill(b));
+        let sample_len = out_channels * positions;
+        output.par_chunks_mut(sample_len).enumerate().for_each(|(sample, out)| {
+            if let Some(residual) = residual {
+                out.copy_from_slice(&residual[sample * sample_len..(sample + 1) * sample_len]);
+            }
+            if let Some(bias) = bias {
+                for (plane, &b) in out.chunks_mut(positions).zip(bias) {
+                    match residual {
+                        Some(_) => plane.iter_mut().for_each(|v| *v += b),
+                        None => plane.fill(b),
+                    }
                 }
-                let (w, c) = (Mat::row_major(weight, rows), Mat::row_major(cols, positions));
-                matmul(out, positions, [out_channels, positions, rows], w, c, bias.is_some(), split);
-            })
+            }
+            let image = &x[sample * image..(sample + 1) * image];
+            match &tap_rows {
+                Some(tap_rows) => taps::add_convolution(&g, tap_rows, image, out, out_channels, split),
+                None => with_scratch(rows * positions, |cols| {
+                    im2col(&g, image, cols, positions, 0);
+                    let (w, c) = (Mat::row_major(weight, rows), Mat::row_major(cols, positions));
+                    let accumulate = bias.is_some() || residual.is_some();
+                    matmul(out, positions, [out_channels, positions, rows], w, c, accumulate, split);
+                }),
+            }
+            // A select, which vectorizes, and not `max`, which would turn a NaN (a diverged
+            // network) into 0.
+            if relu {
+                out.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+            }
         });
     }
     tensor(output, [batch, out_channels, g.out[0], g.out[1]])

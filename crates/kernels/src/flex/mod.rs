@@ -14,7 +14,7 @@ use burn::prelude::Shape;
 use burn::tensor::ops::ConvOptions;
 use gemm::Parallelism;
 
-use crate::{AdamStep, Kernels, LayerGrads, Optional, PoolWindow, SgdStep, Wanted, reference};
+use crate::{AdamStep, Kernels, LayerGrads, Norm, Optional, PoolWindow, SgdStep, Wanted, reference};
 
 impl Kernels for Flex {
     fn conv2d_forward(x: FlexTensor, weight: FlexTensor, bias: Optional<Flex>, options: ConvOptions<2>) -> FlexTensor {
@@ -23,6 +23,26 @@ impl Kernels for Flex {
             return <Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options);
         }
         conv::forward(x, weight, bias, &options)
+    }
+
+    fn conv2d_batch_norm(
+        x: FlexTensor,
+        weight: FlexTensor,
+        norm: Norm<Flex>,
+        residual: Optional<Flex>,
+        relu: bool,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let residual = residual.into_option();
+        let Norm { gamma, beta, mean, variance, .. } = &norm;
+        let tensors = [Some(&x), Some(&weight), Some(gamma), Some(beta), Some(mean), Some(variance), residual.as_ref()];
+        let output = conv::output_dims(dims(&x), dims(&weight), &options);
+        let per_filter = [gamma, beta, mean, variance].iter().all(|t| t.layout().shape().as_slice() == [output[1]]);
+        let fits = residual.as_ref().is_none_or(|r| r.layout().shape().as_slice() == output);
+        if !all_f32(tensors) || options.groups != 1 || !per_filter || !fits {
+            return reference::conv2d_batch_norm::<Flex>(x, weight, norm, residual, relu, options);
+        }
+        conv::forward_batch_norm(x, weight, norm, residual, relu, &options)
     }
 
     fn conv2d_grads(
