@@ -5,21 +5,33 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow};
 
-/// A `coppice run` in a child process, writing its run directory under `out`.
+/// Where a child run writes.
+pub enum Place {
+    /// A new run directory under this one (`--out`).
+    Under(PathBuf),
+    /// This very directory (`--run-dir`), resumed if it holds the run already.
+    At(PathBuf),
+}
+
+/// A `coppice run` in a child process.
 pub struct ChildRun {
     child: std::process::Child,
-    out: PathBuf,
+    place: Place,
 }
 
 pub fn spawn_run(
     exe: &Path,
     config: &Path,
-    out: &Path,
+    place: Place,
     settings: &[String],
     backend: Option<&str>,
 ) -> Result<ChildRun> {
     let mut command = Command::new(exe);
-    command.arg("run").arg(config).arg("--plain").arg("--out").arg(out);
+    command.arg("run").arg(config).arg("--plain");
+    match &place {
+        Place::Under(out) => command.arg("--out").arg(out),
+        Place::At(dir) => command.arg("--run-dir").arg(dir),
+    };
     for setting in settings {
         command.arg("--set").arg(setting);
     }
@@ -28,7 +40,7 @@ pub fn spawn_run(
     }
     command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
-    Ok(ChildRun { child, out: out.to_path_buf() })
+    Ok(ChildRun { child, place })
 }
 
 impl ChildRun {
@@ -38,7 +50,10 @@ impl ChildRun {
         if !output.status.success() {
             return Err(anyhow!("{}", String::from_utf8_lossy(&output.stderr).trim()));
         }
-        let dir = std::fs::read_dir(&self.out)?.next().ok_or_else(|| anyhow!("no run directory"))??.path();
+        let dir = match self.place {
+            Place::Under(out) => std::fs::read_dir(&out)?.next().ok_or_else(|| anyhow!("no run directory"))??.path(),
+            Place::At(dir) => dir,
+        };
         let summary = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
         Ok((dir, summary))
     }

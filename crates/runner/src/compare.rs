@@ -9,7 +9,7 @@ use coppice_data::Table;
 use coppice_models::{Classifier, Network};
 
 use crate::backend::BackendName;
-use crate::child::spawn_run;
+use crate::child::{Place, spawn_run};
 use crate::config::Config;
 use crate::data::Data;
 use crate::latency::inference_seconds;
@@ -66,8 +66,13 @@ pub fn compare(
     let mut trained = Vec::new();
     let steps = Steps::start("compare", backends.len(), plain);
     for backend in backends {
-        let child =
-            spawn_run(&exe, config_path, &compare_dir.join(backend.as_str()), &settings, Some(backend.as_str()))?;
+        let child = spawn_run(
+            &exe,
+            config_path,
+            Place::Under(compare_dir.join(backend.as_str())),
+            &settings,
+            Some(backend.as_str()),
+        )?;
         let (run_dir, summary) = child.finish().with_context(|| format!("backend {backend}"))?;
         steps.step(&format!(
             "{backend}: test accuracy {:.2}%",

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::data::Data;
 use crate::lock::{Access, RunLock, lock};
 use crate::resources;
-use crate::rundir::{create_run_dir, open_saved_run, write_atomic};
+use crate::rundir::{claim_run_dir, create_run_dir, open_saved_run, write_atomic};
 use crate::saved::{check_input, load_model};
 use crate::tables::MetricsLog;
 
@@ -23,6 +23,8 @@ pub struct RunOptions {
     /// A saved run to start from instead of training dense (like `prune.from`).
     pub from: Option<PathBuf>,
     pub out: PathBuf,
+    /// The run's own directory, exactly (`--run-dir`), instead of a new one under `out`.
+    pub run_dir: Option<PathBuf>,
     pub progress: Progress,
 }
 
@@ -141,7 +143,10 @@ impl Experiment {
                 if let (Some(prune), Some(dir)) = (config.prune.as_mut(), &options.from) {
                     prune.from = Some(dir.clone());
                 }
-                let dir = create_run_dir(&options.out, &config.name)?;
+                let dir = match &options.run_dir {
+                    Some(dir) => claim_run_dir(dir)?,
+                    None => create_run_dir(&options.out, &config.name)?,
+                };
                 let lock = lock(&dir, Access::Write)?;
                 let resolved = toml::to_string(&config).context("cannot serialize the resolved config")?;
                 write_atomic(&dir.join("config.toml"), resolved.as_bytes())?;

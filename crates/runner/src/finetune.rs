@@ -47,6 +47,7 @@ pub fn finetune(
         from: Some(parent.to_path_buf()),
         backend: options.backend,
         out: options.out.clone(),
+        run_dir: None,
         progress: options.progress,
     };
     let (experiment, net) = Experiment::start(&parent_config, &sets, &options)?;

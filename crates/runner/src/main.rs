@@ -70,6 +70,7 @@ impl RunArgs {
             backend: parse_backend(self.backend)?,
             from,
             out: self.out,
+            run_dir: None,
             progress: if self.plain { Progress::Lines } else { Progress::Auto },
         };
         Ok((options, self.overrides))
@@ -86,6 +87,10 @@ enum Command {
         /// epoch (with --resume, --set may change only the learning rate keys).
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out"])]
         resume: Option<PathBuf>,
+        /// The run's directory itself, instead of a new one under --out. Safe to repeat: it
+        /// resumes the run if it stopped and does nothing if it finished (for schedulers).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "out"])]
+        run_dir: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -123,7 +128,16 @@ enum Command {
     },
     /// Run every combination of the config's list-valued keys; sweep.csv has mean and std over seeds.
     Sweep {
-        config: PathBuf,
+        #[arg(required_unless_present = "collect")]
+        config: Option<PathBuf>,
+        /// Instead of running the points, print one `coppice run` line per point (commands), for
+        /// GNU parallel or any batch system, or a Slurm job-array script (slurm).
+        #[arg(long, value_name = "commands|slurm", conflicts_with = "jobs")]
+        emit: Option<String>,
+        /// Summarize the sweep in SWEEP_DIR from the points that have finished, wherever they ran,
+        /// and list the others.
+        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["config", "emit", "jobs"])]
+        collect: Option<PathBuf>,
         /// Runs at a time (child processes).
         #[arg(long, default_value_t = 1)]
         jobs: usize,
@@ -279,12 +293,14 @@ fn report(error: &anyhow::Error) -> ExitCode {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Run { config, resume, run } => {
-            let (options, overrides) = run.options(None)?;
-            let run_dir = match (resume, config) {
-                (Some(run_dir), _) => run::resume(&run_dir, &overrides, &options)?,
-                (None, Some(config)) => run::run(&config, &overrides, &options)?,
-                (None, None) => unreachable!("clap requires a config unless --resume is given"),
+        Command::Run { config, resume, run_dir, run } => {
+            let (mut options, overrides) = run.options(None)?;
+            options.run_dir = run_dir.clone();
+            let run_dir = match (resume, config, run_dir) {
+                (Some(run_dir), _, _) => run::resume(&run_dir, &overrides, &options)?,
+                (None, Some(config), Some(dir)) => run::run_in(&config, &overrides, &options, &dir)?,
+                (None, Some(config), None) => run::run(&config, &overrides, &options)?,
+                (None, None, _) => unreachable!("clap requires a config unless --resume is given"),
             };
             println!("{}", run_dir.display());
         }
@@ -304,9 +320,19 @@ fn execute(command: Command) -> Result<()> {
             }
             println!("{}", path.display());
         }
-        Command::Sweep { config, jobs, backend, out, overrides, plain } => {
+        Command::Sweep { config, emit, collect, jobs, backend, out, overrides, plain } => {
             parse_backend(backend.clone())?;
-            println!("{}", sweep::sweep(&config, &overrides, &out, (jobs, plain), backend.as_deref())?.display());
+            match (collect, config, emit) {
+                (Some(dir), _, _) => println!("{}", sweep::collect(&dir)?.display()),
+                (None, Some(config), Some(emit)) => {
+                    sweep::emit(&config, &overrides, &out, backend.as_deref(), emit.parse()?)?;
+                }
+                (None, Some(config), None) => {
+                    let dir = sweep::sweep(&config, &overrides, &out, (jobs, plain), backend.as_deref())?;
+                    println!("{}", dir.display());
+                }
+                (None, None, _) => unreachable!("clap requires a config unless --collect is given"),
+            }
         }
         Command::Report { run_dirs, out } => {
             println!("{}", report::report(&run_dirs, &out)?.display());

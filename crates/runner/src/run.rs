@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use coppice_data::ImageDataset;
 use coppice_models::{Network, Prunable};
 use coppice_prune::{
@@ -14,6 +14,7 @@ use coppice_prune::{
 use coppice_train::{EpochRecord, Progress, evaluate, resumable_epochs};
 
 use crate::checkpoint::{Checkpoint, EpochJournal};
+use crate::config::Config;
 use crate::data::evaluate_test;
 use crate::experiment::{Experiment, RunOptions};
 use crate::latency::compare_with_dense;
@@ -30,6 +31,48 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
     let result = run_experiment(&experiment, start_net, None, Vec::new(), options);
     discard_if_unused(&experiment.run_dir, result)
 }
+
+/// `coppice run CONFIG --run-dir DIR`, which may be run again and again: a new run in DIR; or,
+/// when DIR holds this config's run, its resumption, or nothing once it has finished. A job that
+/// a scheduler restarts, or a sweep point run a second time, goes on where it stopped.
+pub fn run_in(config_path: &Path, overrides: &[String], options: &RunOptions, dir: &Path) -> Result<PathBuf> {
+    let started = dir.join("summary.json").is_file() || dir.join("train").is_dir() || Checkpoint::dir(dir).is_dir();
+    let _ = std::fs::remove_file(dir.join(FAILURE_FILE));
+    if !started {
+        let result = run(config_path, overrides, options);
+        if let Err(error) = &result {
+            // What `sweep --collect` reports for this run; a directory that `run` discarded
+            // gets one of its own.
+            let _ = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(dir.join(FAILURE_FILE), format!("{error:#}\n")));
+        }
+        return result;
+    }
+    let mut wanted = Config::load(config_path, overrides)?;
+    if let Some(backend) = options.backend {
+        wanted.backend = backend;
+    }
+    let recorded = Config::load(&dir.join("config.toml"), &[])
+        .with_context(|| format!("{}: fix: pass a run directory written by `coppice run`", dir.display()))?;
+    if wanted != recorded {
+        return Err(anyhow!(
+            "{}: --run-dir holds a run of another config (or other --set values); fix: give each run its own --run-dir",
+            dir.display()
+        ));
+    }
+    if dir.join("summary.json").is_file() {
+        println!("{} finished earlier; nothing to do", dir.display());
+        return Ok(dir.to_path_buf());
+    }
+    let result = resume(dir, &[], options);
+    if let Err(error) = &result {
+        let _ = std::fs::write(dir.join(FAILURE_FILE), format!("{error:#}\n"));
+    }
+    result
+}
+
+/// The error of the last attempt at a `--run-dir` run that failed.
+pub const FAILURE_FILE: &str = "failed.txt";
 
 /// `coppice run --resume RUN_DIR`: goes on after the last round (or layer-wise layer) the
 /// interrupted run completed, or, in dense training, after its last completed epoch. What the

@@ -28,6 +28,24 @@ pub fn create_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
     unreachable!("the attempts never run out")
 }
 
+/// `dir` as a new run's directory, created if need be: it must be empty, or hold no more than
+/// what a run that failed before training leaves (its config).
+pub fn claim_run_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!("{}: cannot create the run directory; fix: pass a writable --run-dir", dir.display())
+    })?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+    let other = entries.flatten().map(|e| e.file_name()).find(|name| name != "config.toml" && name != LOCK_FILE);
+    if let Some(name) = other {
+        return Err(anyhow!(
+            "{}: --run-dir holds {} but no coppice run to resume; fix: pass a new or empty directory",
+            dir.display(),
+            name.to_string_lossy()
+        ));
+    }
+    Ok(dir.to_path_buf())
+}
+
 /// A finished run to read from (`eval`, `export`, `finetune`, `prune.from`, `model.init`),
 /// locked against a process still writing it.
 pub fn open_saved_run(dir: &Path) -> Result<RunLock> {

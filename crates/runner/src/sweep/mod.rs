@@ -1,17 +1,29 @@
 //! `coppice sweep`: a grid of runs from list-valued config keys, summarized over seeds.
+//!
+//! A sweep is a directory: the config it was made from (`config.toml`), its plan
+//! (`sweep.json`: the grid and the `--set` values of every point), one self-contained
+//! `coppice run ... --run-dir point-N` line per point (`commands.txt`), the points' run
+//! directories, and what `collect` makes of them (`sweep.csv`, `sweep.svg`). The points run in
+//! child processes here (`--jobs`), or on any engine that runs command lines (`--emit`: GNU
+//! parallel, a Slurm job array); either way the same `collect` summarizes them.
+
+mod collect;
+mod emit;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use coppice_data::Table;
+use serde::{Deserialize, Serialize};
 
-use crate::child::{ChildRun, spawn_run};
-use crate::plot::{SpreadSeries, XAxis, spread_chart};
+pub use collect::collect;
+pub use emit::emit;
+
+use crate::child::{ChildRun, Place, spawn_run};
 use crate::progress::Steps;
 use crate::rundir::{create_run_dir, write_atomic};
 
 /// One swept key and its values, as TOML text ready for `--set`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Axis {
     pub key: String,
     pub values: Vec<String>,
@@ -23,15 +35,15 @@ const LIST_KEYS: [&str; 2] = ["model.hidden", "model.stages"];
 /// The list-valued keys of a config file, in file order, and the grid they span.
 pub fn axes(table: &toml::Table) -> Vec<Axis> {
     let mut found = Vec::new();
-    collect(table, "", &mut found);
+    find_lists(table, "", &mut found);
     found
 }
 
-fn collect(table: &toml::Table, prefix: &str, found: &mut Vec<Axis>) {
+fn find_lists(table: &toml::Table, prefix: &str, found: &mut Vec<Axis>) {
     for (key, value) in table {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match value {
-            toml::Value::Table(inner) => collect(inner, &path, found),
+            toml::Value::Table(inner) => find_lists(inner, &path, found),
             toml::Value::Array(items) => {
                 let nested = items.first().is_some_and(|v| v.is_array());
                 let sweeps = if path == "model.stages" {
@@ -66,16 +78,26 @@ pub fn grid(axes: &[Axis]) -> Vec<Vec<String>> {
     })
 }
 
-/// Runs the grid as child `coppice run` processes, `jobs` at a time, each with the config's
-/// swept keys set to one combination; then writes `sweep.csv` with mean and standard deviation
-/// of each group of runs that differ only in `seed`.
-pub fn sweep(
-    config: &Path,
-    overrides: &[String],
-    out: &Path,
-    (jobs, plain): (usize, bool),
-    backend: Option<&str>,
-) -> Result<PathBuf> {
+/// What a sweep runs, as `sweep.json` records it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    /// The directory the points' commands run in: relative paths in the config (`data.dir`)
+    /// are relative to it.
+    pub workdir: PathBuf,
+    pub backend: Option<String>,
+    pub axes: Vec<Axis>,
+    /// Every point's `--set` values: its grid values, then the sweep's own `--set`s.
+    pub points: Vec<Vec<String>>,
+    /// How many of each point's values are the grid's (the rest are the same for every point).
+    pub grid_keys: usize,
+}
+
+const PLAN_FILE: &str = "sweep.json";
+const CONFIG_FILE: &str = "config.toml";
+pub const COMMANDS_FILE: &str = "commands.txt";
+
+/// A new sweep directory under `out`, with the config, the plan and the points' command lines.
+fn prepare(config: &Path, overrides: &[String], out: &Path, backend: Option<&str>) -> Result<(PathBuf, Plan)> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("{}: cannot read the config", config.display()))?;
     let table: toml::Table =
@@ -89,148 +111,84 @@ pub fn sweep(
     }
     let name = table.get("name").and_then(|v| v.as_str()).unwrap_or("sweep");
     let dir_name = if name.ends_with("sweep") { name.to_string() } else { format!("{name}-sweep") };
-    let sweep_dir = create_run_dir(out, &dir_name)?;
-    let points = grid(&axes);
+    let sweep_dir = std::path::absolute(create_run_dir(out, &dir_name)?)?;
+    let points: Vec<Vec<String>> =
+        grid(&axes).into_iter().map(|point| point.into_iter().chain(overrides.iter().cloned()).collect()).collect();
+    let plan = Plan {
+        workdir: std::env::current_dir().context("cannot read the working directory")?,
+        backend: backend.map(str::to_string),
+        grid_keys: axes.len(),
+        axes,
+        points,
+    };
+    write_atomic(&sweep_dir.join(CONFIG_FILE), text.as_bytes())?;
+    write_atomic(&sweep_dir.join(PLAN_FILE), serde_json::to_string_pretty(&plan)?.as_bytes())?;
+    let exe = std::env::current_exe().context("cannot find the coppice binary")?;
+    let lines: String = (0..plan.points.len()).map(|i| emit::command_line(&exe, &sweep_dir, &plan, i) + "\n").collect();
+    write_atomic(&sweep_dir.join(COMMANDS_FILE), lines.as_bytes())?;
+    Ok((sweep_dir, plan))
+}
+
+/// A sweep directory's plan.
+fn read_plan(sweep_dir: &Path) -> Result<Plan> {
+    let path = sweep_dir.join(PLAN_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read; fix: pass a directory that `coppice sweep` made", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", path.display()))
+}
+
+fn point_dir(sweep_dir: &Path, index: usize) -> PathBuf {
+    sweep_dir.join(format!("point-{index}"))
+}
+
+/// Runs the grid as child `coppice run` processes, `jobs` at a time, each in its point's
+/// directory; then [`collect`]s them into `sweep.csv` and `sweep.svg`.
+pub fn sweep(
+    config: &Path,
+    overrides: &[String],
+    out: &Path,
+    (jobs, plain): (usize, bool),
+    backend: Option<&str>,
+) -> Result<PathBuf> {
+    let (sweep_dir, plan) = prepare(config, overrides, out, backend)?;
     println!(
         "sweep of {} runs over {} -> {}",
-        points.len(),
-        axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", "),
+        plan.points.len(),
+        plan.axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", "),
         sweep_dir.display()
     );
     let exe = std::env::current_exe().context("cannot find the coppice binary")?;
-    let mut results: Vec<(Vec<String>, Result<serde_json::Value>)> = Vec::new();
-    let steps = Steps::start("sweep", points.len(), plain);
-    for chunk in points.chunks(jobs.max(1)) {
+    let config = sweep_dir.join(CONFIG_FILE);
+    let steps = Steps::start("sweep", plan.points.len(), plain);
+    let indexed: Vec<(usize, &Vec<String>)> = plan.points.iter().enumerate().collect();
+    for chunk in indexed.chunks(jobs.max(1)) {
         let children: Vec<_> = chunk
             .iter()
-            .enumerate()
-            .map(|(i, point)| {
-                let index = results.len() + i;
-                let settings: Vec<String> = point.iter().chain(overrides).cloned().collect();
-                let child = spawn_run(&exe, config, &sweep_dir.join(format!("point-{index}")), &settings, backend);
-                (point.clone(), child)
+            .map(|&(index, settings)| {
+                let place = Place::At(point_dir(&sweep_dir, index));
+                (&settings[..plan.grid_keys], spawn_run(&exe, &config, place, settings, backend))
             })
             .collect();
         for (point, child) in children {
-            let summary = child.and_then(ChildRun::finish).map(|(_, summary)| summary);
-            let line = match &summary {
-                Ok(s) => {
+            let line = match child.and_then(ChildRun::finish) {
+                Ok((_, s)) => {
                     format!("test accuracy {:.2}%", s["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0)
                 }
                 Err(e) => format!("failed: {e}"),
             };
             steps.step(&format!("{}: {line}", point.join(" ")));
-            results.push((point, summary));
         }
     }
-    write_atomic(&sweep_dir.join("sweep.csv"), sweep_csv(&axes, &results).as_bytes())?;
-    write_atomic(&sweep_dir.join("sweep.svg"), sweep_svg(&results).as_bytes())?;
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    if failed > 0 {
+    let status = collect::summarize(&sweep_dir, &plan)?;
+    if !status.unfinished.is_empty() {
         return Err(anyhow!(
-            "{failed} of {} sweep runs failed; see {}",
-            results.len(),
+            "{} of {} sweep runs failed; see {}",
+            status.unfinished.len(),
+            plan.points.len(),
             sweep_dir.join("sweep.csv").display()
         ));
     }
     Ok(sweep_dir)
-}
-
-const METRICS: [&str; 4] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero"];
-
-fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
-    let mut header: Vec<String> = axes.iter().filter(|a| a.key != "seed").map(|a| a.key.clone()).collect();
-    header.extend(["runs".to_string(), "failed".to_string()]);
-    header.extend(METRICS.iter().flat_map(|m| [format!("{m}_mean"), format!("{m}_std")]));
-    let mut table = Table::new(header);
-    for group in groups(results) {
-        let members: Vec<&Result<serde_json::Value>> =
-            results.iter().filter(|(p, _)| seedless(p) == group).map(|(_, r)| r).collect();
-        let ok: Vec<&serde_json::Value> = members.iter().filter_map(|r| r.as_ref().ok()).collect();
-        let mut row: Vec<String> =
-            group.iter().map(|s| cell(s.split_once('=').map_or(s.as_str(), |(_, v)| v))).collect();
-        row.extend([ok.len().to_string(), (members.len() - ok.len()).to_string()]);
-        for m in METRICS {
-            let xs: Vec<f64> = ok.iter().filter_map(|s| s[m].as_f64()).collect();
-            let (mean, std) = mean_std(&xs);
-            row.extend([format!("{mean:.6}"), format!("{std:.6}")]);
-        }
-        table.push(row);
-    }
-    table.to_csv()
-}
-
-/// A swept value as a CSV cell: a TOML string's text without its quotes, anything else as
-/// written in the config.
-fn cell(toml_value: &str) -> String {
-    match toml::from_str::<toml::Table>(&format!("v = {toml_value}")).ok().and_then(|t| t.get("v").cloned()) {
-        Some(toml::Value::String(text)) => text,
-        _ => toml_value.to_string(),
-    }
-}
-
-/// Test accuracy against sparsity, one line per method (the grid's keys other than the seed and
-/// the target), each point the mean over seeds with their standard deviation as an error bar.
-fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
-    let method = |group: &[String]| -> String {
-        let keys: Vec<String> = group
-            .iter()
-            .filter(|s| !s.starts_with("prune.target="))
-            .filter_map(|s| s.split_once('='))
-            .map(|(key, value)| format!("{} {}", key.rsplit('.').next().unwrap_or(key), cell(value)))
-            .collect();
-        if keys.is_empty() { "all runs".to_string() } else { keys.join(", ") }
-    };
-    let mut series: Vec<SpreadSeries> = Vec::new();
-    for group in groups(results) {
-        let ok: Vec<&serde_json::Value> =
-            results.iter().filter(|(p, _)| seedless(p) == group).filter_map(|(_, r)| r.as_ref().ok()).collect();
-        let (sparsity, _) = mean_std(&ok.iter().map(|s| s["sparsity"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>());
-        let (accuracy, spread) = mean_std(&ok.iter().filter_map(|s| s["test_accuracy"].as_f64()).collect::<Vec<_>>());
-        let label = method(&group);
-        let point = (sparsity * 100.0, accuracy, spread);
-        match series.iter_mut().find(|s| s.label == label) {
-            Some(line) => line.points.push(point),
-            None => series.push(SpreadSeries { label, points: vec![point] }),
-        }
-    }
-    for line in &mut series {
-        line.points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    spread_chart(
-        "Sweep: test accuracy against sparsity (mean and standard deviation over seeds)",
-        ("sparsity of the prunable weights (%)", XAxis::Linear),
-        "test accuracy",
-        &series,
-    )
-}
-
-/// A grid point without its seed: the runs that a mean is taken over share it.
-fn seedless(point: &[String]) -> Vec<String> {
-    point.iter().filter(|s| !s.starts_with("seed=")).cloned().collect()
-}
-
-/// The distinct seedless points, in grid order.
-fn groups(results: &[(Vec<String>, Result<serde_json::Value>)]) -> Vec<Vec<String>> {
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    for (point, _) in results {
-        let key = seedless(point);
-        if !groups.contains(&key) {
-            groups.push(key);
-        }
-    }
-    groups
-}
-
-/// Mean and sample standard deviation; NaN where there is nothing to average.
-fn mean_std(xs: &[f64]) -> (f64, f64) {
-    if xs.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
 }
 
 #[cfg(test)]
@@ -253,23 +211,5 @@ mod tests {
 
     fn axes_values(table: &toml::Table) -> Vec<Vec<String>> {
         axes(table).into_iter().map(|a| a.values).collect()
-    }
-
-    #[test]
-    fn swept_strings_are_one_csv_cell_without_their_toml_quotes() {
-        let axes = super::axes(&toml::from_str("name = [\"a\", \"b,c\"]\nseed = [0]\n").unwrap());
-        let summary = serde_json::json!({"test_accuracy": 0.5});
-        let results: Vec<(Vec<String>, Result<serde_json::Value>)> =
-            grid(&axes).into_iter().map(|point| (point, Ok(summary.clone()))).collect();
-        let table = Table::from_csv(&sweep_csv(&axes, &results)).unwrap();
-        let names: Vec<&str> = table.rows.iter().map(|row| row[0].as_str()).collect();
-        assert_eq!(names, ["a", "b,c"]);
-        assert_eq!(table.number(&table.rows[0], "test_accuracy_mean"), Some(0.5));
-    }
-
-    #[test]
-    fn mean_and_sample_std() {
-        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
-        assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
     }
 }

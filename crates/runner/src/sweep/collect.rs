@@ -1,0 +1,223 @@
+//! `coppice sweep --collect`: what the points of a sweep came to, wherever they ran, as
+//! `sweep.csv` and `sweep.svg`, and which points are missing, running, stopped or failed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use coppice_data::Table;
+
+use super::{Axis, COMMANDS_FILE, Plan, point_dir, read_plan};
+use crate::lock::{Access, lock};
+use crate::plot::{SpreadSeries, XAxis, spread_chart};
+use crate::run::FAILURE_FILE;
+use crate::rundir::write_atomic;
+
+/// Where one point stands.
+enum PointState {
+    Finished(serde_json::Value),
+    /// No directory: never started.
+    Missing,
+    /// Another process holds its directory.
+    Running,
+    /// Its last attempt failed, with this error.
+    Failed(String),
+    /// Started and stopped (killed, interrupted) without an error on record.
+    Stopped,
+}
+
+fn point_state(dir: &Path) -> PointState {
+    if !dir.is_dir() {
+        return PointState::Missing;
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) {
+        return match serde_json::from_str(&text) {
+            Ok(summary) => PointState::Finished(summary),
+            Err(e) => PointState::Failed(format!("summary.json unreadable: {e}")),
+        };
+    }
+    if lock(dir, Access::Read).is_err() {
+        return PointState::Running;
+    }
+    match std::fs::read_to_string(dir.join(FAILURE_FILE)) {
+        Ok(error) => PointState::Failed(error.lines().next().unwrap_or("failed").to_string()),
+        Err(_) => PointState::Stopped,
+    }
+}
+
+/// The points that have not finished, by index.
+pub struct Status {
+    pub unfinished: Vec<usize>,
+}
+
+/// `sweep.csv` and `sweep.svg` from the finished points; a line on stdout for every other one,
+/// with the command that runs or resumes it.
+pub fn summarize(sweep_dir: &Path, plan: &Plan) -> Result<Status> {
+    let commands = std::fs::read_to_string(sweep_dir.join(COMMANDS_FILE)).unwrap_or_default();
+    let commands: Vec<&str> = commands.lines().collect();
+    let mut results = Vec::new();
+    let mut unfinished = Vec::new();
+    for (index, settings) in plan.points.iter().enumerate() {
+        let point = settings[..plan.grid_keys].to_vec();
+        let problem = match point_state(&point_dir(sweep_dir, index)) {
+            PointState::Finished(summary) => {
+                results.push((point, Ok(summary)));
+                continue;
+            }
+            PointState::Missing => "missing".to_string(),
+            PointState::Running => "running".to_string(),
+            PointState::Stopped => "stopped; its line resumes it".to_string(),
+            PointState::Failed(error) => format!("failed: {error}"),
+        };
+        println!("point {index} ({}): {problem}", point.join(" "));
+        if let Some(command) = commands.get(index) {
+            println!("  {command}");
+        }
+        results.push((point, Err(anyhow!("{problem}"))));
+        unfinished.push(index);
+    }
+    write_atomic(&sweep_dir.join("sweep.csv"), sweep_csv(&plan.axes, &results).as_bytes())?;
+    write_atomic(&sweep_dir.join("sweep.svg"), sweep_svg(&results).as_bytes())?;
+    Ok(Status { unfinished })
+}
+
+/// `coppice sweep --collect SWEEP_DIR`: summarizes whatever has finished; an error, after the
+/// list of the others, when not every point has.
+pub fn collect(sweep_dir: &Path) -> Result<PathBuf> {
+    let plan = read_plan(sweep_dir)?;
+    let status = summarize(sweep_dir, &plan)?;
+    let total = plan.points.len();
+    println!(
+        "{} of {total} points finished -> {}",
+        total - status.unfinished.len(),
+        sweep_dir.join("sweep.csv").display()
+    );
+    if !status.unfinished.is_empty() {
+        return Err(anyhow!(
+            "{}: {} of {total} points have not finished (listed above); fix: run their lines, then collect again",
+            sweep_dir.display(),
+            status.unfinished.len()
+        ));
+    }
+    Ok(sweep_dir.to_path_buf())
+}
+
+const METRICS: [&str; 4] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero"];
+
+fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
+    let mut header: Vec<String> = axes.iter().filter(|a| a.key != "seed").map(|a| a.key.clone()).collect();
+    header.extend(["runs".to_string(), "failed".to_string()]);
+    header.extend(METRICS.iter().flat_map(|m| [format!("{m}_mean"), format!("{m}_std")]));
+    let mut table = Table::new(header);
+    for group in groups(results) {
+        let members: Vec<&Result<serde_json::Value>> =
+            results.iter().filter(|(p, _)| seedless(p) == group).map(|(_, r)| r).collect();
+        let ok: Vec<&serde_json::Value> = members.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let mut row: Vec<String> =
+            group.iter().map(|s| cell(s.split_once('=').map_or(s.as_str(), |(_, v)| v))).collect();
+        row.extend([ok.len().to_string(), (members.len() - ok.len()).to_string()]);
+        for m in METRICS {
+            let xs: Vec<f64> = ok.iter().filter_map(|s| s[m].as_f64()).collect();
+            let (mean, std) = mean_std(&xs);
+            row.extend([format!("{mean:.6}"), format!("{std:.6}")]);
+        }
+        table.push(row);
+    }
+    table.to_csv()
+}
+
+/// A swept value as a CSV cell: a TOML string's text without its quotes, anything else as
+/// written in the config.
+fn cell(toml_value: &str) -> String {
+    match toml::from_str::<toml::Table>(&format!("v = {toml_value}")).ok().and_then(|t| t.get("v").cloned()) {
+        Some(toml::Value::String(text)) => text,
+        _ => toml_value.to_string(),
+    }
+}
+
+/// Test accuracy against sparsity, one line per method (the grid's keys other than the seed and
+/// the target), each point the mean over seeds with their standard deviation as an error bar.
+fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
+    let method = |group: &[String]| -> String {
+        let keys: Vec<String> = group
+            .iter()
+            .filter(|s| !s.starts_with("prune.target="))
+            .filter_map(|s| s.split_once('='))
+            .map(|(key, value)| format!("{} {}", key.rsplit('.').next().unwrap_or(key), cell(value)))
+            .collect();
+        if keys.is_empty() { "all runs".to_string() } else { keys.join(", ") }
+    };
+    let mut series: Vec<SpreadSeries> = Vec::new();
+    for group in groups(results) {
+        let ok: Vec<&serde_json::Value> =
+            results.iter().filter(|(p, _)| seedless(p) == group).filter_map(|(_, r)| r.as_ref().ok()).collect();
+        let (sparsity, _) = mean_std(&ok.iter().map(|s| s["sparsity"].as_f64().unwrap_or(0.0)).collect::<Vec<_>>());
+        let (accuracy, spread) = mean_std(&ok.iter().filter_map(|s| s["test_accuracy"].as_f64()).collect::<Vec<_>>());
+        let label = method(&group);
+        let point = (sparsity * 100.0, accuracy, spread);
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(line) => line.points.push(point),
+            None => series.push(SpreadSeries { label, points: vec![point] }),
+        }
+    }
+    for line in &mut series {
+        line.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    spread_chart(
+        "Sweep: test accuracy against sparsity (mean and standard deviation over seeds)",
+        ("sparsity of the prunable weights (%)", XAxis::Linear),
+        "test accuracy",
+        &series,
+    )
+}
+
+/// A grid point without its seed: the runs that a mean is taken over share it.
+fn seedless(point: &[String]) -> Vec<String> {
+    point.iter().filter(|s| !s.starts_with("seed=")).cloned().collect()
+}
+
+/// The distinct seedless points, in grid order.
+fn groups(results: &[(Vec<String>, Result<serde_json::Value>)]) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for (point, _) in results {
+        let key = seedless(point);
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    groups
+}
+
+/// Mean and sample standard deviation; NaN where there is nothing to average.
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::{axes, grid};
+
+    #[test]
+    fn swept_strings_are_one_csv_cell_without_their_toml_quotes() {
+        let axes = axes(&toml::from_str("name = [\"a\", \"b,c\"]\nseed = [0]\n").unwrap());
+        let summary = serde_json::json!({"test_accuracy": 0.5});
+        let results: Vec<(Vec<String>, Result<serde_json::Value>)> =
+            grid(&axes).into_iter().map(|point| (point, Ok(summary.clone()))).collect();
+        let table = Table::from_csv(&sweep_csv(&axes, &results)).unwrap();
+        let names: Vec<&str> = table.rows.iter().map(|row| row[0].as_str()).collect();
+        assert_eq!(names, ["a", "b,c"]);
+        assert_eq!(table.number(&table.rows[0], "test_accuracy_mean"), Some(0.5));
+    }
+
+    #[test]
+    fn mean_and_sample_std() {
+        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
+        assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
+    }
+}

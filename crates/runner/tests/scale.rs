@@ -1,0 +1,140 @@
+//! Sweeps on engines that already exist: the emitted command lines run through GNU parallel
+//! and collected give the in-process sweep's `sweep.csv`; a point killed mid-run resumes when its
+//! line runs again; a Slurm script runs point N as array task N.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+const GRID: &str = "name = \"grid\"\nseed = [1, 2]\n[data]\ntrain_limit = 500\ntest_limit = 100\n[model]\nkind = \"mlp\"\n\
+                    hidden = [16]\n[train]\nepochs = 1\nlr = [0.05, 0.1]\n[prune]\ntarget = 0.5\nretrain_epochs = 1\n";
+
+/// `coppice sweep CONFIG --emit KIND --out OUT`: the sweep directory and what it printed.
+fn emit(config: &Path, out: &Path, kind: &str) -> (PathBuf, String) {
+    let emitted = coppice(&["sweep", config.to_str().unwrap(), "--emit", kind, "--out", out.to_str().unwrap()]);
+    assert!(emitted.status.success(), "{}", String::from_utf8_lossy(&emitted.stderr));
+    (only_run(out), String::from_utf8(emitted.stdout).unwrap())
+}
+
+/// Runs command lines two at a time through GNU parallel, as `.ci/run` installs it. Without it,
+/// xargs runs them instead, and the test says so.
+fn run_in_parallel(commands: &str) {
+    let has_parallel = Command::new("parallel").arg("--version").output().is_ok_and(|o| o.status.success());
+    let mut engine = if has_parallel {
+        let mut parallel = Command::new("parallel");
+        parallel.args(["--will-cite", "-j", "2"]);
+        parallel
+    } else {
+        eprintln!("GNU parallel is not installed (apt-get install parallel): running the lines with xargs -P 2");
+        let mut xargs = Command::new("xargs");
+        xargs.args(["-P", "2", "-d", "\n", "-I", "{}", "bash", "-c", "{}"]);
+        xargs
+    };
+    let mut child = engine.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), commands.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success(), "every line succeeds");
+}
+
+fn collect(sweep_dir: &Path) -> std::process::Output {
+    coppice(&["sweep", "--collect", sweep_dir.to_str().unwrap()])
+}
+
+#[test]
+fn emitted_lines_run_by_gnu_parallel_and_collected_match_the_in_process_sweep() {
+    let dir = scratch("scale-grid");
+    let config = config_in(&dir, GRID);
+    let (sweep_dir, commands) = emit(&config, &dir.join("emitted"), "commands");
+    assert_eq!(commands.lines().count(), 4, "one line per point: {commands}");
+    assert!(commands.lines().all(|l| l.contains(" run ") && l.contains("--run-dir")), "{commands}");
+
+    let before = collect(&sweep_dir);
+    assert!(!before.status.success(), "nothing has run yet");
+    let listed = String::from_utf8_lossy(&before.stdout);
+    assert_eq!(listed.lines().filter(|l| l.ends_with(": missing")).count(), 4, "{listed}");
+
+    run_in_parallel(&commands);
+    let collected = collect(&sweep_dir);
+    assert!(collected.status.success(), "{}", String::from_utf8_lossy(&collected.stderr));
+    assert!(String::from_utf8_lossy(&collected.stdout).contains("4 of 4 points finished"));
+
+    let out = dir.join("in-process");
+    let swept = coppice(&["sweep", config.to_str().unwrap(), "--jobs", "2", "--out", out.to_str().unwrap()]);
+    assert!(swept.status.success(), "{}", String::from_utf8_lossy(&swept.stderr));
+    let csv = |dir: &Path| std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    assert_eq!(csv(&sweep_dir), csv(&only_run(&out)), "the same runs, the same summary");
+    assert!(csv(&sweep_dir).lines().nth(1).unwrap().starts_with("0.05,2,0,"), "{}", csv(&sweep_dir));
+
+    // Running a finished point's line again does nothing; another config in its directory is refused.
+    let again = Command::new("bash").args(["-c", commands.lines().next().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("finished earlier"));
+    let point = sweep_dir.join("point-0");
+    let point = point.to_str().unwrap();
+    let other =
+        coppice(&["run", config.to_str().unwrap(), "--run-dir", point, "--set", "seed=9", "--set", "train.lr=0.05"]);
+    assert_clean_failure(&other, &["holds a run of another config", "--run-dir"]);
+}
+
+#[test]
+fn a_point_killed_mid_run_resumes_when_its_line_runs_again() {
+    let dir = scratch("scale-killed");
+    let config = config_in(
+        &dir,
+        "name = \"killed\"\nseed = [3]\n[data]\ntrain_limit = 16000\ntest_limit = 500\n[model]\nkind = \"mlp\"\n\
+         [train]\nepochs = 3\n",
+    );
+    let (sweep_dir, commands) = emit(&config, &dir.join("sweeps"), "commands");
+    let line = commands.lines().next().unwrap();
+    // Its own process group, so that the kill reaches coppice and not only the shell.
+    let mut child = std::os::unix::process::CommandExt::process_group(
+        Command::new("bash").args(["-c", line]).stdout(Stdio::null()).stderr(Stdio::null()),
+        0,
+    )
+    .spawn()
+    .unwrap();
+    let point = sweep_dir.join("point-0");
+    let epoch_one_saved =
+        || ["model", "optim", "scheduler"].iter().all(|k| point.join(format!("train/checkpoint/{k}-1.bpk")).is_file());
+    while !epoch_one_saved() {
+        assert!(child.try_wait().unwrap().is_none(), "the point ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let group = format!("-{}", child.id());
+    assert!(Command::new("kill").args(["-s", "KILL", "--", &group]).status().unwrap().success());
+    child.wait().unwrap();
+
+    let listed = collect(&sweep_dir);
+    assert!(!listed.status.success());
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("point 0 (seed=3): stopped") && listed.contains(line), "{listed}");
+
+    let resumed = Command::new("bash").args(["-c", line]).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let printed = String::from_utf8_lossy(&resumed.stdout);
+    assert!(printed.contains("resuming after epoch") && !printed.contains("epoch 1/3"), "{printed}");
+    let collected = collect(&sweep_dir);
+    assert!(collected.status.success(), "{}", String::from_utf8_lossy(&collected.stdout));
+    assert!(String::from_utf8_lossy(&collected.stdout).contains("1 of 1 points finished"));
+}
+
+#[test]
+fn a_slurm_array_task_runs_its_own_point() {
+    let dir = scratch("scale-slurm");
+    let config = config_in(&dir, GRID);
+    let (sweep_dir, script) = emit(&config, &dir.join("sweeps"), "slurm");
+    assert!(script.starts_with("#!/bin/bash\n") && script.contains("#SBATCH --array=0-3\n"), "{script}");
+    assert_eq!(std::fs::read_to_string(sweep_dir.join("sweep.slurm")).unwrap(), script);
+    // What Slurm would do for task 2, without Slurm: the script with SLURM_ARRAY_TASK_ID set.
+    let task =
+        Command::new("bash").arg(sweep_dir.join("sweep.slurm")).env("SLURM_ARRAY_TASK_ID", "2").output().unwrap();
+    assert!(task.status.success(), "{}", String::from_utf8_lossy(&task.stderr));
+    assert!(read_summary(&sweep_dir.join("point-2"))["seed"] == 2, "task 2 is the grid's third point");
+    assert!(!sweep_dir.join("point-1").exists());
+    assert_clean_failure(
+        &coppice(&["sweep", config.to_str().unwrap(), "--emit", "pbs", "--out", dir.to_str().unwrap()]),
+        &["--emit", "commands or slurm"],
+    );
+}
