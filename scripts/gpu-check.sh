@@ -3,6 +3,7 @@
 # them with flex on LeNet-300-100 and LeNet-5 at batch 256 and print the tables.
 # burn's cuda backend downloads an LLVM bundle while it builds: without network access that
 # build fails, and the script goes on with wgpu only, saying so.
+# With two or more GPUs, it then checks data-parallel training against one GPU.
 # Environment: EPOCHS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +24,38 @@ for config in configs/lenet300-mnist.toml configs/lenet5-mnist.toml; do
   cargo run --release --features "$features" -- compare "$config" --backends "$backends" \
     --epochs "$EPOCHS" --set train.batch_size=256 --out runs/gpu-check
 done
+
+# Data-parallel training: with two or more GPUs, the same weight-pruning run on one GPU and on
+# two (burn-train's multi-device strategy) must give the same metrics.csv and rounds.csv, all
+# but the seconds column (an MLP: no BatchNorm, whose batch statistics are per device).
+gpus=$(nvidia-smi --list-gpus 2>/dev/null | wc -l || echo 0)
+backend=${backends##*,}
+if [ "$gpus" -ge 2 ]; then
+  echo "== data-parallel on $backend:0,$backend:1 against $backend:0"
+  rm -rf runs/gpu-check/devices-*
+  for devices in "$backend:0" "$backend:0,$backend:1"; do
+    cargo run --release --features "$features" -- run configs/lenet300-mnist-global.toml --plain \
+      --devices "$devices" --set train.epochs=2 --set prune.retrain_epochs=1 --run-dir "runs/gpu-check/devices-${devices//[:,]/-}"
+  done
+  for table in metrics.csv rounds.csv; do
+    python3 - "runs/gpu-check/devices-$backend-0/$table" "runs/gpu-check/devices-$backend-0-$backend-1/$table" <<'PY'
+import csv, sys
+one, two = ([row for row in csv.DictReader(open(path))] for path in sys.argv[1:])
+worst = 0.0
+for a, b in zip(one, two):
+    for key, value in a.items():
+        if key == "seconds":
+            continue
+        try:
+            x, y = float(value), float(b[key])
+        except ValueError:
+            assert value == b[key], (key, value, b[key])
+            continue
+        worst = max(worst, abs(x - y) / max(abs(x), 1e-6))
+verdict = "agree" if len(one) == len(two) and worst <= 1e-3 else "DIFFER"
+print(f"gpu-check: {sys.argv[1].rsplit('/', 1)[-1]}: one and two devices {verdict} (largest relative difference {worst:.2e})")
+PY
+  done
+else
+  echo "gpu-check: $gpus GPU(s): the data-parallel comparison needs two"
+fi

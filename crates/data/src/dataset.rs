@@ -76,6 +76,10 @@ pub struct ImageBatch {
     /// `[batch, channels, height, width]`, normalized.
     pub images: Tensor<4>,
     pub targets: Tensor<1, Int>,
+    /// The share of its optimizer step's batch this batch holds: 1, or a device's part of the
+    /// batch in data-parallel training, where the loss is scaled by it before the backward pass
+    /// so that the devices' gradients add up to the gradient of the whole batch's mean loss.
+    pub loss_share: f32,
 }
 
 impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
@@ -98,6 +102,7 @@ impl Batcher<ImageItem, ImageBatch> for ImageBatcher {
         ImageBatch {
             images: Tensor::from_data(TensorData::new(pixels, [b, c, h, w]), device),
             targets: Tensor::from_data(TensorData::new(targets, [b]), device),
+            loss_share: 1.0,
         }
     }
 }

@@ -34,6 +34,7 @@ impl Rounds {
             seed: self.retrain.seed.wrapping_add(retraining.seed_offset),
             progress: self.retrain.progress,
             label: retraining.label,
+            parallel: self.retrain.parallel.clone(),
         }
     }
 

@@ -20,6 +20,7 @@ fn rounds(tag: &str) -> Rounds {
             seed: 3,
             progress: Progress::Quiet,
             label: tag.into(),
+            parallel: None,
         },
         train: ImageDataset::new(train),
         valid: ImageDataset::new(test.clone()),

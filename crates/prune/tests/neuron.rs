@@ -243,6 +243,7 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
             seed: 3,
             progress: Progress::Quiet,
             label: "neuron".into(),
+            parallel: None,
         },
         train: ImageDataset::new(train),
         valid: ImageDataset::new(test.clone()),

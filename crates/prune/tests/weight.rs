@@ -30,6 +30,7 @@ fn setup(tag: &str, epochs: usize, optimizer: OptimizerKind) -> TrainSetup {
         seed: 5,
         progress: Progress::Quiet,
         label: tag.into(),
+        parallel: None,
     }
 }
 

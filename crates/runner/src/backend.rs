@@ -26,12 +26,19 @@ impl BackendName {
     /// The backend's device, opened: a GPU backend that is not compiled in, or whose device
     /// cannot be opened, is an error saying what to do, never a panic later in training.
     pub fn device(self) -> Result<Device> {
+        self.device_at(None)
+    }
+
+    /// The backend's device number `index` (`cuda:1`), or its default device. The CPU backends
+    /// have one device: an index there names another handle on it, a replica for data-parallel
+    /// training on one machine.
+    pub fn device_at(self, index: Option<usize>) -> Result<Device> {
         match self {
             BackendName::Flex => Ok(Device::flex()),
             #[allow(deprecated)]
             BackendName::Ndarray => Ok(Device::ndarray()),
-            BackendName::Wgpu => wgpu_device(),
-            BackendName::Cuda => cuda_device(),
+            BackendName::Wgpu => wgpu_device(index),
+            BackendName::Cuda => cuda_device(index.unwrap_or(0)),
         }
     }
 
@@ -46,12 +53,12 @@ impl BackendName {
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_device() -> Result<Device> {
+fn wgpu_device(_index: Option<usize>) -> Result<Device> {
     Err(not_compiled_in("wgpu"))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device() -> Result<Device> {
+fn cuda_device(_index: usize) -> Result<Device> {
     Err(not_compiled_in("cuda"))
 }
 
@@ -62,16 +69,28 @@ fn not_compiled_in(name: &str) -> anyhow::Error {
     )
 }
 
-/// wgpu picks its adapter once per process (a discrete GPU first; Mesa's llvmpipe on a machine
-/// without one); later calls share it.
+/// wgpu picks its default adapter once per process (a discrete GPU first; Mesa's llvmpipe on a
+/// machine without one), and `wgpu:N` the N-th discrete GPU; later calls share them.
 #[cfg(feature = "wgpu")]
-fn wgpu_device() -> Result<Device> {
-    use std::sync::OnceLock;
-    static DEVICE: OnceLock<Result<Device, String>> = OnceLock::new();
-    DEVICE
-        .get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(|e| {
+fn wgpu_device(index: Option<usize>) -> Result<Device> {
+    use burn::tensor::DeviceKind;
+    use std::sync::Mutex;
+    static DEVICES: Mutex<Vec<(Option<usize>, Result<Device, String>)>> = Mutex::new(Vec::new());
+    let mut devices = DEVICES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let opened = match devices.iter().find(|(i, _)| *i == index) {
+        Some((_, opened)) => opened.clone(),
+        None => {
+            let options = Device::wgpu_options();
+            let options = match index {
+                Some(i) => options.device_kind(DeviceKind::DiscreteGpu(i)),
+                None => options,
+            };
+            let opened = options.init().map_err(|e| e.to_string());
+            devices.push((index, opened.clone()));
+            opened
+        }
+    };
+    opened.map_err(|e| {
             anyhow!(
                 "backend wgpu: cannot open a device: {e}; fix: install a Vulkan driver (on Debian, `apt-get install mesa-vulkan-drivers libvulkan1` gives the CPU driver llvmpipe), check CUBECL_WGPU_DEFAULT_DEVICE, or pick flex"
             )
@@ -81,12 +100,12 @@ fn wgpu_device() -> Result<Device> {
 /// burn opens CUDA lazily and panics when it cannot (no driver, no GPU): open it here with a
 /// first tensor, and turn such a panic into an error.
 #[cfg(feature = "cuda")]
-fn cuda_device() -> Result<Device> {
+fn cuda_device(index: usize) -> Result<Device> {
     use burn::prelude::Tensor;
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let opened = std::panic::catch_unwind(|| {
-        let device = Device::cuda(0);
+        let device = Device::cuda(index);
         let probe = Tensor::<1>::ones([1], &device).into_data();
         drop(probe);
         device
@@ -99,7 +118,7 @@ fn cuda_device() -> Result<Device> {
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default();
         anyhow!(
-            "backend cuda: cannot open device 0: {}; fix: check the NVIDIA driver (`nvidia-smi`) and CUDA_VISIBLE_DEVICES, or pick flex",
+            "backend cuda: cannot open device {index}: {}; fix: check the NVIDIA driver (`nvidia-smi`) and CUDA_VISIBLE_DEVICES, or pick flex",
             message.replace('\n', " ")
         )
     })

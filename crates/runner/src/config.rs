@@ -7,6 +7,7 @@ use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendName;
+use crate::devices::ParallelKind;
 use coppice_prune::PruneConfig;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,13 @@ pub struct Config {
     pub seed: u64,
     #[serde(default)]
     pub backend: BackendName,
+    /// Data-parallel training on these devices, e.g. `["cuda:0", "cuda:1"]`; empty: the
+    /// backend's one device.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Where the optimizer runs with several devices.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub parallel: ParallelKind,
     #[serde(default)]
     pub data: DataConfig,
     pub model: ModelConfig,
@@ -29,6 +37,10 @@ pub struct Config {
 
 fn default_seed() -> u64 {
     42
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +139,8 @@ impl Config {
             name: "bench".into(),
             seed: default_seed(),
             backend: BackendName::default(),
+            devices: Vec::new(),
+            parallel: ParallelKind::default(),
             data: DataConfig { dir, ..DataConfig::default() },
             model: ModelConfig {
                 kind: ModelKind::Mlp,
@@ -202,6 +216,7 @@ impl Config {
         if let Some(prune) = &self.prune {
             prune.validate()?;
         }
+        crate::devices::check(self)?;
         self.model.check_keys()
     }
 

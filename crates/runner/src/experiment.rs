@@ -38,6 +38,8 @@ pub struct Experiment {
     pub config: Config,
     pub data: Data,
     pub device: burn::prelude::Device,
+    /// Training's devices when there are several (`devices` in the config).
+    pub parallel: Option<coppice_train::DataParallel>,
     pub from: Option<PathBuf>,
     pub run_dir: PathBuf,
     /// Held while the experiment writes its run directory.
@@ -88,7 +90,9 @@ impl Experiment {
         }
         let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
         let data = Data::load(&config)?;
-        let device = config.backend.device().with_context(|| format!("{}: backend", config_path.display()))?;
+        crate::devices::check(&config).map_err(in_config)?;
+        let (device, parallel) =
+            crate::devices::open(&config).with_context(|| format!("{}: backend", config_path.display()))?;
         device.seed(config.seed);
         let from = options.from.clone().or_else(|| config.prune.as_ref().and_then(|p| p.from.clone()));
         let start_net = match &from {
@@ -155,7 +159,7 @@ impl Experiment {
         };
         coppice_train::stop::set_run_dir(Some(run_dir.clone()));
         println!("run {} on {} -> {}", config.name, config.backend, run_dir.display());
-        Ok((Experiment { config, data, device, from, run_dir, _lock: lock }, start_net))
+        Ok((Experiment { config, data, device, parallel, from, run_dir, _lock: lock }, start_net))
     }
 
     /// The trained dense network: `start_net` itself when it was loaded from a saved run.
@@ -171,6 +175,7 @@ impl Experiment {
             seed: self.config.seed,
             progress: options.progress,
             label: label.into(),
+            parallel: self.parallel.clone(),
         }
     }
 

@@ -21,6 +21,9 @@ use crate::tables::MetricsLog;
 pub struct Summary {
     pub name: String,
     pub backend: String,
+    /// The devices of data-parallel training, as the config names them; absent on one device.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     pub seed: u64,
     pub test_accuracy: f64,
     pub test_loss: f64,
@@ -88,6 +91,7 @@ impl Summary {
         Summary {
             name: config.name.clone(),
             backend: config.backend.to_string(),
+            devices: config.devices.clone(),
             seed: config.seed,
             test_accuracy: test.accuracy,
             test_loss: test.loss,

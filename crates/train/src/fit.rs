@@ -8,8 +8,10 @@ use burn::prelude::*;
 use burn::train::logger::InMemoryMetricLogger;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::metric::{AccuracyMetric, LossMetric};
-use burn::train::{EarlyStoppingStrategy, Interrupter, Learner, SupervisedTraining};
-use coppice_data::{ImageBatcher, ImageDataset};
+use burn::train::{
+    EarlyStoppingStrategy, ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining,
+};
+use coppice_data::{ImageBatch, ImageBatcher, ImageDataset};
 use coppice_models::Network;
 
 use crate::callback::{Callbacks, EpochRecord};
@@ -19,6 +21,7 @@ use crate::evaluate::evaluation_batch;
 use crate::lr::{EpochLr, lr_at};
 use crate::optim::optimizer;
 use crate::quiet::QuietRenderer;
+use crate::shard::ShardedLoader;
 use crate::stop::{self, StopCause};
 use crate::trainee::{LossWatch, Trainee};
 
@@ -45,6 +48,26 @@ pub struct TrainSetup {
     pub progress: Progress,
     /// Shown in progress lines, e.g. `dense` or `round 2`.
     pub label: String,
+    /// Training on several devices at once; `None` trains on `device` alone.
+    pub parallel: Option<DataParallel>,
+}
+
+/// Data-parallel training through burn-train's multi-device strategy: each step's batch
+/// (`config.batch_size`, the same as on one device) is split over `devices`, and the devices'
+/// gradients are summed into one optimizer step. `devices[0]` is `TrainSetup::device`.
+#[derive(Clone, Debug)]
+pub struct DataParallel {
+    pub devices: Vec<Device>,
+    pub optimizer: OptimizerPlacement,
+}
+
+/// Where the optimizer runs in data-parallel training: burn-train's `MultiDeviceOptim`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerPlacement {
+    /// On the first device, with every gradient moved there (`OptimMainDevice`).
+    Main,
+    /// Each parameter's update on the device that holds its gradient (`OptimSharded`).
+    Sharded,
 }
 
 pub struct TrainOutcome {
@@ -87,19 +110,27 @@ pub fn fit_after(
         return Err(TrainError::Data("training and validation sets must not be empty".into()));
     }
     let steps_per_epoch = train.set().len().div_ceil(config.batch_size);
-    let train_loader = DataLoaderBuilder::new(batcher.clone())
-        .batch_size(config.batch_size)
-        .shuffle(setup.seed)
-        .set_device(setup.device.clone())
-        .build(train);
+    let (train_batcher, batch_size, seed, device) =
+        (batcher.clone(), config.batch_size, setup.seed, setup.device.clone());
+    let new_train_loader = move || -> Arc<dyn DataLoader<ImageBatch>> {
+        let loader = DataLoaderBuilder::new(train_batcher.clone())
+            .batch_size(batch_size)
+            .shuffle(seed)
+            .set_device(device.clone())
+            .build(train.clone());
+        match resume_after {
+            0 => loader,
+            epochs_done => Arc::new(ResumedLoader { inner: loader, epochs_done }),
+        }
+    };
     let valid_loader = DataLoaderBuilder::new(batcher)
         .batch_size(evaluation_batch(config.eval_batch_size, valid.set().len()))
         .set_device(setup.device.clone())
         .build(valid);
 
-    let train_loader: Arc<dyn DataLoader<_>> = match resume_after {
-        0 => train_loader,
-        epochs_done => Arc::new(ResumedLoader { inner: train_loader, epochs_done }),
+    let train_loader: Arc<dyn DataLoader<_>> = match &setup.parallel {
+        Some(parallel) => Arc::new(ShardedLoader::new(Arc::new(new_train_loader), parallel.devices.len())),
+        None => new_train_loader(),
     };
     let use_tui = setup.progress == Progress::Auto && std::io::stdout().is_terminal();
     let epoch_end = EpochEnd::new(setup, callbacks.clone(), !use_tui && setup.progress != Progress::Quiet, done);
@@ -115,12 +146,20 @@ pub fn fit_after(
     if resume_after > 0 {
         training = training.checkpoint(resume_after);
     }
+    if let Some(parallel) = &setup.parallel {
+        let optim = match parallel.optimizer {
+            OptimizerPlacement::Main => MultiDeviceOptim::OptimMainDevice,
+            OptimizerPlacement::Sharded => MultiDeviceOptim::OptimSharded,
+        };
+        training = training.with_training_strategy(ExecutionStrategy::multi(parallel.devices.clone(), optim).into());
+    }
     if !use_tui {
         training = training.renderer(Box::new(QuietRenderer));
     }
 
     let optim = optimizer(config, &net, callbacks.update_masks().as_ref());
-    let watch = LossWatch::new(interrupter.clone());
+    let devices = setup.parallel.as_ref().map_or(1, |p| p.devices.len());
+    let watch = LossWatch::new(interrupter.clone(), devices);
     let trainee = Trainee::new(net, callbacks.clone(), watch.clone()).train();
     let schedule = EpochLr::new(config.clone(), steps_per_epoch).after_epochs(resume_after);
     let learner = Learner::new(trainee, optim, schedule);

@@ -12,6 +12,7 @@ mod fit;
 mod lr;
 mod optim;
 mod quiet;
+mod shard;
 pub mod stop;
 mod trainee;
 
@@ -19,7 +20,7 @@ pub use callback::{Callback, Callbacks, EpochRecord};
 pub use config::{LrScheduleKind, OptimizerKind, TrainConfig, TrainConfigError};
 pub use error::TrainError;
 pub use evaluate::{Evaluation, evaluate};
-pub use fit::{Progress, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
+pub use fit::{DataParallel, OptimizerPlacement, Progress, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
 pub use lr::lr_at;
 pub use optim::{UpdateMasks, optimizer};
 pub use stop::StopCause;

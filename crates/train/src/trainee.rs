@@ -35,14 +35,17 @@ impl std::fmt::Debug for LossWatch {
 
 struct WatchState {
     interrupter: Interrupter,
-    steps: usize,
+    /// Devices that each check a part of every step's batch.
+    devices: usize,
+    /// Checks so far: parts of steps.
+    checks: usize,
     /// The training step (counted from 1) and its loss.
     first_non_finite: Option<(usize, f64)>,
 }
 
 impl LossWatch {
-    pub fn new(interrupter: Interrupter) -> Self {
-        let state = WatchState { interrupter, steps: 0, first_non_finite: None };
+    pub fn new(interrupter: Interrupter, devices: usize) -> Self {
+        let state = WatchState { interrupter, devices: devices.max(1), checks: 0, first_non_finite: None };
         Self { inner: Arc::new(Mutex::new(state)) }
     }
 
@@ -50,9 +53,10 @@ impl LossWatch {
     fn check(&self, loss: &Tensor<1>) {
         let value = loss.clone().into_scalar::<f64>();
         let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        state.steps += 1;
+        state.checks += 1;
         if !value.is_finite() && state.first_non_finite.is_none() {
-            state.first_non_finite = Some((state.steps, value));
+            let step = (state.checks - 1) / state.devices + 1;
+            state.first_non_finite = Some((step, value));
             state.interrupter.stop(Some("the loss is not finite"));
         }
     }
@@ -79,9 +83,11 @@ impl TrainStep for Trainee {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: ImageBatch) -> TrainOutput<ClassificationOutput> {
+        let share = batch.loss_share;
         let output = self.forward_classification(batch);
         self.watch.check(&output.loss);
-        TrainOutput::new(self, output.loss.backward(), output)
+        let loss = if share == 1.0 { output.loss.clone() } else { output.loss.clone().mul_scalar(share) };
+        TrainOutput::new(self, loss.backward(), output)
     }
 
     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {

@@ -36,6 +36,7 @@ fn setup(dir: &str, epochs: usize) -> TrainSetup {
         seed: 1,
         progress: Progress::Quiet,
         label: "test".into(),
+        parallel: None,
     }
 }
 

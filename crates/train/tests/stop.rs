@@ -34,6 +34,7 @@ fn setup(tag: &str) -> TrainSetup {
         seed: 1,
         progress: Progress::Quiet,
         label: "test".into(),
+        parallel: None,
     }
 }
 

@@ -30,7 +30,7 @@ pub struct Axis {
 }
 
 /// Keys whose value is a list even in a single run: they sweep only when given a list of lists.
-const LIST_KEYS: [&str; 2] = ["model.hidden", "model.stages"];
+const LIST_KEYS: [&str; 3] = ["model.hidden", "model.stages", "devices"];
 
 /// The list-valued keys of a config file, in file order, and the grid they span.
 pub fn axes(table: &toml::Table) -> Vec<Axis> {
