@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::PruneError;
 use crate::allocation::Allocation;
 use crate::criteria::Criterion;
-use crate::rounds::Rounds;
+use crate::rounds::{Rewind, Rounds};
 use crate::schedule::Schedule;
 use crate::sensitivity::DEFAULT_LEVELS;
 use crate::strategy::Strategy;
@@ -66,6 +66,7 @@ pub enum ScheduleKind {
 pub enum RewindKind {
     None,
     Init,
+    Random,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,7 +259,11 @@ impl PruneConfig {
             valid,
             test,
             batcher,
-            rewind_to: (self.rewind == RewindKind::Init).then_some(initial),
+            rewind: match self.rewind {
+                RewindKind::None => Rewind::None,
+                RewindKind::Init => Rewind::Init(initial),
+                RewindKind::Random => Rewind::Random { like: initial, seed: dense_training.seed },
+            },
         }
     }
 

@@ -28,7 +28,7 @@ pub use criteria::Criterion;
 pub use mask::{MaskSet, values_of};
 pub use records::{History, LayerAttempt, RoundRecord};
 pub use report::{LayerSparsity, SparsityReport, sparsity_report};
-pub use rounds::{Completed, RoundObserver, Rounds, RoundsOutcome, run_rounds};
+pub use rounds::{Completed, Rewind, RoundObserver, Rounds, RoundsOutcome, run_rounds};
 pub use schedule::{Schedule, agp_sparsity, iterative_target, per_round_fraction};
 pub use sensitivity::{DEFAULT_LEVELS, SensitivityPoint, check_levels, sensitivity};
 pub use strategy::layerwise::{Granularity, LayerWise, LayerWisePruner, layer_order};

@@ -21,8 +21,20 @@ pub struct Rounds {
     pub valid: ImageDataset,
     pub test: ImageDataset,
     pub batcher: ImageBatcher,
-    /// The network's initial weights, when each round rewinds the survivors to them.
-    pub rewind_to: Option<Network>,
+    /// What the survivors of each round's pruning start their retraining from.
+    pub rewind: Rewind,
+}
+
+/// Where a round's surviving weights start their retraining.
+pub enum Rewind {
+    /// Where pruning left them.
+    None,
+    /// At this network's values: the initial weights (lottery tickets).
+    Init(Network),
+    /// At fresh random values, drawn as this network's were, from a seed of their own each
+    /// round: the lottery-ticket experiment's control (Frankle & Carbin's random
+    /// reinitialization).
+    Random { like: Network, seed: u64 },
 }
 
 impl Rounds {
@@ -115,8 +127,15 @@ pub fn run_rounds(
         for attempt in 0.. {
             let started = Instant::now();
             let mut candidate = strategy.prune(&net, round, attempt)?;
-            if let Some(initial) = &rounds.rewind_to {
-                candidate = strategy.rewind(candidate, initial);
+            match &rounds.rewind {
+                Rewind::None => {}
+                Rewind::Init(initial) => candidate = strategy.rewind(candidate, initial),
+                Rewind::Random { like, seed } => {
+                    let device = &rounds.retrain.device;
+                    device.seed(seed.wrapping_add(0x5eed_0000).wrapping_add((round * 1000 + attempt) as u64));
+                    let fresh = like.architecture().init(device);
+                    candidate = strategy.rewind(candidate, &fresh);
+                }
             }
             let mut epochs = Vec::new();
             if rounds.retrain.config.epochs > 0 {

@@ -26,7 +26,7 @@ fn rounds(tag: &str) -> Rounds {
         valid: ImageDataset::new(test.clone()),
         test: ImageDataset::new(test),
         batcher,
-        rewind_to: None,
+        rewind: Rewind::None,
     }
 }
 

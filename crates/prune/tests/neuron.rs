@@ -249,7 +249,7 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
         valid: ImageDataset::new(test.clone()),
         test: ImageDataset::new(test),
         batcher,
-        rewind_to: None,
+        rewind: Rewind::None,
     };
     let config = NeuronPruning {
         criterion: Criterion::L2,

@@ -34,7 +34,7 @@ fn setup(tag: &str, epochs: usize, optimizer: OptimizerKind) -> TrainSetup {
     }
 }
 
-fn rounds(tag: &str, epochs: usize, optimizer: OptimizerKind, rewind_to: Option<Network>) -> Rounds {
+fn rounds(tag: &str, epochs: usize, optimizer: OptimizerKind, rewind: Rewind) -> Rounds {
     let (train, test) = data();
     let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
     Rounds {
@@ -43,7 +43,7 @@ fn rounds(tag: &str, epochs: usize, optimizer: OptimizerKind, rewind_to: Option<
         valid: ImageDataset::new(test.clone()),
         test: ImageDataset::new(test),
         batcher,
-        rewind_to,
+        rewind,
     }
 }
 
@@ -74,7 +74,7 @@ fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
         let outcome = run_rounds(
             pruned,
             &mut strategy,
-            &rounds("hold", 2, optimizer, None),
+            &rounds("hold", 2, optimizer, Rewind::None),
             None,
             &mut |_: &RoundRecord, _: &Network| {},
         )
@@ -94,7 +94,7 @@ fn per_layer_targets_land_within_one_weight_and_stay_after_retraining() {
     let outcome = run_rounds(
         tiny_net(),
         &mut strategy,
-        &rounds("exact", 1, OptimizerKind::Sgd, None),
+        &rounds("exact", 1, OptimizerKind::Sgd, Rewind::None),
         None,
         &mut |_: &RoundRecord, _: &Network| {},
     )
@@ -184,7 +184,7 @@ fn rewinding_resets_survivors_to_their_initial_values() {
     let outcome = run_rounds(
         initial.clone(),
         &mut strategy,
-        &rounds("rewind", 0, OptimizerKind::Sgd, Some(initial.clone())),
+        &rounds("rewind", 0, OptimizerKind::Sgd, Rewind::Init(initial.clone())),
         None,
         &mut |_: &RoundRecord, _: &Network| {},
     )
@@ -200,6 +200,34 @@ fn rewinding_resets_survivors_to_their_initial_values() {
         }
     }
     assert_eq!(zeros, 36 * 24 / 2);
+}
+
+#[test]
+fn random_rewinding_draws_fresh_survivors_like_the_initial_ones_and_the_same_on_a_rerun() {
+    let initial = tiny_net();
+    let rewound = |tag: &str| {
+        let mut strategy = pruner(per_layer(0.5, &[]), Schedule::OneShot);
+        let rewind = Rewind::Random { like: initial.clone(), seed: 11 };
+        let outcome = run_rounds(
+            initial.clone(),
+            &mut strategy,
+            &rounds(tag, 0, OptimizerKind::Sgd, rewind),
+            None,
+            &mut |_: &RoundRecord, _: &Network| {},
+        )
+        .unwrap();
+        values_of(&outcome.net, "fc.0.weight").unwrap()
+    };
+    let (start, end) = (values_of(&initial, "fc.0.weight").unwrap(), rewound("random"));
+    assert_eq!(end, rewound("random-again"), "the round's own seed: a rerun draws the same");
+    let survivors: Vec<f32> = end.iter().copied().filter(|v| *v != 0.0).collect();
+    assert_eq!(survivors.len(), 36 * 24 / 2, "the mask holds");
+    let kept_initial = start.iter().zip(&end).filter(|(a, b)| **b != 0.0 && a == b).count();
+    assert_eq!(kept_initial, 0, "no survivor keeps its initial value");
+    // Drawn as the initial weights were: the same spread, within sampling error.
+    let spread = |v: &[f32]| (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+    let ratio = spread(&survivors) / spread(&start);
+    assert!((0.8..1.25).contains(&ratio), "spread ratio {ratio}");
 }
 
 #[test]
@@ -244,7 +272,7 @@ fn resuming_after_round_one_ends_where_an_uninterrupted_run_ends() {
         let full = run_rounds(
             tiny_net(),
             &mut pruner(),
-            &rounds("resume-full", 1, OptimizerKind::Sgd, None),
+            &rounds("resume-full", 1, OptimizerKind::Sgd, Rewind::None),
             None,
             &mut |record: &RoundRecord, net: &Network| saved.push((record.clone(), net.deep_clone())),
         )
@@ -257,7 +285,7 @@ fn resuming_after_round_one_ends_where_an_uninterrupted_run_ends() {
         let resumed = run_rounds(
             saved[1].1.deep_clone(),
             &mut pruner(),
-            &rounds("resume-rest", 1, OptimizerKind::Sgd, None),
+            &rounds("resume-rest", 1, OptimizerKind::Sgd, Rewind::None),
             Some(completed),
             &mut |record: &RoundRecord, _: &Network| later_rounds.push(record.round),
         )
@@ -285,7 +313,7 @@ fn two_of_four_holds_in_every_group_after_retraining() {
     let outcome = run_rounds(
         tiny_net(),
         &mut strategy,
-        &rounds("two-of-four", 2, OptimizerKind::Sgd, None),
+        &rounds("two-of-four", 2, OptimizerKind::Sgd, Rewind::None),
         None,
         &mut |record: &RoundRecord, _: &Network| {
             if record.round == 1 {

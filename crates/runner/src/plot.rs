@@ -45,21 +45,48 @@ pub enum XAxis {
     Count,
 }
 
+/// What the y axis of a line chart shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum YAxis {
+    /// Fractions, shown in % within [0, 100].
+    Accuracy,
+    /// Counts (epochs) from 0.
+    Count,
+}
+
+impl YAxis {
+    /// What a value is multiplied by to be drawn.
+    fn scale(self) -> f64 {
+        match self {
+            YAxis::Accuracy => 100.0,
+            YAxis::Count => 1.0,
+        }
+    }
+}
+
 /// Lines with markers of accuracies (fractions, shown in %) against `x`.
 pub fn accuracy_chart(title: &str, x: (&str, XAxis), y_label: &str, series: &[Series]) -> String {
     let spread: Vec<SpreadSeries> = series
         .iter()
         .map(|s| SpreadSeries { label: s.label.clone(), points: s.points.iter().map(|&(x, y)| (x, y, 0.0)).collect() })
         .collect();
-    spread_chart(title, x, y_label, &spread)
+    spread_chart(title, x, (y_label, YAxis::Accuracy), &spread)
 }
 
 /// [`accuracy_chart`] with each point's spread (a standard deviation over seeds) as an error bar.
-pub fn spread_chart(title: &str, (x_label, x_axis): (&str, XAxis), y_label: &str, series: &[SpreadSeries]) -> String {
+pub fn spread_chart(
+    title: &str,
+    (x_label, x_axis): (&str, XAxis),
+    (y_label, y_axis): (&str, YAxis),
+    series: &[SpreadSeries],
+) -> String {
     let points = || series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
     let (x0, x1) = extent(points().map(|p| p.0));
     let (y0, y1) = extent(points().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
-    let y = percent_range(y0, y1);
+    let y = match y_axis {
+        YAxis::Accuracy => percent_range(y0, y1),
+        YAxis::Count => 0.0..(y1 * 1.1).max(1.0),
+    };
     let mut svg = String::new();
     {
         let (plot, legend) = areas(&mut svg, title);
@@ -71,7 +98,7 @@ pub fn spread_chart(title: &str, (x_label, x_axis): (&str, XAxis), y_label: &str
                         plot,
                         x.log_scale(),
                         y.clone(),
-                        (x_label, y_label),
+                        (x_label, y_label, y_axis),
                         series,
                         (10, &|v| format!("{}x", number(v))),
                     )
@@ -79,11 +106,18 @@ pub fn spread_chart(title: &str, (x_label, x_axis): (&str, XAxis), y_label: &str
                 XAxis::Count => {
                     // At most one label per count, so that every tick is a whole number.
                     let (x, labels) = (0.5..(x1.max(1.0) + 0.5), (x1 as usize).clamp(1, 10));
-                    lines(plot, x, y.clone(), (x_label, y_label), series, (labels, &|v| format!("{v:.0}")))
+                    lines(plot, x, y.clone(), (x_label, y_label, y_axis), series, (labels, &|v| format!("{v:.0}")))
                 }
                 XAxis::Linear => {
                     let pad = ((x1 - x0) * 0.05).max(0.01);
-                    lines(plot, (x0 - pad)..(x1 + pad), y.clone(), (x_label, y_label), series, (10, &|v| number(v)))
+                    lines(
+                        plot,
+                        (x0 - pad)..(x1 + pad),
+                        y.clone(),
+                        (x_label, y_label, y_axis),
+                        series,
+                        (10, &|v| number(v)),
+                    )
                 }
             }
         };
@@ -159,12 +193,13 @@ fn areas<'a>(
     root.split_horizontally(SIZE.0 - LEGEND)
 }
 
-/// Draws `series` on axes over `x` and `y` (y in %), and returns the legend's entries.
+/// Draws `series` on axes over `x` and `y` (scaled as `y_axis` says), and returns the legend's
+/// entries.
 fn lines<X>(
     plot: &DrawingArea<SVGBackend, Shift>,
     x: X,
     y: Range<f64>,
-    (x_label, y_label): (&str, &str),
+    (x_label, y_label, y_axis): (&str, &str, YAxis),
     series: &[SpreadSeries],
     (x_labels, x_format): (usize, &dyn Fn(f64) -> String),
 ) -> Result<Vec<(String, RGBColor)>, String>
@@ -179,16 +214,20 @@ where
         .y_desc(y_label)
         .x_labels(x_labels)
         .x_label_formatter(&|v| x_format(*v))
-        .y_label_formatter(&|v| format!("{} %", number(*v)))
+        .y_label_formatter(&|v| match y_axis {
+            YAxis::Accuracy => format!("{} %", number(*v)),
+            YAxis::Count => number(*v),
+        })
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| e.to_string())?;
+    let scale = y_axis.scale();
     let mut labels = Vec::new();
     for (i, s) in series.iter().enumerate() {
         let color = color(i);
         let points: Vec<(f64, f64, f64)> =
             s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).copied().collect();
-        let percent = |(x, mean, _): &(f64, f64, f64)| (*x, mean * 100.0);
+        let percent = |(x, mean, _): &(f64, f64, f64)| (*x, mean * scale);
         chart
             .draw_series(LineSeries::new(points.iter().map(percent), color.stroke_width(2)))
             .map_err(|e| e.to_string())?;
@@ -198,9 +237,9 @@ where
         let spread = points.iter().filter(|p| p.2 > 0.0).map(|&(x, mean, std)| {
             ErrorBar::new_vertical(
                 x,
-                (mean - std) * 100.0,
-                mean * 100.0,
-                (mean + std) * 100.0,
+                (mean - std) * scale,
+                mean * scale,
+                (mean + std) * scale,
                 color.stroke_width(1),
                 8,
             )
@@ -296,7 +335,7 @@ mod tests {
     #[test]
     fn spread_and_bars() {
         let spread = SpreadSeries { label: "magnitude".into(), points: vec![(50.0, 0.98, 0.002), (90.0, 0.97, 0.01)] };
-        let svg = spread_chart("t", ("sparsity", XAxis::Linear), "accuracy", &[spread]);
+        let svg = spread_chart("t", ("sparsity", XAxis::Linear), ("accuracy", YAxis::Accuracy), &[spread]);
         assert!(ticks(&svg, "%").iter().all(|v| (0.0..=100.0).contains(v)));
         let layers = vec!["fc1".to_string(), "fc2".to_string()];
         let svg = bar_chart("t", "sparsity", &layers, &[series("run", &[(0.0, 0.9), (0.0, 0.5)])], true);

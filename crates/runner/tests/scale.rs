@@ -138,3 +138,37 @@ fn a_slurm_array_task_runs_its_own_point() {
         &["--emit", "commands or slurm"],
     );
 }
+
+#[test]
+fn an_iterative_sweep_gets_its_rounds_averaged_over_seeds_per_rewind() {
+    let dir = scratch("scale-rounds");
+    let config = config_in(
+        &dir,
+        "name = \"lottery\"\nseed = [1, 2]\n[data]\ntrain_limit = 500\ntest_limit = 100\n[model]\nkind = \"mlp\"\n\
+         hidden = [16]\n[train]\nepochs = 2\noptimizer = \"adam\"\nlr = 0.002\n[prune]\ntarget = 0.875\nschedule = \"iterative\"\n\
+         rounds = 3\nretrain_epochs = 2\nretrain_lr_scale = 1.0\nrewind = [\"init\", \"random\"]\n",
+    );
+    let out = dir.join("sweeps");
+    let swept = coppice(&["sweep", config.to_str().unwrap(), "--jobs", "2", "--out", out.to_str().unwrap()]);
+    assert!(swept.status.success(), "{}", String::from_utf8_lossy(&swept.stderr));
+    let sweep_dir = only_run(&out);
+    let table =
+        coppice_data::Table::from_csv(&std::fs::read_to_string(sweep_dir.join("sweep-rounds.csv")).unwrap()).unwrap();
+    assert_eq!(table.rows.len(), 2 * 4, "rounds 0 to 3 for each rewind");
+    for (i, row) in table.rows.iter().enumerate() {
+        assert_eq!(row[0], if i < 4 { "init" } else { "random" });
+        assert_eq!(table.number(row, "runs"), Some(2.0), "both seeds");
+        let left = table.number(row, "weights_left_mean").unwrap();
+        let expected = 0.5f64.powi((i % 4) as i32);
+        assert!((left - expected).abs() < 0.01, "round {}: {left} of the weights left, not {expected}", i % 4);
+        let stop = table.number(row, "early_stop_epoch_mean").unwrap();
+        assert!((1.0..=2.0).contains(&stop), "an epoch of the round's training: {stop}");
+    }
+    // Round 0 is the same dense network for both arms; the arms part from round 1.
+    let accuracy = |i: usize| table.number(&table.rows[i], "test_accuracy_mean").unwrap();
+    assert_eq!(accuracy(0), accuracy(4));
+    assert_ne!(accuracy(1), accuracy(5), "random rewinding trains other weights");
+    for chart in ["sweep-rounds.svg", "sweep-early-stop.svg"] {
+        assert!(std::fs::read_to_string(sweep_dir.join(chart)).unwrap().contains("<svg"), "{chart}");
+    }
+}

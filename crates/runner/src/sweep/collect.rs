@@ -8,7 +8,7 @@ use coppice_data::Table;
 
 use super::{Axis, COMMANDS_FILE, Plan, point_dir, read_plan};
 use crate::lock::{Access, lock};
-use crate::plot::{SpreadSeries, XAxis, spread_chart};
+use crate::plot::{SpreadSeries, XAxis, YAxis, spread_chart};
 use crate::run::FAILURE_FILE;
 use crate::rundir::write_atomic;
 
@@ -77,6 +77,11 @@ pub fn summarize(sweep_dir: &Path, plan: &Plan) -> Result<Status> {
     }
     write_atomic(&sweep_dir.join("sweep.csv"), sweep_csv(&plan.axes, &results).as_bytes())?;
     write_atomic(&sweep_dir.join("sweep.svg"), sweep_svg(&results).as_bytes())?;
+    let finished: Vec<(usize, Vec<String>)> = (0..plan.points.len())
+        .filter(|i| !unfinished.contains(i))
+        .map(|i| (i, plan.points[i][..plan.grid_keys].to_vec()))
+        .collect();
+    super::rounds::write(sweep_dir, &plan.axes, &finished)?;
     Ok(Status { unfinished })
 }
 
@@ -127,7 +132,7 @@ fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]
 
 /// A swept value as a CSV cell: a TOML string's text without its quotes, anything else as
 /// written in the config.
-fn cell(toml_value: &str) -> String {
+pub(super) fn cell(toml_value: &str) -> String {
     match toml::from_str::<toml::Table>(&format!("v = {toml_value}")).ok().and_then(|t| t.get("v").cloned()) {
         Some(toml::Value::String(text)) => text,
         _ => toml_value.to_string(),
@@ -137,15 +142,7 @@ fn cell(toml_value: &str) -> String {
 /// Test accuracy against sparsity, one line per method (the grid's keys other than the seed and
 /// the target), each point the mean over seeds with their standard deviation as an error bar.
 fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
-    let method = |group: &[String]| -> String {
-        let keys: Vec<String> = group
-            .iter()
-            .filter(|s| !s.starts_with("prune.target="))
-            .filter_map(|s| s.split_once('='))
-            .map(|(key, value)| format!("{} {}", key.rsplit('.').next().unwrap_or(key), cell(value)))
-            .collect();
-        if keys.is_empty() { "all runs".to_string() } else { keys.join(", ") }
-    };
+    let method = |group: &[String]| method_label(group, &["prune.target"]);
     let mut series: Vec<SpreadSeries> = Vec::new();
     for group in groups(results) {
         let ok: Vec<&serde_json::Value> =
@@ -165,13 +162,24 @@ fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
     spread_chart(
         "Sweep: test accuracy against sparsity (mean and standard deviation over seeds)",
         ("sparsity of the prunable weights (%)", XAxis::Linear),
-        "test accuracy",
+        ("test accuracy", YAxis::Accuracy),
         &series,
     )
 }
 
+/// A line's name in a chart: the grid's values of a group of runs, but for `skip` keys.
+pub(super) fn method_label(group: &[String], skip: &[&str]) -> String {
+    let keys: Vec<String> = group
+        .iter()
+        .filter_map(|s| s.split_once('='))
+        .filter(|(key, _)| !skip.contains(key))
+        .map(|(key, value)| format!("{} {}", key.rsplit('.').next().unwrap_or(key), cell(value)))
+        .collect();
+    if keys.is_empty() { "all runs".to_string() } else { keys.join(", ") }
+}
+
 /// A grid point without its seed: the runs that a mean is taken over share it.
-fn seedless(point: &[String]) -> Vec<String> {
+pub(super) fn seedless(point: &[String]) -> Vec<String> {
     point.iter().filter(|s| !s.starts_with("seed=")).cloned().collect()
 }
 
@@ -188,7 +196,7 @@ fn groups(results: &[(Vec<String>, Result<serde_json::Value>)]) -> Vec<Vec<Strin
 }
 
 /// Mean and sample standard deviation; NaN where there is nothing to average.
-fn mean_std(xs: &[f64]) -> (f64, f64) {
+pub(super) fn mean_std(xs: &[f64]) -> (f64, f64) {
     if xs.is_empty() {
         return (f64::NAN, f64::NAN);
     }

@@ -9,6 +9,7 @@
 
 mod collect;
 mod emit;
+mod rounds;
 
 use std::path::{Path, PathBuf};
 
