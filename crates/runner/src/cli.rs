@@ -23,13 +23,14 @@ pub struct RunArgs {
     /// `backend` in the config.
     #[arg(long)]
     backend: Option<String>,
-    /// Directory that receives the run directory.
+    /// Directory that receives the run (or sweep) directory.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
     /// Override a config key, e.g. --set train.epochs=2 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// One line per epoch even in a terminal, instead of burn-train's TUI.
+    /// Plain lines even in a terminal (one per epoch, or per sweep point), instead of
+    /// burn-train's screen or a progress bar.
     #[arg(long)]
     plain: bool,
     /// Train data-parallel on these devices, e.g. cuda:0,cuda:1 (`devices` in the config).
@@ -38,6 +39,13 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// For commands that start runs in child processes: the backend to pass on, `--out`, the
+    /// overrides (with `--devices` among them) and `--plain`.
+    pub fn for_children(self) -> (Option<String>, PathBuf, Vec<String>, bool) {
+        let (backend, overrides) = with_devices(self.backend, self.devices, self.overrides);
+        (backend, self.out, overrides, self.plain)
+    }
+
     pub fn options(self, from: Option<PathBuf>) -> Result<(experiment::RunOptions, Vec<String>)> {
         let (backend, overrides) = with_devices(self.backend, self.devices, self.overrides);
         let options = experiment::RunOptions {
@@ -53,7 +61,7 @@ impl RunArgs {
 
 /// `--devices a,b` as the override `devices = ["a", "b"]`, with `backend` set to the first
 /// device's when no `--backend` names one.
-pub fn with_devices(
+fn with_devices(
     backend: Option<String>,
     devices: Vec<String>,
     mut overrides: Vec<String>,
@@ -133,19 +141,10 @@ pub enum Command {
         /// Runs at a time (child processes).
         #[arg(long, default_value_t = 1)]
         jobs: usize,
-        #[arg(long)]
-        backend: Option<String>,
-        #[arg(long, default_value = "runs")]
-        out: PathBuf,
-        /// Applied to every run of the grid.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// A line per finished run even in a terminal, instead of a progress bar.
-        #[arg(long)]
-        plain: bool,
-        /// Every point trains data-parallel on these devices, e.g. cuda:0,cuda:1.
-        #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
-        devices: Vec<String>,
+        /// What every run of the grid gets (`--set` after the grid's values); `--out` receives
+        /// the sweep directory.
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// A markdown report with SVG plots over one or more run directories.
     Report {

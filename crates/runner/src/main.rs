@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow};
 use clap::Parser;
 
-use crate::cli::{Cli, Command, parse_backend, parse_backends, parse_optimizer, with_devices};
+use crate::cli::{Cli, Command, parse_backend, parse_backends, parse_optimizer};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -109,8 +109,8 @@ fn execute(command: Command) -> Result<()> {
             }
             println!("{}", path.display());
         }
-        Command::Sweep { config, emit, collect, jobs, backend, out, overrides, plain, devices } => {
-            let (backend, overrides) = with_devices(backend, devices, overrides);
+        Command::Sweep { config, emit, collect, jobs, run } => {
+            let (backend, out, overrides, plain) = run.for_children();
             parse_backend(backend.clone())?;
             match (collect, config, emit) {
                 (Some(dir), _, _) => println!("{}", sweep::collect(&dir)?.display()),

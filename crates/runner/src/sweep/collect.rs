@@ -106,7 +106,7 @@ pub fn collect(sweep_dir: &Path) -> Result<PathBuf> {
     Ok(sweep_dir.to_path_buf())
 }
 
-const METRICS: [&str; 4] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero"];
+const METRICS: [&str; 5] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero", "dense_test_accuracy"];
 
 fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
     let mut header: Vec<String> = axes.iter().filter(|a| a.key != "seed").map(|a| a.key.clone()).collect();
