@@ -35,7 +35,15 @@ def pm(mean, std, scale=100.0, digits=2):
 def results_table(name):
     table = rows(ROOT / "results" / name / "sweep.csv")
     keys = grid_keys(table)
-    header = keys + ["seeds", "dense error (%)", "test error (%)", "test accuracy (%)", "weights left (%)", "compression"]
+    header = keys + [
+        "seeds",
+        "dense error (%)",
+        "test error (%)",
+        "test accuracy (%)",
+        "weights left (%)",
+        "non-zero parameters",
+        "compression",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table:
         error = pm(1 - float(row["test_accuracy_mean"]), row["test_accuracy_std"])
@@ -43,10 +51,14 @@ def results_table(name):
         dense = "-" if dense in ("NaN", "nan", "") else pm(1 - float(dense), row["dense_test_accuracy_std"])
         accuracy = pm(row["test_accuracy_mean"], row["test_accuracy_std"])
         sparsity = row.get("sparsity_mean", "nan")
-        left = "dense" if sparsity in ("NaN", "nan", "") else f"{(1 - float(sparsity)) * 100:.2f}"
+        # Neuron pruning removes weights instead of zeroing them: no sparsity, fewer parameters,
+        # which the parameter column shows.
+        zeroed = sparsity not in ("NaN", "nan", "") and float(sparsity) > 0
+        left = f"{(1 - float(sparsity)) * 100:.2f}" if zeroed else "-"
+        params = f"{float(row['params_nonzero_mean']):,.0f}"
         compression = row.get("compression_ratio_mean", "nan")
-        compression = "1x" if compression in ("NaN", "nan", "") else f"{float(compression):.1f}x"
-        cells = [row[k] for k in keys] + [row["runs"], dense, error, accuracy, left, compression]
+        compression = f"{float(compression):.1f}x" if zeroed else "-"
+        cells = [row[k] for k in keys] + [row["runs"], dense, error, accuracy, left, params, compression]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
