@@ -36,18 +36,22 @@ pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Re
 /// when DIR holds this config's run, its resumption, or nothing once it has finished. A job that
 /// a scheduler restarts, or a sweep point run a second time, goes on where it stopped.
 pub fn run_in(config_path: &Path, overrides: &[String], options: &RunOptions, dir: &Path) -> Result<PathBuf> {
-    let started = dir.join("summary.json").is_file() || dir.join("train").is_dir() || Checkpoint::dir(dir).is_dir();
     let _ = std::fs::remove_file(dir.join(FAILURE_FILE));
-    if !started {
-        let result = run(config_path, overrides, options);
-        if let Err(error) = &result {
-            // What `sweep --collect` reports for this run; a directory that `run` discarded
-            // gets one of its own.
-            let _ = std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(dir.join(FAILURE_FILE), format!("{error:#}\n")));
-        }
-        return result;
+    let result = match dir.join("summary.json").is_file() || has_trained(dir) {
+        true => continue_in(config_path, overrides, options, dir),
+        false => run(config_path, overrides, options),
+    };
+    if let Err(error) = &result {
+        // What `sweep --collect` reports for this run; a directory that `run` discarded gets
+        // one of its own.
+        let _ =
+            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(FAILURE_FILE), format!("{error:#}\n")));
     }
+    result
+}
+
+/// [`run_in`] for a DIR that holds a run: this config's, finished or to resume.
+fn continue_in(config_path: &Path, overrides: &[String], options: &RunOptions, dir: &Path) -> Result<PathBuf> {
     let mut wanted = Config::load(config_path, overrides)?;
     if let Some(backend) = options.backend {
         wanted.backend = backend;
@@ -64,11 +68,13 @@ pub fn run_in(config_path: &Path, overrides: &[String], options: &RunOptions, di
         println!("{} finished earlier; nothing to do", dir.display());
         return Ok(dir.to_path_buf());
     }
-    let result = resume(dir, &[], options);
-    if let Err(error) = &result {
-        let _ = std::fs::write(dir.join(FAILURE_FILE), format!("{error:#}\n"));
-    }
-    result
+    resume(dir, &[], options)
+}
+
+/// Whether a run directory holds training to resume from: a config.toml alone could be any
+/// folder of configs, a run that started training has more.
+fn has_trained(dir: &Path) -> bool {
+    dir.join("train").is_dir() || Checkpoint::dir(dir).is_dir()
 }
 
 /// The error of the last attempt at a `--run-dir` run that failed.
@@ -91,8 +97,7 @@ pub fn resume(run_dir: &Path, overrides: &[String], options: &RunOptions) -> Res
             run_dir.display()
         ));
     }
-    // A config.toml alone could be any folder of configs: a run that started training has more.
-    if !run_dir.join("train").is_dir() && !Checkpoint::dir(run_dir).is_dir() {
+    if !has_trained(run_dir) {
         return Err(anyhow!(
             "{}: not an interrupted coppice run (it has neither train/ nor checkpoints/); fix: pass the run directory `coppice run` printed, or start again with `coppice run CONFIG`",
             run_dir.display()

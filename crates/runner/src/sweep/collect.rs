@@ -184,7 +184,7 @@ pub(super) fn seedless(point: &[String]) -> Vec<String> {
 }
 
 /// The distinct seedless points, in grid order.
-fn groups(results: &[(Vec<String>, Result<serde_json::Value>)]) -> Vec<Vec<String>> {
+pub(super) fn groups<T>(results: &[(Vec<String>, T)]) -> Vec<Vec<String>> {
     let mut groups: Vec<Vec<String>> = Vec::new();
     for (point, _) in results {
         let key = seedless(point);

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use coppice_data::Table;
 
-use super::collect::{cell, mean_std, method_label, seedless};
+use super::collect::{cell, groups, mean_std, method_label, seedless};
 use super::{Axis, point_dir};
 use crate::plot::{SpreadSeries, XAxis, YAxis, spread_chart};
 use crate::rundir::write_atomic;
@@ -63,12 +63,7 @@ pub fn write(sweep_dir: &Path, axes: &[Axis], finished: &[(usize, Vec<String>)])
     if !runs.iter().any(|(_, rounds)| rounds.len() > 2) {
         return Ok(());
     }
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    for (group, _) in &runs {
-        if !groups.contains(group) {
-            groups.push(group.clone());
-        }
-    }
+    let groups = groups(&runs);
     let mut header: Vec<String> = axes.iter().filter(|a| a.key != "seed").map(|a| a.key.clone()).collect();
     header.extend(["round", "runs"].map(String::from));
     for metric in ["weights_left", "test_accuracy", "early_stop_epoch"] {
