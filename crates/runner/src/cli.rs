@@ -146,8 +146,10 @@ pub enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// A markdown report with SVG plots over one or more run directories.
+    /// A markdown report with SVG plots over one or more run directories; or sweeps side by
+    /// side: accuracy against parameters and against inference time, measured now.
     Report {
+        /// Run directories, or sweep directories (not both).
         #[arg(required = true)]
         run_dirs: Vec<PathBuf>,
         /// Directory that receives the report directory.

@@ -30,6 +30,7 @@ mod sparse_bench;
 mod summary;
 mod sweep;
 mod tables;
+mod tradeoff;
 
 use std::process::ExitCode;
 
@@ -125,7 +126,18 @@ fn execute(command: Command) -> Result<()> {
             }
         }
         Command::Report { run_dirs, out } => {
-            println!("{}", report::report(&run_dirs, &out)?.display());
+            let sweeps = run_dirs.iter().filter(|d| sweep::is_sweep_dir(d)).count();
+            let dir = match sweeps {
+                0 => report::report(&run_dirs, &out)?,
+                n if n == run_dirs.len() => tradeoff::report(&run_dirs, &out)?,
+                _ => {
+                    return Err(anyhow!(
+                        "report: {sweeps} of the {} directories given are sweeps; fix: pass run directories or sweep directories, not both",
+                        run_dirs.len()
+                    ));
+                }
+            };
+            println!("{}", dir.display());
         }
         Command::Validate { config, overrides } => {
             let parsed = Config::load(&config, &overrides)?;

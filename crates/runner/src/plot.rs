@@ -43,6 +43,8 @@ pub enum XAxis {
     Log,
     /// Counts from 1 (epochs), ticked at whole numbers.
     Count,
+    /// A positive amount spanning orders of magnitude (parameters, milliseconds), on a log scale.
+    Magnitude,
 }
 
 /// What the y axis of a line chart shows.
@@ -102,6 +104,12 @@ pub fn spread_chart(
                         series,
                         (10, &|v| format!("{}x", number(v))),
                     )
+                }
+                XAxis::Magnitude => {
+                    let x = (x0.max(f64::MIN_POSITIVE) / 1.3)..(x1.max(f64::MIN_POSITIVE) * 1.3);
+                    let ticks = log_ticks(x.start, x.end);
+                    let x = x.log_scale().with_key_points(ticks);
+                    lines(plot, x, y.clone(), (x_label, y_label, y_axis), series, (10, &|v| compact(v)))
                 }
                 XAxis::Count => {
                     // At most one label per count, so that every tick is a whole number.
@@ -275,6 +283,26 @@ fn percent_range(lo: f64, hi: f64) -> Range<f64> {
 
 /// A tick's value as people write it: plotters' ticks are round, but sums of floats are not
 /// exactly (83.899999 for 83.9).
+/// Ticks of a log axis over `from..to`: 1, 2 and 5 times the powers of ten, and more steps
+/// (1, 1.5, 2, 3, 4, 5, 6, 8) when the axis spans little more than a decade.
+fn log_ticks(from: f64, to: f64) -> Vec<f64> {
+    let steps: &[f64] = if to / from < 20.0 { &[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0] } else { &[1.0, 2.0, 5.0] };
+    let first = from.log10().floor() as i32;
+    (first..=to.log10().ceil() as i32)
+        .flat_map(|power| steps.iter().map(move |s| s * 10f64.powi(power)))
+        .filter(|v| (from..=to).contains(v))
+        .collect()
+}
+
+/// A tick label: thousands as k and millions as M.
+fn compact(value: f64) -> String {
+    match value.abs() {
+        v if v >= 1e6 => format!("{}M", number(value / 1e6)),
+        v if v >= 1e3 => format!("{}k", number(value / 1e3)),
+        _ => number(value),
+    }
+}
+
 fn number(value: f64) -> String {
     let text = format!("{value:.4}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -342,5 +370,19 @@ mod tests {
         let y = ticks(&svg, "%");
         assert_eq!((y.first(), y.last()), (Some(&0.0), Some(&100.0)), "{y:?}");
         assert!(texts(&svg).contains(&"fc2".to_string()));
+    }
+
+    #[test]
+    fn magnitudes_get_ticks_inside_one_decade_and_short_labels() {
+        let spread = |points: Vec<(f64, f64, f64)>| {
+            let line = SpreadSeries { label: "method".into(), points };
+            spread_chart("t", ("ms", XAxis::Magnitude), ("accuracy", YAxis::Accuracy), &[line])
+        };
+        let x = ticks(&spread(vec![(0.75, 0.98, 0.001), (4.1, 0.985, 0.0)]), "");
+        assert!([0.6, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0].iter().all(|t| x.contains(t)), "{x:?}");
+        let labels = texts(&spread(vec![(5734.0, 0.98, 0.0), (266_610.0, 0.985, 0.0)]));
+        for tick in ["5k", "10k", "20k", "50k", "100k", "200k"] {
+            assert!(labels.contains(&tick.to_string()), "{tick} in {labels:?}");
+        }
     }
 }

@@ -4,16 +4,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use burn::module::Module;
-use burn::prelude::{Device, Tensor};
-use coppice_models::{Classifier, Network};
+use burn::prelude::Device;
+use coppice_models::{InputShape, Network};
 use coppice_sparse::{Encoding, Model};
 
 use crate::config::Config;
 use crate::export::safetensors_bytes;
+use crate::latency::{engine_timer, median, medians_in_turns, network_timer, random_images};
 use crate::progress::Steps;
 use crate::rundir::open_saved_run;
 use crate::saved::load_model;
@@ -108,45 +108,15 @@ fn repeats(batch: usize) -> usize {
 }
 
 /// Median seconds of one forward pass over the same `batch` random images: first `net` on its
-/// backend, then each engine model. They take turns so that all see the same machine.
+/// backend, then each engine model, in turns.
 pub fn median_seconds(net: &Network, models: &[&Model], batch: usize, repeats: usize) -> Result<Vec<f64>> {
     let device = net.devices().into_iter().next().unwrap_or_default();
-    let [c, h, w] = models.first().ok_or_else(|| anyhow!("no engine model to time"))?.input;
-    let images = Tensor::<4>::random([batch, c, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let [channels, height, width] = models.first().ok_or_else(|| anyhow!("no engine model to time"))?.input;
+    let images = random_images(InputShape { channels, height, width }, batch, &device);
     let values = images.to_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?;
-    let net = net.clone().valid();
-    let mut timers: Vec<Box<dyn FnMut() -> Result<f64> + '_>> = vec![Box::new(|| {
-        let _ = device.sync();
-        let start = Instant::now();
-        let _ = net.forward(images.clone()).into_data();
-        let _ = device.sync();
-        Ok(start.elapsed().as_secs_f64())
-    })];
-    for model in models {
-        let values = &values;
-        timers.push(Box::new(move || {
-            let start = Instant::now();
-            model.forward(values, batch)?;
-            Ok(start.elapsed().as_secs_f64())
-        }));
-    }
-    for timer in timers.iter_mut() {
-        for _ in 0..3 {
-            timer()?;
-        }
-    }
-    let mut times = vec![Vec::with_capacity(repeats); timers.len()];
-    for _ in 0..repeats {
-        for (timer, t) in timers.iter_mut().zip(times.iter_mut()) {
-            t.push(timer()?);
-        }
-    }
-    Ok(times.into_iter().map(median).collect())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    let mut timers = vec![network_timer(net, images)];
+    timers.extend(models.iter().map(|model| engine_timer(model, values.clone(), batch)));
+    medians_in_turns(&mut timers, repeats)
 }
 
 /// Median milliseconds per layer, one thread.

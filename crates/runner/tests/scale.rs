@@ -1,6 +1,6 @@
 //! Sweeps on engines that already exist: the emitted command lines run through GNU parallel
 //! and collected give the in-process sweep's `sweep.csv`; a point killed mid-run resumes when its
-//! line runs again; a Slurm script runs point N as array task N.
+//! line runs again; a Slurm script runs point N as array task N; sweeps compared side by side.
 
 mod common;
 
@@ -171,4 +171,60 @@ fn an_iterative_sweep_gets_its_rounds_averaged_over_seeds_per_rewind() {
     for chart in ["sweep-rounds.svg", "sweep-early-stop.svg"] {
         assert!(std::fs::read_to_string(sweep_dir.join(chart)).unwrap().contains("<svg"), "{chart}");
     }
+}
+
+#[test]
+fn sweeps_side_by_side_give_accuracy_against_parameters_and_measured_time() {
+    let dir = scratch("scale-tradeoff");
+    let base = "seed = [1, 2]\n[data]\ntrain_limit = 500\ntest_limit = 100\n[model]\nkind = \"mlp\"\nhidden = [32]\n\
+                [train]\nepochs = 1\n";
+    let sweep = |name: &str, prune: &str| {
+        let sub = dir.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let config = config_in(&sub, &format!("name = \"{name}\"\n{base}[prune]\nretrain_epochs = 1\n{prune}"));
+        let out = sub.join("sweeps");
+        let swept = coppice(&["sweep", config.to_str().unwrap(), "--jobs", "2", "--out", out.to_str().unwrap()]);
+        assert!(swept.status.success(), "{}", String::from_utf8_lossy(&swept.stderr));
+        only_run(&out)
+    };
+    let weight = sweep("weights", "target = [0.5, 0.9]\n");
+    let neuron = sweep("neurons", "strategy = \"neuron\"\ncriterion = \"l1\"\ntarget = 0.5\n");
+    let (weight, neuron) = (weight.to_str().unwrap(), neuron.to_str().unwrap());
+    let out = dir.join("reports");
+    let report = coppice(&["report", weight, neuron, "--out", out.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let report_dir = only_run(&out);
+    let table =
+        coppice_data::Table::from_csv(&std::fs::read_to_string(report_dir.join("tradeoff.csv")).unwrap()).unwrap();
+    let methods: Vec<&str> = table.rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(methods, ["dense", "weights: target 0.5", "weights: target 0.9", "neurons"]);
+    let number = |row: usize, key: &str| table.number(&table.rows[row], key).unwrap();
+    // The dense network: both seeds, as every sweep trained it; its 32-unit MLP has 25,450 parameters.
+    assert_eq!((number(0, "runs"), number(0, "params_nonzero_mean")), (2.0, 25450.0));
+    assert!(number(2, "params_nonzero_mean") < number(1, "params_nonzero_mean"));
+    assert!(number(3, "params_nonzero_mean") < number(0, "params_nonzero_mean"), "neurons removed for real");
+    for row in 0..table.rows.len() {
+        assert!((0.0..=1.0).contains(&number(row, "test_accuracy_mean")));
+        assert!(number(row, "ms_batch1_mean") > 0.0 && number(row, "ms_batch1000_mean") > 0.0);
+    }
+    let engines: Vec<&str> = table.rows.iter().map(|r| r[table.column("engine_batch1000").unwrap()].as_str()).collect();
+    assert!(engines.iter().all(|e| ["flex", "sparse"].contains(e)), "{engines:?}");
+    assert_eq!(engines[3], "flex", "a network without zeros has no sparse engine to run on");
+    for chart in ["accuracy-vs-parameters.svg", "accuracy-vs-latency-batch1.svg", "accuracy-vs-latency-batch1000.svg"] {
+        let svg = std::fs::read_to_string(report_dir.join(chart)).unwrap();
+        assert!(svg.contains("(log)") && svg.contains("neurons"), "{chart}");
+    }
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(md.contains("| weights: target 0.9 | 2 |"), "{md}");
+
+    let run = neuron.to_string() + "/point-0";
+    assert_clean_failure(
+        &coppice(&["report", weight, &run, "--out", out.to_str().unwrap()]),
+        &["are sweeps", "not both"],
+    );
+    let (unrun, _) = emit(&config_in(&dir, GRID), &dir.join("emitted"), "commands");
+    assert_clean_failure(
+        &coppice(&["report", unrun.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        &["no finished runs", "--collect"],
+    );
 }

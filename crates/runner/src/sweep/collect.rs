@@ -106,6 +106,43 @@ pub fn collect(sweep_dir: &Path) -> Result<PathBuf> {
     Ok(sweep_dir.to_path_buf())
 }
 
+/// A sweep's finished runs, grouped by their grid point but for the seed.
+pub struct SweepPoints {
+    /// The sweep config's name.
+    pub name: String,
+    /// Each group's grid values (without the seed) and its finished runs' directories.
+    pub groups: Vec<(Vec<String>, Vec<PathBuf>)>,
+    pub unfinished: usize,
+    pub total: usize,
+}
+
+pub fn finished_points(sweep_dir: &Path) -> Result<SweepPoints> {
+    let plan = read_plan(sweep_dir)?;
+    let config = sweep_dir.join(super::CONFIG_FILE);
+    let table: toml::Table = std::fs::read_to_string(&config)
+        .ok()
+        .and_then(|text| toml::from_str(&text).ok())
+        .ok_or_else(|| anyhow!("{}: cannot read the sweep's config", config.display()))?;
+    let name = table.get("name").and_then(|v| v.as_str()).unwrap_or("sweep").to_string();
+    let points: Vec<(Vec<String>, PathBuf)> = plan
+        .points
+        .iter()
+        .enumerate()
+        .map(|(index, settings)| (settings[..plan.grid_keys].to_vec(), point_dir(sweep_dir, index)))
+        .collect();
+    let finished: Vec<&(Vec<String>, PathBuf)> =
+        points.iter().filter(|(_, dir)| matches!(point_state(dir), PointState::Finished(_))).collect();
+    let groups = groups(&points)
+        .into_iter()
+        .map(|group| {
+            let runs = finished.iter().filter(|(p, _)| seedless(p) == group).map(|(_, dir)| dir.clone()).collect();
+            (group, runs)
+        })
+        .filter(|(_, runs): &(Vec<String>, Vec<PathBuf>)| !runs.is_empty())
+        .collect();
+    Ok(SweepPoints { name, groups, unfinished: points.len() - finished.len(), total: points.len() })
+}
+
 const METRICS: [&str; 5] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero", "dense_test_accuracy"];
 
 fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
@@ -168,7 +205,7 @@ fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
 }
 
 /// A line's name in a chart: the grid's values of a group of runs, but for `skip` keys.
-pub(super) fn method_label(group: &[String], skip: &[&str]) -> String {
+pub fn method_label(group: &[String], skip: &[&str]) -> String {
     let keys: Vec<String> = group
         .iter()
         .filter_map(|s| s.split_once('='))
@@ -196,7 +233,7 @@ pub(super) fn groups<T>(results: &[(Vec<String>, T)]) -> Vec<Vec<String>> {
 }
 
 /// Mean and sample standard deviation; NaN where there is nothing to average.
-pub(super) fn mean_std(xs: &[f64]) -> (f64, f64) {
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     if xs.is_empty() {
         return (f64::NAN, f64::NAN);
     }

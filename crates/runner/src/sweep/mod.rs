@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-pub use collect::collect;
+pub use collect::{SweepPoints, collect, finished_points, mean_std, method_label};
 pub use emit::emit;
 
 use crate::child::{ChildRun, Place, spawn_run};
@@ -136,6 +136,11 @@ fn read_plan(sweep_dir: &Path) -> Result<Plan> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot read; fix: pass a directory that `coppice sweep` made", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", path.display()))
+}
+
+/// Whether `dir` is a sweep directory (rather than a run directory).
+pub fn is_sweep_dir(dir: &Path) -> bool {
+    dir.join(PLAN_FILE).is_file()
 }
 
 fn point_dir(sweep_dir: &Path, index: usize) -> PathBuf {
