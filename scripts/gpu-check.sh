@@ -3,8 +3,11 @@
 # them with flex on LeNet-300-100 and LeNet-5 at batch 256 and print the tables.
 # burn's cuda backend downloads an LLVM bundle while it builds: without network access that
 # build fails, and the script goes on with wgpu only, saying so.
-# With two or more GPUs, it then checks data-parallel training against one GPU.
-# Environment: EPOCHS (default 2).
+# With two or more GPUs, it then checks data-parallel training against one GPU. Last, it runs
+# the paper sweeps that a GPU makes cheaper (RESULTS.md, Wall time) on the GPU backend and
+# prints their tables and wall times.
+# Environment: EPOCHS (default 2); PAPER, the configs/paper sweeps to run (default
+# "li-vgg resnet20"; empty: none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,3 +62,13 @@ PY
 else
   echo "gpu-check: $gpus GPU(s): the data-parallel comparison needs two"
 fi
+
+# The paper sweeps a GPU makes cheaper: the same configs and seeds as on the CPU, on the GPU.
+for name in ${PAPER-li-vgg resnet20}; do
+  echo "== configs/paper/$name.toml as a sweep on $backend"
+  start=$(date +%s)
+  sweep_dir=$(cargo run --release --features "$features" -- sweep "configs/paper/$name.toml" --backend "$backend" \
+    --jobs 1 --out runs/gpu-check --plain | tail -n 1)
+  echo "gpu-check: $name: $(($(date +%s) - start)) s on $backend"
+  cat "$sweep_dir/sweep.csv"
+done

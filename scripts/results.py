@@ -2,9 +2,13 @@
 """Regenerates the measured tables of RESULTS.md and the README from results/<config>/.
 
 A table sits between `<!-- results:CONFIG -->` and `<!-- /results -->` (from sweep.csv: test
-error and accuracy, mean and standard deviation over seeds) or `<!-- rounds:CONFIG -->` and
-`<!-- /rounds -->` (from sweep-rounds.csv, round by round). Nothing in those blocks is kept by
-hand. Standard library only.
+error and accuracy, mean and standard deviation over seeds), `<!-- rounds:CONFIG -->` and
+`<!-- /rounds -->` (from sweep-rounds.csv, round by round), `<!-- tradeoff:REPORT -->` and
+`<!-- /tradeoff -->` (from a `coppice report` over sweeps: accuracy, parameters and measured
+time per method) or `<!-- lines:readme -->` / `<!-- lines:wall-times -->` and `<!-- /lines -->`
+(the README's results table, one line per method below, and every sweep's wall time, from the
+same files). Nothing in those blocks is kept by hand.
+Standard library only.
 """
 import csv
 import pathlib
@@ -80,15 +84,125 @@ def rounds_table(name):
     return "\n".join(lines)
 
 
+def tradeoff_rows(report):
+    return {row["method"]: row for row in rows(ROOT / "results" / report / "tradeoff.csv")}
+
+
+def milliseconds(mean, std):
+    mean, std = float(mean), float(std)
+    digits = 0 if mean >= 100 else 2 if mean >= 1 else 3
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def tradeoff_table(report):
+    table = rows(ROOT / "results" / report / "tradeoff.csv")
+    header = ["method", "seeds", "non-zero parameters", "test accuracy (%)", "ms at batch 1", "ms at batch 1000",
+              "speedup at batch 1000"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    dense = float(table[0]["ms_batch1000_mean"])
+    for row in table:
+        cells = [
+            row["method"],
+            row["runs"],
+            f"{float(row['params_nonzero_mean']):,.0f}",
+            pm(row["test_accuracy_mean"], row["test_accuracy_std"]),
+            f"{milliseconds(row['ms_batch1_mean'], row['ms_batch1_std'])} ({row['engine_batch1']})",
+            f"{milliseconds(row['ms_batch1000_mean'], row['ms_batch1000_std'])} ({row['engine_batch1000']})",
+            f"{dense / float(row['ms_batch1000_mean']):.2f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# The README's results table: (sweep config, its group (grid values but the seed; None: the
+# sweep's dense training), the strategy report that timed it and the method's name there, what
+# the line is).
+README_LINES = [
+    ("han-lenet300", None, "strategies-lenet300", "dense", "LeNet-300-100 dense, 20 epochs"),
+    ("han-lenet5", None, "strategies-lenet5", "dense", "LeNet-5 dense, 12 epochs"),
+    ("han-lenet300", {}, "strategies-lenet300", "han-lenet300", "Han et al. per layer, 5 rounds"),
+    ("global-lenet300", {"prune.target": "0.95"}, "strategies-lenet300", "global-lenet300: target 0.95",
+     "global magnitude to 95 %, 5 rounds"),
+    ("global-lenet300", {"prune.target": "0.98"}, "strategies-lenet300", "global-lenet300: target 0.98",
+     "global magnitude to 98 %, 5 rounds"),
+    ("semi-2of4-lenet300", {}, "strategies-lenet300", "semi-2of4-lenet300", "2:4 semi-structured, 2 rounds"),
+    ("neuron-lenet300", {}, "strategies-lenet300", "neuron-lenet300", "300-100 -> 150-50 neurons by L1, 3 epochs"),
+    ("layerwise-lenet300", {}, "strategies-lenet300", "layerwise-lenet300",
+     "layer by layer, each layer's target from its sensitivity"),
+    ("han-lenet5", {}, "strategies-lenet5", "han-lenet5", "Han et al. per layer, 5 rounds"),
+    ("li-lenet5", {"prune.criterion": "l1"}, "strategies-lenet5", "li-lenet5: criterion l1",
+     "20-50 -> 10-25 filters by L1, 2 epochs"),
+    ("layerwise-lenet5", {}, "strategies-lenet5", "layerwise-lenet5", "layer by layer conv1 -> fc2, 2 epochs each"),
+    ("li-vgg", None, "speed-li-vgg", "dense", "VGG dense on 5,000 images, 5 epochs"),
+    ("li-vgg", {"prune.criterion": "l1"}, "speed-li-vgg", "li-vgg: criterion l1",
+     "half of every conv's filters by L1, 2 epochs"),
+    ("resnet20", None, "speed-resnet20", "dense", "ResNet-20 dense on 10,000 images, 10 epochs"),
+    ("resnet20", {}, "speed-resnet20", "resnet20", "half of every block's inner channels by L1, 3 epochs"),
+]
+
+
+def readme_lines():
+    header = ["config", "what", "seeds", "test accuracy (%)", "weights / size", "ms at batch 1000 (engine)",
+              "speedup"]
+    lines = ["| " + " | ".join(header) + " |", "| --- | --- | ---: | ---: | --- | ---: | ---: |"]
+    for config, group, report, method, what in README_LINES:
+        if not (ROOT / "results" / config / "sweep.csv").is_file() or not (ROOT / "results" / report).is_dir():
+            continue
+        sweep = rows(ROOT / "results" / config / "sweep.csv")
+        row = next(r for r in sweep if all(r[k] == v for k, v in (group or {}).items()))
+        timed = tradeoff_rows(report)
+        time, dense = timed[method], timed["dense"]
+        if group is None:
+            accuracy = pm(row["dense_test_accuracy_mean"], row["dense_test_accuracy_std"])
+            size = f"{float(dense['params_nonzero_mean']):,.0f} parameters"
+        else:
+            accuracy = pm(row["test_accuracy_mean"], row["test_accuracy_std"])
+            sparsity = float(row["sparsity_mean"])
+            params = f"{float(row['params_nonzero_mean']):,.0f}"
+            if sparsity > 0:
+                size = f"{(1 - sparsity) * 100:.2f} % of weights left ({float(row['compression_ratio_mean']):.1f}x)"
+            else:
+                size = f"{params} of {float(dense['params_nonzero_mean']):,.0f} parameters"
+        seconds = float(time["ms_batch1000_mean"])
+        speedup = "-" if group is None else f"{float(dense['ms_batch1000_mean']) / seconds:.2f}x"
+        cells = [
+            f"`paper/{config}.toml`",
+            what,
+            row["runs"],
+            accuracy,
+            size,
+            f"{milliseconds(time['ms_batch1000_mean'], time['ms_batch1000_std'])} ({time['engine_batch1000']})",
+            speedup,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def wall_times():
+    lines = ["| config | runs | wall time |", "| --- | ---: | --- |"]
+    for sweep in sorted((ROOT / "results").glob("*/sweep.csv")):
+        name = sweep.parent.name
+        runs = sum(int(row["runs"]) + int(row["failed"]) for row in rows(sweep))
+        wall = (sweep.parent / "wall-time.txt").read_text().strip()
+        lines.append(f"| `{name}` | {runs} | {wall} |")
+    return "\n".join(lines)
+
+
+def lines_table(name):
+    return {"readme": readme_lines, "wall-times": wall_times}[name]()
+
+
 def fill(path):
     text = path.read_text()
-    for kind, make in (("results", results_table), ("rounds", rounds_table)):
+    kinds = (("results", results_table), ("rounds", rounds_table), ("tradeoff", tradeoff_table),
+             ("lines", lines_table))
+    for kind, make in kinds:
         pattern = re.compile(rf"(<!-- {kind}:([\w.-]+) -->\n).*?(<!-- /{kind} -->)", re.S)
 
         def replace(match):
             name = match.group(2)
             source = ROOT / "results" / name
-            if not source.is_dir():
+            if kind != "lines" and not source.is_dir():
                 return match.group(0)
             return f"{match.group(1)}{make(name)}\n{match.group(3)}"
 
