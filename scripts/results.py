@@ -32,6 +32,10 @@ def grid_keys(table, suffixes=("_mean", "_std")):
     return keys
 
 
+def finite(value):
+    return value not in (None, "", "NaN", "nan")
+
+
 def pm(mean, std, scale=100.0, digits=2):
     return f"{float(mean) * scale:.{digits}f} ± {float(std) * scale:.{digits}f}"
 
@@ -39,11 +43,14 @@ def pm(mean, std, scale=100.0, digits=2):
 def results_table(name):
     table = rows(ROOT / "results" / name / "sweep.csv")
     keys = grid_keys(table)
+    # Sweeps run before the accuracy before retraining was recorded have none.
+    before = any(finite(row.get("pruned_test_accuracy_mean")) for row in table)
     header = keys + [
         "seeds",
         "dense error (%)",
         "test error (%)",
         "test accuracy (%)",
+        *(["before fine-tuning (%)"] if before else []),
         "weights left (%)",
         "non-zero parameters",
         "compression",
@@ -62,7 +69,8 @@ def results_table(name):
         params = f"{float(row['params_nonzero_mean']):,.0f}"
         compression = row.get("compression_ratio_mean", "nan")
         compression = f"{float(compression):.1f}x" if zeroed else "-"
-        cells = [row[k] for k in keys] + [row["runs"], dense, error, accuracy, left, params, compression]
+        pruned = [pm(row["pruned_test_accuracy_mean"], row["pruned_test_accuracy_std"])] if before else []
+        cells = [row[k] for k in keys] + [row["runs"], dense, error, accuracy, *pruned, left, params, compression]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -17,6 +17,10 @@ pub struct RoundRecord {
     pub target: Option<f64>,
     pub sparsity: SparsityReport,
     pub test: Evaluation,
+    /// The pruned network on the test set before its retraining (and rewinding): what the
+    /// criterion alone kept. `None` for round 0, and in records from before it was kept.
+    #[serde(default)]
+    pub pruned: Option<Evaluation>,
     pub seconds: f64,
     /// The retraining epochs of this round.
     pub epochs: Vec<EpochRecord>,

@@ -115,6 +115,7 @@ pub fn run_rounds(
                 target: Some(0.0),
                 sparsity: sparsity_report(&net),
                 test: rounds.evaluate(&net, &rounds.test)?,
+                pruned: None,
                 seconds: 0.0,
                 epochs: Vec::new(),
             };
@@ -127,6 +128,7 @@ pub fn run_rounds(
         for attempt in 0.. {
             let started = Instant::now();
             let mut candidate = strategy.prune(&net, round, attempt)?;
+            let pruned = Some(rounds.evaluate(&candidate, &rounds.test)?);
             match &rounds.rewind {
                 Rewind::None => {}
                 Rewind::Init(initial) => candidate = strategy.rewind(candidate, initial),
@@ -178,7 +180,8 @@ pub fn run_rounds(
                 observer.on_attempt(&history, &candidate)?;
             }
             if accepted {
-                history.rounds.push(RoundRecord { round, target: strategy.target(), sparsity, test, seconds, epochs });
+                let target = strategy.target();
+                history.rounds.push(RoundRecord { round, target, sparsity, test, pruned, seconds, epochs });
                 net = candidate;
                 observer.on_round(&history, &net)?;
                 break;

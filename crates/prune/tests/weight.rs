@@ -339,3 +339,27 @@ fn two_of_four_holds_in_every_group_after_retraining() {
     }
     assert!(outcome.history.rounds[2].test.accuracy > 0.5, "it still learns");
 }
+
+#[test]
+fn each_round_records_its_pruned_network_before_retraining() {
+    let net = tiny_net();
+    let setup = rounds("before", 2, OptimizerKind::Sgd, Rewind::None);
+    let pruned_alone = pruner(per_layer(0.9, &[]), Schedule::OneShot).prune(&net, 1, 0).unwrap();
+    let expected =
+        coppice_train::evaluate(&pruned_alone, setup.test.clone(), setup.batcher.clone(), 64, &Device::flex()).unwrap();
+    let mut records = Vec::new();
+    run_rounds(
+        net,
+        &mut pruner(per_layer(0.9, &[]), Schedule::OneShot),
+        &setup,
+        None,
+        &mut |record: &RoundRecord, _: &Network| records.push(record.clone()),
+    )
+    .unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(records[0].pruned.is_none(), "round 0 prunes nothing");
+    let pruned = records[1].pruned.expect("round 1 recorded its pruned network");
+    assert_eq!((pruned.accuracy, pruned.samples), (expected.accuracy, expected.samples));
+    assert!((pruned.loss - expected.loss).abs() < 1e-6, "{} vs {}", pruned.loss, expected.loss);
+    assert_ne!(pruned.loss, records[1].test.loss, "two epochs of retraining came after it");
+}

@@ -179,6 +179,7 @@ pub fn run_experiment(
         sparsity: last.as_ref().map(|r| r.sparsity),
         compression_ratio: last.as_ref().map(|r| r.compression_ratio),
         dense_test_accuracy: pruning.as_ref().map(|rounds| rounds[0].test.accuracy),
+        pruned_test_accuracy: pruning.as_ref().and_then(|rounds| rounds.last()?.pruned).map(|e| e.accuracy),
         rounds: pruning.as_ref().map(|rounds| rounds.len() - 1),
         dense: prune
             .as_ref()

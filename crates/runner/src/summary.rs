@@ -46,6 +46,10 @@ pub struct Summary {
     /// With `[prune]`: the test accuracy before pruning.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense_test_accuracy: Option<f64>,
+    /// With `[prune]`: the test accuracy of the last round's pruned network before its
+    /// retraining, what the criterion alone kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned_test_accuracy: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rounds: Option<usize>,
     /// With neuron pruning: the network before pruning, and measured inference latency.
@@ -107,6 +111,7 @@ impl Summary {
             sparsity: None,
             compression_ratio: None,
             dense_test_accuracy: None,
+            pruned_test_accuracy: None,
             rounds: None,
             dense: None,
             sparse: None,

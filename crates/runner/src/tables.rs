@@ -96,7 +96,10 @@ pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
         rounds.first().map_or(vec![], |r| r.sparsity.layers.iter().map(|l| l.name.as_str()).collect());
     let mut header = vec!["round".to_string(), "target".into(), "sparsity".into()];
     header.extend(layer_names.iter().map(|name| format!("sparsity_{name}")));
-    header.extend(["params_nonzero", "compression_ratio", "test_accuracy", "test_loss", "seconds"].map(String::from));
+    header.extend(
+        ["params_nonzero", "compression_ratio", "pruned_test_accuracy", "test_accuracy", "test_loss", "seconds"]
+            .map(String::from),
+    );
     let mut table = Table::new(header);
     for r in rounds {
         let mut row = vec![r.round.to_string(), r.target.map_or(String::new(), |t| format!("{t:.6}"))];
@@ -105,6 +108,7 @@ pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
         row.extend([
             r.sparsity.params_nonzero.to_string(),
             format!("{:.4}", r.sparsity.compression_ratio),
+            r.pruned.map_or(String::new(), |e| format!("{:.6}", e.accuracy)),
             format!("{:.6}", r.test.accuracy),
             format!("{:.6}", r.test.loss),
             format!("{:.3}", r.seconds),
@@ -144,6 +148,7 @@ mod tests {
             target: Some(0.5),
             sparsity: sparsity_report(&net),
             test: Evaluation { accuracy: 0.9, loss: 0.3, samples: 10 },
+            pruned: None,
             seconds: 1.0,
             epochs: Vec::new(),
         };

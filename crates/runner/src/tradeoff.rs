@@ -48,6 +48,14 @@ struct Point {
 
 /// Writes `report.md`, `tradeoff.csv` and the charts into a new directory under `out`.
 pub fn report(sweep_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
+    let (networks, points, notes) = gather(sweep_dirs)?;
+    let times: Vec<Vec<Timing>> = BATCHES.iter().map(|&batch| time_all(&networks, batch)).collect::<Result<_>>()?;
+    write(sweep_dirs, out, &points, &times, &notes)
+}
+
+/// The networks to time, and the charts' points that index them: the dense networks first, then
+/// every method of every sweep; and a note for each sweep with unfinished points.
+fn gather(sweep_dirs: &[PathBuf]) -> Result<(Vec<Timed>, Vec<Point>, Vec<String>)> {
     let device = Device::flex();
     let mut networks: Vec<Timed> = Vec::new();
     let mut points: Vec<Point> = Vec::new();
@@ -117,14 +125,22 @@ pub fn report(sweep_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
         );
         networks.push(Timed { net, sparse: None });
     }
-    let times: Vec<Vec<Timing>> = BATCHES.iter().map(|&batch| time_all(&networks, batch)).collect::<Result<_>>()?;
+    Ok((networks, points, notes))
+}
 
+fn write(
+    sweep_dirs: &[PathBuf],
+    out: &Path,
+    points: &[Point],
+    times: &[Vec<Timing>],
+    notes: &[String],
+) -> Result<PathBuf> {
     let dir = create_run_dir(out, "report")?;
-    write_atomic(&dir.join("tradeoff.csv"), tradeoff_csv(&points, &times).as_bytes())?;
+    write_atomic(&dir.join("tradeoff.csv"), tradeoff_csv(points, times).as_bytes())?;
     let spread = |values: &[f64]| mean_std(values);
     let chart = |x_of: &dyn Fn(&Point) -> (f64, f64), title: &str, x_label: &str| {
         let mut series: Vec<SpreadSeries> = Vec::new();
-        for p in &points {
+        for p in points {
             let (accuracy, std) = spread(&p.accuracy);
             let point = (x_of(p).0, accuracy, std);
             match series.iter_mut().find(|s| s.label == p.series) {
@@ -150,7 +166,7 @@ pub fn report(sweep_dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
         write_atomic(&dir.join(&file), chart(&x, &title, "milliseconds per batch (log)").as_bytes())?;
         let _ = writeln!(md, "![accuracy against time at batch {batch}]({file})\n");
     }
-    md.push_str(&tradeoff_table(&points, &times));
+    md.push_str(&tradeoff_table(points, times));
     md.push_str(
         "\nTimes: the median of passes over random images, every network in turns in one sitting, on \
          flex and, for weight-pruned networks, on the sparse engine (the faster is shown, and named).\n",

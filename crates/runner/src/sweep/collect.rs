@@ -143,7 +143,8 @@ pub fn finished_points(sweep_dir: &Path) -> Result<SweepPoints> {
     Ok(SweepPoints { name, groups, unfinished: points.len() - finished.len(), total: points.len() })
 }
 
-const METRICS: [&str; 5] = ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero", "dense_test_accuracy"];
+const METRICS: [&str; 6] =
+    ["test_accuracy", "sparsity", "compression_ratio", "params_nonzero", "dense_test_accuracy", "pruned_test_accuracy"];
 
 fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
     let mut header: Vec<String> = axes.iter().filter(|a| a.key != "seed").map(|a| a.key.clone()).collect();
