@@ -32,6 +32,7 @@ done
 reports=(
   "strategies-lenet300 han-lenet300 global-lenet300 semi-2of4-lenet300 neuron-lenet300 layerwise-lenet300"
   "strategies-lenet5 han-lenet5 li-lenet5 layerwise-lenet5"
+  "zhu-gupta zhu-gupta-agp zhu-gupta-iterative zhu-gupta-oneshot"
   "speed-li-vgg li-vgg"
   "speed-resnet20 resnet20"
 )

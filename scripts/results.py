@@ -136,7 +136,7 @@ README_LINES = [
     ("semi-2of4-lenet300", {}, "strategies-lenet300", "semi-2of4-lenet300", "2:4 semi-structured, 2 rounds"),
     ("neuron-lenet300", {}, "strategies-lenet300", "neuron-lenet300", "300-100 -> 150-50 neurons by L1, 3 epochs"),
     ("layerwise-lenet300", {}, "strategies-lenet300", "layerwise-lenet300",
-     "layer by layer, each layer's target from its sensitivity"),
+     "layer by layer, each layer's target from its sensitivity (differs by seed, see RESULTS.md)"),
     ("han-lenet5", {}, "strategies-lenet5", "han-lenet5", "Han et al. per layer, 5 rounds"),
     ("li-lenet5", {"prune.criterion": "l1"}, "strategies-lenet5", "li-lenet5: criterion l1",
      "20-50 -> 10-25 filters by L1, 2 epochs"),
