@@ -27,7 +27,7 @@ use crate::sweep::{SweepPoints, finished_points, mean_std, method_label};
 /// The batch sizes whose inference time is measured: one image (latency) and a full batch.
 const BATCHES: [usize; 2] = [1, 1000];
 
-/// One network to time and where its accuracy came from.
+/// One network to time: on flex, and on the sparse engine when it has a model there.
 struct Timed {
     net: Network,
     /// The sparse engine's model, for a network with pruned weights that the engine runs.
@@ -182,6 +182,8 @@ fn write(
     Ok(dir)
 }
 
+/// A chart line's name: the sweep's config name and its method. `configs/paper/` names every
+/// sweep `paper-...`, a prefix that tells its lines apart from nothing.
 fn series_label(sweep: &str, method: &str) -> String {
     let sweep = sweep.strip_prefix("paper-").unwrap_or(sweep);
     if method == "all runs" { sweep.to_string() } else { format!("{sweep}: {method}") }
