@@ -10,7 +10,6 @@ use coppice_train::{Callback, EpochRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::integrity;
-use crate::rundir::write_atomic;
 use crate::saved::save_model;
 use crate::tables::MetricsLog;
 
@@ -30,6 +29,7 @@ impl EpochJournal {
 
     pub fn read(run_dir: &Path) -> Result<Vec<EpochRecord>> {
         let path = Checkpoint::dir(run_dir).join("dense-epochs.json");
+        integrity::settle(&Checkpoint::dir(run_dir), "dense-epochs.json")?;
         if !path.is_file() {
             return Ok(Vec::new());
         }
@@ -43,10 +43,9 @@ impl EpochJournal {
 impl Callback for EpochJournal {
     fn on_epoch_end(&mut self, record: &EpochRecord) {
         self.epochs.push(record.clone());
-        let written = serde_json::to_string(&self.epochs)
-            .map_err(anyhow::Error::from)
-            .and_then(|json| write_atomic(&self.path, json.as_bytes()))
-            .and_then(|()| integrity::record(self.path.parent().unwrap_or(Path::new(".")), &["dense-epochs.json"]));
+        let written = serde_json::to_string(&self.epochs).map_err(anyhow::Error::from).and_then(|json| {
+            integrity::replace(self.path.parent().unwrap_or(Path::new(".")), "dense-epochs.json", json.as_bytes())
+        });
         if let Err(e) = written {
             // Training goes on; only a resume would start further back.
             eprintln!("warning: {e:#}");
@@ -83,6 +82,7 @@ impl Checkpoint {
 
     pub fn read(run_dir: &Path) -> Result<Option<Checkpoint>> {
         let path = Checkpoint::dir(run_dir).join("progress.json");
+        integrity::settle(&Checkpoint::dir(run_dir), "progress.json")?;
         if !path.is_file() {
             return Ok(None);
         }
@@ -114,8 +114,7 @@ impl Checkpoint {
             attempts: attempts.to_vec(),
             seconds: started.elapsed().as_secs_f64(),
         };
-        write_atomic(&Checkpoint::dir(run_dir).join("progress.json"), serde_json::to_string(&progress)?.as_bytes())?;
-        integrity::record(&Checkpoint::dir(run_dir), &["progress.json"])?;
+        integrity::replace(&Checkpoint::dir(run_dir), "progress.json", serde_json::to_string(&progress)?.as_bytes())?;
         if round > 1 {
             let _ = std::fs::remove_dir_all(Checkpoint::model_dir(run_dir, round - 1));
         }
