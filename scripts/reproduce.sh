@@ -40,7 +40,7 @@ for line in "${reports[@]}"; do
   read -r report names <<< "$line"
   sweeps=()
   for name in $names; do
-    newest=$(ls -d "$OUT"/paper-"$name"-sweep-* 2>/dev/null | tail -n 1)
+    newest=$(ls -d "$OUT"/paper-"$name"-sweep-* 2>/dev/null | tail -n 1 || true)
     if [ -z "$newest" ]; then
       echo "== $report: no sweep of $name under $OUT yet; skipped"
       continue 2
