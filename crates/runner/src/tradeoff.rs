@@ -137,11 +137,10 @@ fn write(
 ) -> Result<PathBuf> {
     let dir = create_run_dir(out, "report")?;
     write_atomic(&dir.join("tradeoff.csv"), tradeoff_csv(points, times).as_bytes())?;
-    let spread = |values: &[f64]| mean_std(values);
     let chart = |x_of: &dyn Fn(&Point) -> (f64, f64), title: &str, x_label: &str| {
         let mut series: Vec<SpreadSeries> = Vec::new();
         for p in points {
-            let (accuracy, std) = spread(&p.accuracy);
+            let (accuracy, std) = mean_std(&p.accuracy);
             let point = (x_of(p).0, accuracy, std);
             match series.iter_mut().find(|s| s.label == p.series) {
                 Some(line) => line.points.push(point),
@@ -156,12 +155,13 @@ fn write(
     let mut md = String::from("# coppice report: sweeps side by side\n\n");
     write_atomic(
         &dir.join("accuracy-vs-parameters.svg"),
-        chart(&|p| spread(&p.params), "Test accuracy against parameters left", "non-zero parameters (log)").as_bytes(),
+        chart(&|p| mean_std(&p.params), "Test accuracy against parameters left", "non-zero parameters (log)")
+            .as_bytes(),
     )?;
     md.push_str("![accuracy against parameters](accuracy-vs-parameters.svg)\n\n");
     for (b, batch) in BATCHES.iter().enumerate() {
         let file = format!("accuracy-vs-latency-batch{batch}.svg");
-        let x = |p: &Point| spread(&p.networks.iter().map(|&n| times[b][n].best_ms()).collect::<Vec<_>>());
+        let x = |p: &Point| mean_std(&p.networks.iter().map(|&n| times[b][n].best_ms()).collect::<Vec<_>>());
         let title = format!("Test accuracy against inference time, batch of {batch}");
         write_atomic(&dir.join(&file), chart(&x, &title, "milliseconds per batch (log)").as_bytes())?;
         let _ = writeln!(md, "![accuracy against time at batch {batch}]({file})\n");
