@@ -58,13 +58,13 @@ def results_table(name):
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table:
         error = pm(1 - float(row["test_accuracy_mean"]), row["test_accuracy_std"])
-        dense = row.get("dense_test_accuracy_mean", "nan")
-        dense = "-" if dense in ("NaN", "nan", "") else pm(1 - float(dense), row["dense_test_accuracy_std"])
+        dense = row.get("dense_test_accuracy_mean")
+        dense = pm(1 - float(dense), row["dense_test_accuracy_std"]) if finite(dense) else "-"
         accuracy = pm(row["test_accuracy_mean"], row["test_accuracy_std"])
-        sparsity = row.get("sparsity_mean", "nan")
+        sparsity = row.get("sparsity_mean")
         # Neuron pruning removes weights instead of zeroing them: no sparsity, fewer parameters,
         # which the parameter column shows.
-        zeroed = sparsity not in ("NaN", "nan", "") and float(sparsity) > 0
+        zeroed = finite(sparsity) and float(sparsity) > 0
         left = f"{(1 - float(sparsity)) * 100:.2f}" if zeroed else "-"
         params = f"{float(row['params_nonzero_mean']):,.0f}"
         compression = row.get("compression_ratio_mean", "nan")
