@@ -25,7 +25,8 @@ nonzero = sum(int((v != 0).sum()) for v in tensors.values())
 assert nonzero == summary["params_nonzero"], (nonzero, summary["params_nonzero"])
 print(f"non-zero parameters: {nonzero} (summary.json agrees)")
 
-if arch["kind"] == "mlp":
+linear = [l for l in arch["layers"] if l["op"] == "linear"]
+if all(l["op"] in ("flatten", "linear", "relu") for l in arch["layers"]):
     config = (run / "config.toml").read_text()
     data_dir = Path("datasets/mnist")
     def idx(path):
@@ -36,10 +37,9 @@ if arch["kind"] == "mlp":
     labels = idx(data_dir / "t10k-labels-idx1-ubyte.gz")
     limit = summary["test_samples"]
     x = (images[:limit] / 255.0 - 0.1307) / 0.3081  # the defaults; the bundled configs use them
-    layers = len(arch["hidden"]) + 1
-    for i in range(layers):
-        x = x @ tensors[f"fc.{i}.weight"].T + tensors[f"fc.{i}.bias"]
-        if i < layers - 1:
+    for i, layer in enumerate(linear):
+        x = x @ tensors[f"{layer['name']}.weight"].T + tensors[f"{layer['name']}.bias"]
+        if i < len(linear) - 1:
             x = np.maximum(x, 0.0)
     accuracy = float((x.argmax(1) == labels[:limit]).mean())
     print(f"NumPy test accuracy {accuracy:.4f}, coppice {summary['test_accuracy']:.4f}")

@@ -81,13 +81,12 @@ pub struct Consumer {
     pub bias: Option<String>,
 }
 
-/// Units (neurons, filters or channels) with every tensor slice that must go when a unit goes.
-/// Most groups are one layer's outputs read by the next layer. A coupled group has several
-/// producers and several consumers: a residual stage's channels are written by the stem or
-/// projection and by every block's last conv and BN (added together), and read by every block's
-/// first conv, the next stage's entry and the classifier; removing channel k removes it from
-/// all of them. A concatenation would describe itself the same way: its consumers read each
-/// input's channels at an offset, which is a consumer slice of its own.
+/// Units (neurons, filters or channels) with every tensor slice that must go when a unit goes,
+/// derived from the network's graph. Most groups are one layer's outputs read by the next
+/// layer. A coupled group has several producers and several consumers: a residual stage's
+/// channels are written by the stem or projection and by every block's last conv and BN (added
+/// together), and read by every block's first conv, the next stage's entry and the classifier;
+/// removing channel k removes it from all of them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnitGroup {
     /// The producing layer's name, or for a coupled group its own (a residual stage: `layer2`).
@@ -95,9 +94,12 @@ pub struct UnitGroup {
     pub units: usize,
     /// Slices of every producing layer (weight, bias) and of per-channel normalization.
     pub producer: Vec<TensorSlice>,
-    /// What each unit's output goes through before the consumers see it, for a group with one
-    /// producer; empty for a coupled group, whose units are sums.
+    /// What each unit's output goes through before the consumers see it, when `folds`.
     pub between: Vec<UnitOp>,
+    /// Whether a removed unit's constant output can move into the consumers' biases: one
+    /// producer, reaching every consumer through the same `between`. A coupled group's units
+    /// are sums, which have no single constant.
+    pub folds: bool,
     pub consumers: Vec<Consumer>,
 }
 
@@ -143,90 +145,6 @@ pub trait Prunable {
     /// handed over at every point its consumers read them (a residual stage's after each block). Data-driven criteria read
     /// activations here, or detach them to get their gradients.
     fn forward_tapped(&self, images: Tensor<4>, tap: &mut dyn FnMut(usize, Activation) -> Activation) -> Tensor<2>;
-}
-
-pub(crate) fn linear_layer(name: String, module_path: &str, weight_shape: [usize; 2]) -> PrunableLayer {
-    PrunableLayer {
-        name,
-        kind: LayerKind::Linear,
-        weight_path: format!("{module_path}.weight"),
-        bias_path: Some(format!("{module_path}.bias")),
-        weight_shape: weight_shape.to_vec(),
-        bias_len: weight_shape[1],
-        uses_per_weight: 1,
-    }
-}
-
-pub(crate) fn conv_layer(
-    name: String,
-    module_path: &str,
-    weight_shape: [usize; 4],
-    output_pixels: usize,
-) -> PrunableLayer {
-    PrunableLayer {
-        name,
-        kind: LayerKind::Conv2d,
-        weight_path: format!("{module_path}.weight"),
-        bias_path: Some(format!("{module_path}.bias")),
-        weight_shape: weight_shape.to_vec(),
-        bias_len: weight_shape[0],
-        uses_per_weight: output_pixels,
-    }
-}
-
-/// The units of `producer` are its outputs: a Linear's columns, a Conv2d's filters.
-pub(crate) fn unit_group(
-    producer: &PrunableLayer,
-    between: Vec<UnitOp>,
-    consumer: &PrunableLayer,
-    consumer_block: usize,
-) -> UnitGroup {
-    let out_dim = match producer.kind {
-        LayerKind::Linear => 1,
-        LayerKind::Conv2d => 0,
-    };
-    let batch_norm = between.iter().find_map(|op| match op {
-        UnitOp::BatchNorm { module, .. } => Some(module.as_str()),
-        UnitOp::Relu => None,
-    });
-    let slices = producer_slices(producer, batch_norm);
-    UnitGroup {
-        layer: producer.name.clone(),
-        units: producer.weight_shape[out_dim],
-        producer: slices,
-        between,
-        consumers: vec![consumer_of(consumer, consumer_block)],
-    }
-}
-
-/// The slices of `producer`'s outputs (weight, bias) and of the BatchNorm `batch_norm` after it.
-pub(crate) fn producer_slices(producer: &PrunableLayer, batch_norm: Option<&str>) -> Vec<TensorSlice> {
-    let out_dim = match producer.kind {
-        LayerKind::Linear => 1,
-        LayerKind::Conv2d => 0,
-    };
-    let mut slices = vec![TensorSlice { path: producer.weight_path.clone(), dim: out_dim, block: 1 }];
-    if let Some(bias) = &producer.bias_path {
-        slices.push(TensorSlice { path: bias.clone(), dim: 0, block: 1 });
-    }
-    for tensor in ["gamma", "beta", "running_mean", "running_var"] {
-        slices.extend(batch_norm.map(|module| TensorSlice { path: format!("{module}.{tensor}"), dim: 0, block: 1 }));
-    }
-    slices
-}
-
-/// `consumer` reading a group's units, each unit `block` consecutive inputs.
-pub(crate) fn consumer_of(consumer: &PrunableLayer, block: usize) -> Consumer {
-    let in_dim = match consumer.kind {
-        LayerKind::Linear => 0,
-        LayerKind::Conv2d => 1,
-    };
-    Consumer {
-        layer: consumer.name.clone(),
-        kind: consumer.kind,
-        slice: TensorSlice { path: consumer.weight_path.clone(), dim: in_dim, block },
-        bias: consumer.bias_path.clone(),
-    }
 }
 
 /// The tensor of a dense activation; a tap that changes the kind of activation breaks the model.

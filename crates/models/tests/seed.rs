@@ -9,7 +9,7 @@ fn initial_weights_depend_on_the_seed_alone() {
     let build = |touch_shapes_first: bool| {
         let device = Device::flex();
         device.seed(11);
-        let net = Architecture::Mlp(MlpConfig::new().with_hidden(vec![8])).init(&device);
+        let net = presets::mlp(InputShape { channels: 1, height: 28, width: 28 }, &[8], 10).init(&device).unwrap();
         if touch_shapes_first {
             // A shape query used to force lazy initialization out of module order.
             let _ = net.prunable_layers();

@@ -135,7 +135,10 @@ pub fn run_rounds(
                 Rewind::Random { like, seed } => {
                     let device = &rounds.retrain.device;
                     device.seed(seed.wrapping_add(0x5eed_0000).wrapping_add((round * 1000 + attempt) as u64));
-                    let fresh = like.architecture().init(device);
+                    let fresh = like
+                        .architecture()
+                        .init(device)
+                        .map_err(|e| PruneError::Invalid(format!("rewind: cannot rebuild the network: {e}")))?;
                     candidate = strategy.rewind(candidate, &fresh);
                 }
             }

@@ -24,9 +24,10 @@ struct HostTensor {
 
 /// Removes the units each cut drops, with every coupled slice, and folds what a removed unit
 /// still sent (its bias through the ops between the layers; its weights count as zero) into the
-/// consumers' biases (a coupled group's units are sums of several producers: nothing is folded). The network that comes out computes what the network with those units'
-/// incoming weights zeroed computed, exactly for linear consumers and valid convolutions, and
-/// away from the borders for padded ones. Changed tensors get fresh parameter ids, so training
+/// consumers' biases where the group folds (a coupled group's units are sums of several
+/// producers: nothing is folded). The network that comes out computes what the network with
+/// those units' incoming weights zeroed computed, exactly for linear consumers and valid
+/// convolutions, and away from the borders for padded ones. Changed tensors get fresh parameter ids, so training
 /// goes on with a fresh optimizer.
 pub fn cut_units(net: Network, cuts: &[UnitCut]) -> Result<Network, PruneError> {
     // Mapping rewrites BatchNorm running statistics in place, in every clone of `net`.
@@ -74,7 +75,7 @@ fn fold_removed(
     keep: &[bool],
     changed: &mut BTreeSet<String>,
 ) -> Result<(), PruneError> {
-    if group.is_coupled() {
+    if !group.folds {
         return Ok(());
     }
     let value = |path: &str, k: usize| tensors.get(path).map(|t| t.values[k]);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use burn::prelude::*;
 use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
-use coppice_models::{Architecture, MlpConfig, Network, Prunable};
+use coppice_models::{InputShape, Network, Prunable, presets};
 use coppice_prune::*;
 use coppice_train::{Progress, TrainConfig, TrainSetup};
 
@@ -31,7 +31,7 @@ fn rounds(tag: &str) -> Rounds {
 }
 
 fn net() -> Network {
-    Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![16, 8], classes: 4 }).init(&Device::flex())
+    presets::mlp(InputShape { channels: 1, height: 6, width: 6 }, &[16, 8], 4).init(&Device::flex()).unwrap()
 }
 
 /// Every try as it ends, with the network it left, and the records after the first layer.
@@ -107,7 +107,7 @@ fn frozen_layers_keep_their_values_while_later_layers_retrain() {
     for granularity in [Granularity::Weight, Granularity::Unit] {
         let (_, seen) = walk(net(), &config(granularity, 1.0, true), &rounds("freeze"), None);
         let snapshots: Vec<(String, Vec<f32>)> =
-            seen.tries.iter().map(|(a, n)| (a.layer.clone(), values_of(n, "fc.0.weight").unwrap())).collect();
+            seen.tries.iter().map(|(a, n)| (a.layer.clone(), values_of(n, "fc1.weight").unwrap())).collect();
         let after_fc1 = &snapshots[0].1;
         for (layer, values) in &snapshots[1..] {
             assert_eq!(values, after_fc1, "{granularity:?}: fc1 unchanged while {layer} retrained");

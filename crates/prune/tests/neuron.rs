@@ -3,9 +3,7 @@
 use burn::module::Param;
 use burn::prelude::*;
 use coppice_data::{ImageBatch, ImageBatcher, ImageDataset, Normalization, synthetic_images};
-use coppice_models::{
-    Architecture, Classifier, LeNet5Config, MlpConfig, Network, Prunable, ResNetConfig, UnitGroup, edit_param,
-};
+use coppice_models::{Classifier, InputShape, Network, Prunable, UnitGroup, edit_param, presets};
 use coppice_prune::*;
 use coppice_train::{Progress, TrainConfig, TrainSetup};
 
@@ -18,13 +16,14 @@ fn device() -> Device {
 
 fn mlp() -> Network {
     seeded(&device(), 4, || {
-        Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![12, 8], classes: 4 }).init(&device())
+        presets::mlp(InputShape { channels: 1, height: 6, width: 6 }, &[12, 8], 4).init(&device()).unwrap()
     })
 }
 
 fn lenet() -> Network {
-    let config = LeNet5Config { channels: 1, height: 16, width: 16, conv1: 4, conv2: 6, fc1: 8, classes: 3 };
-    seeded(&device(), 4, || Architecture::Lenet5(config).init(&device()))
+    seeded(&device(), 4, || {
+        presets::lenet5(InputShape { channels: 1, height: 16, width: 16 }, [4, 6, 8], 3).init(&device()).unwrap()
+    })
 }
 
 fn images(batch: usize, channels: usize, side: usize) -> Tensor<4> {
@@ -121,9 +120,9 @@ fn removing_units_with_zero_outgoing_weights_changes_nothing() {
 
 /// ResNet-8 on 1x8x8 inputs with stages of 4, 6 and 8 channels: one block per stage.
 fn resnet() -> Network {
-    let config = ResNetConfig::new().with_channels(1).with_height(8).with_width(8).with_widths(vec![4, 6, 8]);
-    let config = config.with_classes(3).with_depth(8).expect("8 = 6 x 1 + 2");
-    seeded(&device(), 4, || Architecture::Resnet(config).init(&device()))
+    let architecture =
+        presets::resnet(InputShape { channels: 1, height: 8, width: 8 }, 8, &[4, 6, 8], 3).expect("8 = 6 x 1 + 2");
+    seeded(&device(), 4, || architecture.init(&device()).unwrap())
 }
 
 /// Cutting a ResNet's channels gives the logits of the uncut network with those channels
@@ -135,20 +134,21 @@ fn resnet_channel_removal_is_exact_for_inner_and_residual_groups() {
     let input = images(3, 1, 8);
     let cases = [
         // Inner channels: stage 1 (identity shortcut), stage 2 (stride 2 and a projection).
-        (0, vec![1, 3]),
-        (1, vec![0, 2, 5]),
+        ("layer1.0.conv1", vec![1, 3]),
+        ("layer2.0.conv1", vec![0, 2, 5]),
         // Inner channels of stage 3 down to one.
-        (2, vec![0, 1, 2, 3, 4, 6, 7]),
+        ("layer3.0.conv1", vec![0, 1, 2, 3, 4, 6, 7]),
         // Residual channels of stage 1: the stem and the block write them, stage 2's conv1 and
-        // projection read them.
-        (3, vec![0, 2]),
+        // projection read them. A stage of one block is named by its block.
+        ("layer1.0", vec![0, 2]),
         // Stage 2's, written by its projection: the group crosses it.
-        (4, vec![1, 4]),
+        ("layer2.0", vec![1, 4]),
         // Stage 3's, read by the classifier, down to one channel.
-        (5, vec![0, 1, 2, 3, 5, 6, 7]),
+        ("layer3.0", vec![0, 1, 2, 3, 5, 6, 7]),
     ];
-    for (g, removed) in cases {
+    for (name, removed) in cases {
         let net = resnet();
+        let g = net.unit_groups().iter().position(|g| g.layer == name).unwrap_or_else(|| panic!("no group {name}"));
         let group = net.unit_groups()[g].clone();
         let mut silenced = net;
         for slice in &group.producer {
@@ -161,7 +161,7 @@ fn resnet_channel_removal_is_exact_for_inner_and_residual_groups() {
         assert_eq!(cut.unit_groups()[g].units, group.units - removed.len());
         let diff = max_diff(expected, cut.forward(input.clone()));
         assert!(diff < 1e-5, "{}: logits moved by {diff}", group.layer);
-        let rebuilt = cut.architecture().init(&device());
+        let rebuilt = cut.architecture().init(&device()).unwrap();
         assert_eq!(rebuilt.unit_groups()[g].units, group.units - removed.len(), "architecture.json keeps the cut");
     }
 }
@@ -198,16 +198,13 @@ fn pruner(
 }
 
 #[test]
-#[allow(clippy::single_range_in_vec_init)] // a 1-d slice is one range
 fn every_criterion_ranks_a_planted_dead_unit_last() {
     // Unit 6 of fc1 has no incoming weights and no bias: its activation is always zero.
     let net = mlp();
     let group = net.unit_groups()[0].clone();
     let net = zero_incoming(net, &group, &[6]);
-    let Network::Mlp(mut m) = net else { unreachable!() };
-    m.fc[0].bias =
-        m.fc[0].bias.take().map(|b| edit_param(b, |t| t.slice_assign([6..7], Tensor::zeros([1], &device()))));
-    let net = Network::Mlp(m);
+    let mut bias = ZeroUnits { path: "fc1.bias".into(), dim: 0, units: vec![6] };
+    let net = coppice_models::edit_params(net, &mut bias);
     for criterion in [Criterion::L1, Criterion::L2, Criterion::Activation, Criterion::Apoz, Criterion::Taylor] {
         let mut p = pruner(criterion, 0.5, 1, calibration((6, 6), 3)).unwrap();
         let scores = p.scores(&net);
@@ -303,18 +300,11 @@ impl coppice_models::ParamEditor for SetAll {
 
 #[test]
 fn conv_to_batchnorm_to_flatten_to_linear_removal_is_exact() {
-    let config = coppice_models::VggConfig {
-        channels: 1,
-        height: 8,
-        width: 8,
-        stages: vec![vec![3], vec![4]],
-        fc: 5,
-        classes: 2,
-    };
-    let net = seeded(&device(), 4, || Architecture::Vgg(config).init(&device()));
+    let architecture = presets::vgg(InputShape { channels: 1, height: 8, width: 8 }, &[vec![3], vec![4]], 5, 2);
+    let net = seeded(&device(), 4, || architecture.init(&device()).unwrap());
     // BatchNorm statistics far from the identity, so the fold has to go through them.
     let mut stats =
-        SetAll(vec![("bn.1.gamma", 1.7), ("bn.1.beta", 0.3), ("bn.1.running_mean", -0.4), ("bn.1.running_var", 2.5)]);
+        SetAll(vec![("bn2.gamma", 1.7), ("bn2.beta", 0.3), ("bn2.running_mean", -0.4), ("bn2.running_var", 2.5)]);
     let net = coppice_models::edit_params(net, &mut stats);
     let groups = net.unit_groups();
     assert!(matches!(groups[1].between[0], coppice_models::UnitOp::BatchNorm { .. }), "conv2 -> bn -> relu -> fc1");

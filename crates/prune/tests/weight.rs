@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use coppice_data::{ImageBatcher, ImageDataset, ImageSet, Normalization, synthetic_images};
-use coppice_models::{Architecture, MlpConfig, Network, Prunable};
+use coppice_models::{InputShape, Network, Prunable, presets};
 use coppice_prune::*;
 use coppice_train::{Callback, Callbacks, OptimizerKind, Progress, TrainConfig, TrainSetup, fit};
 
@@ -19,7 +19,9 @@ fn data() -> (ImageSet, ImageSet) {
 
 fn tiny_net() -> Network {
     let device = Device::flex();
-    seeded(&device, 3, || Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![24, 12], classes: 4 }).init(&device))
+    seeded(&device, 3, || {
+        presets::mlp(InputShape { channels: 1, height: 6, width: 6 }, &[24, 12], 4).init(&device).unwrap()
+    })
 }
 
 fn setup(tag: &str, epochs: usize, optimizer: OptimizerKind) -> TrainSetup {
@@ -69,7 +71,7 @@ fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
         let mut strategy = pruner(per_layer(0.5, &[]), Schedule::OneShot);
         let net = tiny_net();
         let pruned = strategy.prune(&net, 1, 0).unwrap();
-        let before = zero_positions(&pruned, "fc.0.weight");
+        let before = zero_positions(&pruned, "fc1.weight");
         assert_eq!(before.len(), 36 * 24 / 2);
         let outcome = run_rounds(
             pruned,
@@ -81,9 +83,9 @@ fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
         .unwrap();
         // The round pruned again (a no-op at the same target) and retrained 2 epochs with a
         // fresh optimizer whose momentum would have moved any unmasked weight.
-        let after = zero_positions(&outcome.net, "fc.0.weight");
+        let after = zero_positions(&outcome.net, "fc1.weight");
         assert_eq!(before, after, "{optimizer:?}: the same weights are exactly zero");
-        let live = values_of(&outcome.net, "fc.0.weight").unwrap();
+        let live = values_of(&outcome.net, "fc1.weight").unwrap();
         assert!(live.iter().filter(|v| **v != 0.0).count() == 36 * 24 / 2, "{optimizer:?}: the others train");
     }
 }
@@ -189,8 +191,8 @@ fn rewinding_resets_survivors_to_their_initial_values() {
         &mut |_: &RoundRecord, _: &Network| {},
     )
     .unwrap();
-    let start = values_of(&initial, "fc.0.weight").unwrap();
-    let end = values_of(&outcome.net, "fc.0.weight").unwrap();
+    let start = values_of(&initial, "fc1.weight").unwrap();
+    let end = values_of(&outcome.net, "fc1.weight").unwrap();
     let mut zeros = 0;
     for (a, b) in start.iter().zip(&end) {
         if *b == 0.0 {
@@ -216,9 +218,9 @@ fn random_rewinding_draws_fresh_survivors_like_the_initial_ones_and_the_same_on_
             &mut |_: &RoundRecord, _: &Network| {},
         )
         .unwrap();
-        values_of(&outcome.net, "fc.0.weight").unwrap()
+        values_of(&outcome.net, "fc1.weight").unwrap()
     };
-    let (start, end) = (values_of(&initial, "fc.0.weight").unwrap(), rewound("random"));
+    let (start, end) = (values_of(&initial, "fc1.weight").unwrap(), rewound("random"));
     assert_eq!(end, rewound("random-again"), "the round's own seed: a rerun draws the same");
     let survivors: Vec<f32> = end.iter().copied().filter(|v| *v != 0.0).collect();
     assert_eq!(survivors.len(), 36 * 24 / 2, "the mask holds");
@@ -241,10 +243,10 @@ fn random_criterion_prunes_the_target_but_not_by_magnitude() {
     };
     let mut strategy = WeightPruner::new(config, Device::flex());
     let net = tiny_net();
-    let original = values_of(&net, "fc.0.weight").unwrap();
+    let original = values_of(&net, "fc1.weight").unwrap();
     let pruned = strategy.prune(&net, 1, 0).unwrap();
-    let zeros = zero_positions(&pruned, "fc.0.weight");
-    let biases = zero_positions(&pruned, "fc.0.bias");
+    let zeros = zero_positions(&pruned, "fc1.weight");
+    let biases = zero_positions(&pruned, "fc1.bias");
     assert!(!biases.is_empty(), "include_bias prunes biases too");
     assert!((zeros.len() + biases.len()) as f64 - 0.5 * (36.0 * 24.0 + 24.0) <= 1.0);
     let largest_pruned = zeros.iter().map(|&i| original[i].abs()).fold(0.0f32, f32::max);

@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use coppice_data::ImageBatch;
-use coppice_models::{Architecture, Classifier, LeNet5Config, MlpConfig, Network};
+use coppice_models::{Architecture, Classifier, InputShape, ModelConfig, Network, Preset};
 use coppice_prune::{Allocation, Criterion, MaskSet, Schedule, WeightPruner, WeightPruning};
 use coppice_train::{Callback, Callbacks, OptimizerKind, TrainConfig, optimizer};
 
@@ -69,12 +69,18 @@ pub struct BenchRow {
     pub mask_cost: Option<f64>,
 }
 
+/// The networks `--models` names, sized for MNIST as the benchmark's batches are: the papers'
+/// LeNets, the default VGG and ResNet-20.
 pub fn architecture_named(name: &str) -> Result<Architecture> {
-    match name {
-        "lenet300" => Ok(Architecture::Mlp(MlpConfig::new())),
-        "lenet5" => Ok(Architecture::Lenet5(LeNet5Config::new())),
-        other => Err(anyhow!("unknown model {other:?} for --models; fix: use lenet300 and/or lenet5")),
-    }
+    let kind = match name {
+        "lenet300" => Preset::Mlp,
+        "lenet5" => Preset::Lenet5,
+        "vgg" => Preset::Vgg,
+        "resnet20" => Preset::Resnet,
+        other => return Err(anyhow!("unknown model {other:?} for --models; fix: lenet300, lenet5, vgg or resnet20")),
+    };
+    let mnist = InputShape { channels: 1, height: 28, width: 28 };
+    ModelConfig::preset(kind).architecture(mnist, 10).map_err(|(field, problem)| anyhow!("{field}: {problem}"))
 }
 
 pub fn print_header(options: &BenchOptions) {
@@ -151,8 +157,10 @@ fn bench_training(
         return Err(anyhow!("not enough training data for batch size {batch_size}"));
     }
     let config = TrainConfig { optimizer, ..TrainConfig::default() };
-    let mut plain = Trainer::new(architecture.init(&device), None, &config);
-    let mut masked = options.masks.then(|| {
+    let mut plain = Trainer::new(architecture.init(&device)?, None, &config);
+    let mut masked = if !options.masks {
+        None
+    } else {
         let pruning = WeightPruning {
             criterion: Criterion::Magnitude,
             allocation: Allocation::Layer { target: 0.9, overrides: Default::default() },
@@ -161,9 +169,9 @@ fn bench_training(
             seed: 0,
         };
         let pruner = WeightPruner::new(pruning, plain_device.clone());
-        let net = pruner.prune_to(architecture.init(&device), &|t| t);
-        Trainer::new(net, Some(pruner.masks()), &config)
-    });
+        let net = pruner.prune_to(architecture.init(&device)?, &|t| t);
+        Some(Trainer::new(net, Some(pruner.masks()), &config))
+    };
     plain.steps(&batches, options.warmup_steps);
     if let Some(m) = masked.as_mut() {
         m.steps(&batches, options.warmup_steps);
@@ -214,7 +222,7 @@ fn bench_inference(
         return Err(anyhow!("the test set is empty; fix: point --data at a directory with MNIST's test files"));
     }
     let samples: usize = batches.iter().map(|b| b.targets.dims()[0]).sum();
-    let net = architecture.init(&device);
+    let net = architecture.init(&device)?;
     let pass = || {
         let start = Instant::now();
         for batch in &batches {

@@ -162,7 +162,8 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
-    /// Evaluate a saved run's model on its test set.
+    /// Evaluate a saved run's model on its test set, or the weights a config starts from
+    /// (model.weights) on the config's test set.
     Eval {
         run_dir: PathBuf,
         #[arg(long)]

@@ -58,7 +58,10 @@ pub fn compare(
     let architecture = config
         .architecture(data.input(), data.classes())
         .map_err(|(field, problem)| anyhow!("{}: {field}: {problem}", config_path.display()))?;
-    save_model(&architecture.init(&seeded), &initial_dir)?;
+    save_model(
+        &architecture.init(&seeded).map_err(|e| anyhow!("{}: model: {e}", config_path.display()))?,
+        &initial_dir,
+    )?;
 
     let exe = std::env::current_exe().context("cannot find the coppice binary")?;
     let mut settings = overrides.to_vec();

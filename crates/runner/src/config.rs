@@ -1,8 +1,8 @@
-//! The experiment config: one TOML file, every key documented in the README with its default.
+//! The experiment config: one TOML file, every key documented in docs/config.md with its default.
 
 use std::path::{Path, PathBuf};
 
-use coppice_models::{Architecture, InputShape, LeNet5Config, MlpConfig, ResNetConfig, VggConfig};
+use coppice_models::{Architecture, InputShape, ModelConfig, Preset};
 use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -83,46 +83,6 @@ impl Default for DataConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    Mlp,
-    Lenet5,
-    Vgg,
-    Resnet,
-}
-
-/// `[model]`: `kind` picks the network; the other keys size it and default to the paper's sizes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub kind: ModelKind,
-    /// mlp: hidden layer widths (default [300, 100], LeNet-300-100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hidden: Option<Vec<usize>>,
-    /// lenet5: filters of the first and second conv (default 20, 50) and fc1 width (default 500).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conv1: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conv2: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fc1: Option<usize>,
-    /// vgg: conv channels per stage, each stage ending in a 2x2 max-pool (default
-    /// [[32, 32], [64, 64], [128, 128]]), and the hidden fc width (default 256).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stages: Option<Vec<Vec<usize>>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fc: Option<usize>,
-    /// resnet: 6n + 2 layers, n basic blocks per stage (default 20; He et al. use 20, 32, 56, 110).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub depth: Option<usize>,
-    /// A run directory whose weights (`model.bpk`, `architecture.json`) the network starts from
-    /// instead of the seeded random init, and then trains: how `coppice compare` starts every
-    /// backend from the same weights.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init: Option<PathBuf>,
-}
-
 /// A config error: which file, which field, what is wrong and how to fix it, on one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {field}: {problem}")]
@@ -142,17 +102,7 @@ impl Config {
             devices: Vec::new(),
             parallel: ParallelKind::default(),
             data: DataConfig { dir, ..DataConfig::default() },
-            model: ModelConfig {
-                kind: ModelKind::Mlp,
-                hidden: None,
-                conv1: None,
-                conv2: None,
-                fc1: None,
-                stages: None,
-                fc: None,
-                depth: None,
-                init: None,
-            },
+            model: ModelConfig::preset(Preset::Mlp),
             train: TrainConfig::default(),
             prune: None,
         }
@@ -180,9 +130,9 @@ impl Config {
             let field = e.path().to_string();
             let problem = e.inner().message().trim().replace('\n', " ");
             let fix = if problem.contains("unknown field") {
-                "; fix: remove or rename the key (README, \"Config reference\", lists every key)"
+                "; fix: remove or rename the key (docs/config.md lists every key)"
             } else if problem.contains("missing field") {
-                "; fix: add the key (README, \"Config reference\")"
+                "; fix: add the key (docs/config.md lists every key)"
             } else if problem.contains("invalid type: sequence") {
                 "; fix: a list of values is a sweep: run it with `coppice sweep`"
             } else {
@@ -222,123 +172,7 @@ impl Config {
 
     /// The architecture this config builds for inputs of `input` with `classes` outputs.
     pub fn architecture(&self, input: InputShape, classes: usize) -> Result<Architecture, (String, String)> {
-        let m = &self.model;
-        let zero = |name: &str, values: &[usize]| {
-            if values.contains(&0) {
-                Err((format!("model.{name}"), "layer sizes must be at least 1".to_string()))
-            } else {
-                Ok(())
-            }
-        };
-        Ok(match m.kind {
-            ModelKind::Mlp => {
-                let hidden = m.hidden.clone().unwrap_or_else(|| vec![300, 100]);
-                zero("hidden", &hidden)?;
-                Architecture::Mlp(MlpConfig { inputs: input.pixels(), hidden, classes })
-            }
-            ModelKind::Lenet5 => {
-                let defaults = LeNet5Config::new();
-                let config = LeNet5Config {
-                    channels: input.channels,
-                    height: input.height,
-                    width: input.width,
-                    conv1: m.conv1.unwrap_or(defaults.conv1),
-                    conv2: m.conv2.unwrap_or(defaults.conv2),
-                    fc1: m.fc1.unwrap_or(defaults.fc1),
-                    classes,
-                };
-                zero("conv1", &[config.conv1, config.conv2, config.fc1])?;
-                if config.feature_hw().is_none() {
-                    return Err((
-                        "model.kind".into(),
-                        format!("lenet5 needs images of at least 16x16, the data has {}x{}", input.height, input.width),
-                    ));
-                }
-                Architecture::Lenet5(config)
-            }
-            ModelKind::Vgg => {
-                let defaults = VggConfig::new();
-                let config = VggConfig {
-                    channels: input.channels,
-                    height: input.height,
-                    width: input.width,
-                    stages: m.stages.clone().unwrap_or(defaults.stages),
-                    fc: m.fc.unwrap_or(defaults.fc),
-                    classes,
-                };
-                if config.stages.iter().any(|s| s.is_empty() || s.contains(&0)) || config.fc == 0 {
-                    return Err((
-                        "model.stages".into(),
-                        "every stage needs at least one conv and sizes of at least 1".into(),
-                    ));
-                }
-                if config.feature_hw().is_none() {
-                    return Err((
-                        "model.stages".into(),
-                        format!(
-                            "{} pooling stages shrink {}x{} images to nothing; fix: use fewer stages",
-                            config.stages.len(),
-                            input.height,
-                            input.width
-                        ),
-                    ));
-                }
-                Architecture::Vgg(config)
-            }
-            ModelKind::Resnet => {
-                let depth = m.depth.unwrap_or(20);
-                let config = ResNetConfig::new()
-                    .with_channels(input.channels)
-                    .with_height(input.height)
-                    .with_width(input.width)
-                    .with_classes(classes)
-                    .with_depth(depth)
-                    .ok_or_else(|| {
-                        (
-                            "model.depth".to_string(),
-                            format!("{depth} is not 6n + 2 for n >= 1; fix: use 20, 32, 56 or 110"),
-                        )
-                    })?;
-                if input.height < 4 || input.width < 4 {
-                    return Err((
-                        "model.kind".into(),
-                        format!("resnet needs images of at least 4x4, the data has {}x{}", input.height, input.width),
-                    ));
-                }
-                Architecture::Resnet(config)
-            }
-        })
-    }
-}
-
-impl ModelConfig {
-    fn check_keys(&self) -> Result<(), (String, String)> {
-        let keys = [
-            ("hidden", self.hidden.is_some(), ModelKind::Mlp),
-            ("conv1", self.conv1.is_some(), ModelKind::Lenet5),
-            ("conv2", self.conv2.is_some(), ModelKind::Lenet5),
-            ("fc1", self.fc1.is_some(), ModelKind::Lenet5),
-            ("stages", self.stages.is_some(), ModelKind::Vgg),
-            ("fc", self.fc.is_some(), ModelKind::Vgg),
-            ("depth", self.depth.is_some(), ModelKind::Resnet),
-        ];
-        let misplaced = keys.into_iter().find(|(_, set, kind)| *set && *kind != self.kind).map(|(key, _, _)| key);
-        match misplaced {
-            Some(key) => Err((
-                format!("model.{key}"),
-                format!("does not apply to kind = \"{}\"; fix: remove it", self.kind_name()),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    fn kind_name(&self) -> &'static str {
-        match self.kind {
-            ModelKind::Mlp => "mlp",
-            ModelKind::Lenet5 => "lenet5",
-            ModelKind::Vgg => "vgg",
-            ModelKind::Resnet => "resnet",
-        }
+        self.model.architecture(input, classes)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use burn::prelude::Device;
 use coppice_data::ImageDataset;
 use coppice_models::{Network, Prunable};
 use coppice_train::{Callbacks, EpochRecord, Progress, TrainSetup, fit_after};
@@ -102,34 +103,11 @@ impl Experiment {
                 let net = load_model(dir, &device)
                     .with_context(|| format!("{}: prune.from / --from", config_path.display()))?;
                 check_input(&net.architecture(), &data, dir)?;
-                resources::check(&config, net.architecture().size(), &data, resources::available_memory())
+                resources::check(&config, net.graph().size(), &data, resources::available_memory())
                     .map_err(in_config)?;
                 net
             }
-            None => {
-                let architecture = config.architecture(data.input(), data.classes()).map_err(in_config)?;
-                resources::check(&config, architecture.size(), &data, resources::available_memory())
-                    .map_err(in_config)?;
-                match &config.model.init {
-                    None => architecture.init(&device),
-                    Some(dir) => {
-                        let _reading =
-                            open_saved_run(dir).with_context(|| format!("{}: model.init", config_path.display()))?;
-                        let net = load_model(dir, &device)
-                            .with_context(|| format!("{}: model.init", config_path.display()))?;
-                        if net.architecture() != architecture {
-                            return Err(anyhow!(
-                                "{}: model.init: {} holds a {:?}, the config asks for a {:?}; fix: point model.init at weights of the config's model",
-                                config_path.display(),
-                                dir.display(),
-                                net.architecture(),
-                                architecture
-                            ));
-                        }
-                        net
-                    }
-                }
-            }
+            None => configured_network(&config, config_path, &data, &device)?,
         };
         if let Some(prune) = &config.prune {
             let units: Vec<(String, usize)> = start_net.unit_groups().into_iter().map(|g| (g.layer, g.units)).collect();
@@ -187,7 +165,8 @@ impl Experiment {
         label: &str,
         done: Vec<EpochRecord>,
     ) -> Result<Network> {
-        if self.from.is_some() {
+        // A saved run or imported weights are the dense network already.
+        if self.from.is_some() || self.config.model.weights.is_some() {
             return Ok(start_net);
         }
         let setup = self.train_setup(options, label);
@@ -198,5 +177,36 @@ impl Experiment {
         let outcome = fit_after(start_net, train, valid, self.data.batcher.clone(), &setup, &callbacks, done)?;
         metrics.extend(0, &outcome.epochs)?;
         Ok(outcome.net)
+    }
+}
+
+/// The network the config's `[model]` describes, sized for the data: with its seeded initial
+/// weights, `model.init`'s, or `model.weights`'.
+pub fn configured_network(config: &Config, config_path: &Path, data: &Data, device: &Device) -> Result<Network> {
+    let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
+    let architecture = config.architecture(data.input(), data.classes()).map_err(in_config)?;
+    let size = architecture.size().map_err(|e| in_config(("model".into(), e.to_string())))?;
+    resources::check(config, size, data, resources::available_memory()).map_err(in_config)?;
+    match &config.model.init {
+        None => {
+            let net = architecture.init(device).map_err(|e| in_config(("model".into(), e.to_string())))?;
+            match &config.model.weights {
+                Some(weights) => crate::import::load_weights(net, weights, &config.model.rename)
+                    .with_context(|| format!("{}: model.weights", config_path.display())),
+                None => Ok(net),
+            }
+        }
+        Some(dir) => {
+            let _reading = open_saved_run(dir).with_context(|| format!("{}: model.init", config_path.display()))?;
+            let net = load_model(dir, device).with_context(|| format!("{}: model.init", config_path.display()))?;
+            if net.architecture() != architecture {
+                return Err(anyhow!(
+                    "{}: model.init: {} holds another network than the config asks for; fix: point model.init at weights of the config's model",
+                    config_path.display(),
+                    dir.display(),
+                ));
+            }
+            Ok(net)
+        }
     }
 }

@@ -14,6 +14,7 @@ mod eval;
 mod experiment;
 mod export;
 mod finetune;
+mod import;
 mod integrity;
 mod latency;
 mod lock;
@@ -163,12 +164,13 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Eval { run_dir, backend, sparse: None } => {
             let result = eval::eval(&run_dir, parse_backend(backend)?)?;
+            let right = (result.accuracy * result.samples as f64).round();
             println!(
-                "{}: test accuracy {:.2}% (loss {:.4}) on {} samples",
+                "{}: test accuracy {:.2}% ({right} of {} samples; loss {:.4})",
                 run_dir.display(),
                 result.accuracy * 100.0,
-                result.loss,
-                result.samples
+                result.samples,
+                result.loss
             );
         }
         Command::Compare { config, backends, epochs, out, mut overrides, plain } => {

@@ -28,6 +28,12 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
         return Err(anyhow!("{}: not found; fix: pass a run directory written by `coppice run`", arch_path.display()));
     }
     let text = integrity::read_text(run_dir, "architecture.json")?;
+    if serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v.get("kind").is_some()) {
+        return Err(anyhow!(
+            "{}: written by a coppice that kept networks as kinds, whose model.bpk names tensors otherwise; fix: run the run's config.toml again",
+            arch_path.display()
+        ));
+    }
     let architecture: Architecture =
         serde_json::from_str(&text).with_context(|| format!("{}: not a coppice architecture", arch_path.display()))?;
     let model_path = run_dir.join("model.bpk");
@@ -36,7 +42,10 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
     }
     // burn reads the file itself; the check reads it once more, which costs little next to a run.
     integrity::read(run_dir, "model.bpk")?;
-    architecture.init(device).try_load_file(&model_path).map_err(|e| {
+    let net = architecture.init(device).map_err(|e| {
+        anyhow!("{}: {e}; fix: restore the file this run wrote (its sum is in SHA256SUMS)", arch_path.display())
+    })?;
+    net.try_load_file(&model_path).map_err(|e| {
         anyhow!(
             "{}: does not fit {}: {}; fix: keep model.bpk and architecture.json from the same run",
             model_path.display(),
@@ -49,24 +58,19 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
 /// A saved model must take the data's images.
 pub fn check_input(architecture: &Architecture, data: &Data, dir: &Path) -> Result<()> {
     let (model, data_input) = (architecture.input(), data.input());
-    let fits = match architecture {
-        Architecture::Mlp(_) => model.pixels() == data_input.pixels(),
-        Architecture::Lenet5(_) | Architecture::Vgg(_) | Architecture::Resnet(_) => model == data_input,
-    } && architecture.classes() == data.classes();
-    if fits {
-        Ok(())
-    } else {
-        Err(anyhow!(
-            "{}: the saved model takes {}x{}x{} inputs and {} classes, the data has {}x{}x{} and {}; fix: point data.dir at the data the run was trained on",
-            dir.display(),
-            model.channels,
-            model.height,
-            model.width,
-            architecture.classes(),
-            data_input.channels,
-            data_input.height,
-            data_input.width,
-            data.classes()
-        ))
+    if model == data_input && architecture.classes() == data.classes() {
+        return Ok(());
     }
+    Err(anyhow!(
+        "{}: the saved model takes {}x{}x{} inputs and {} classes, the data has {}x{}x{} and {}; fix: point data.dir at the data the run was trained on",
+        dir.display(),
+        model.channels,
+        model.height,
+        model.width,
+        architecture.classes(),
+        data_input.channels,
+        data_input.height,
+        data_input.width,
+        data.classes()
+    ))
 }

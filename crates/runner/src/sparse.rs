@@ -6,12 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
-use burn::nn::PaddingConfig2d;
-use burn::nn::conv::Conv2d;
-use burn::nn::pool::MaxPool2d;
 use burn::prelude::Device;
-use coppice_models::{Classifier, InputShape, LayerKind, Network, Prunable, float_params};
-use coppice_sparse::{Layer, Model, Normalization, Weights};
+use coppice_models::{Classifier, InputShape, Network, Op, Source, float_params};
+use coppice_sparse::{Layer, Model, Node, Normalization, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -36,114 +33,123 @@ pub struct SparseFigures {
 }
 
 /// The network as the sparse engine runs it: each weighted layer as CSR when fewer than half
-/// its weights are kept, dense otherwise; BatchNorm folded into the conv before it.
+/// its weights are kept, dense otherwise; a BatchNorm folded into the conv before it (or kept as
+/// a per-channel scale and shift), a ReLU into the layer before it; flatten and dropout cost
+/// nothing at inference.
 pub fn sparse_model(net: &Network, normalization: Option<Normalization>) -> Result<Model> {
-    let params: HashMap<String, (Vec<usize>, Vec<f32>)> = float_params(net)
-        .into_iter()
-        .map(|p| {
-            Ok((
-                p.path.clone(),
-                (p.shape, p.values.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?),
-            ))
-        })
-        .collect::<Result<_>>()?;
+    let mut params: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+    for p in float_params(net) {
+        let values = p.values.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{}: {e:?}", p.path))?;
+        params.insert(p.path, (p.shape, values));
+    }
     let get = |path: &str| params.get(path).ok_or_else(|| anyhow!("the network has no parameter {path}"));
-    let weighted = net.prunable_layers();
-    let mut next = weighted.iter();
-    let mut layer = |relu: bool, conv: Option<(&Conv2d, Option<(String, f64)>)>| -> Result<Layer> {
-        let spec = next.next().ok_or_else(|| anyhow!("more layers than the network describes"))?;
-        let path = spec.weight_path.trim_end_matches(".weight");
-        let (shape, values) = get(&spec.weight_path)?;
-        let mut bias = match params.get(&format!("{path}.bias")) {
-            Some((_, b)) => b.clone(),
-            None => vec![0.0; if spec.kind == LayerKind::Linear { shape[1] } else { shape[0] }],
+    let graph = net.graph();
+    let nodes = &graph.architecture.layers;
+    let readers = graph.readers();
+    let sole_reader = |i: usize, op: fn(&Op) -> bool| match readers[i][..] {
+        [r] if op(&nodes[r].op) => Some(r),
+        _ => None,
+    };
+    // The engine's value of each layer's output: 0 is the image, k the output of its node k - 1.
+    let mut value: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut engine: Vec<Node> = Vec::new();
+    let from = |s: Source, value: &[Option<usize>]| match s {
+        Source::Image => 0,
+        Source::Layer(j) => value[j].expect("layers run in order"),
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        if value[i].is_some() {
+            continue; // folded into the layer before
+        }
+        let inputs: Vec<usize> = graph.reads[i].iter().map(|&s| from(s, &value)).collect();
+        let name = node.name.clone();
+        let mut last = i;
+        let relu_after = |last: &mut usize| match sole_reader(*last, |op| matches!(op, Op::Relu)) {
+            Some(r) => {
+                *last = r;
+                true
+            }
+            None => false,
         };
-        let name = spec.name.clone();
-        Ok(match (spec.kind, conv) {
-            (LayerKind::Linear, None) => {
+        let layer = match &node.op {
+            Op::Linear { units, .. } => {
+                let (shape, values) = get(&format!("{name}.weight"))?;
+                let bias = params.get(&format!("{name}.bias")).map_or_else(|| vec![0.0; *units], |b| b.1.clone());
                 let (shape, values) = transpose(shape, values);
+                let relu = relu_after(&mut last);
                 Layer::Linear { name, weights: Weights::best(shape[0], shape[1], values), bias, relu }
             }
-            (LayerKind::Conv2d, Some((conv, batch_norm))) => {
-                let padding = conv_padding(conv).ok_or_else(|| {
-                    anyhow!("{name}: the sparse engine runs stride-1 convolutions with even zero padding")
-                })?;
+            Op::Conv { filters, kernel, stride, padding, .. } => {
+                let (shape, values) = get(&format!("{name}.weight"))?;
                 let mut values = values.clone();
-                if let Some((bn, epsilon)) = batch_norm {
-                    fold_batch_norm(&mut values, &mut bias, |p| get(&format!("{bn}.{p}")).map(|t| &t.1), epsilon)?;
+                let mut bias = params.get(&format!("{name}.bias")).map_or_else(|| vec![0.0; *filters], |b| b.1.clone());
+                if let Some(norm) = sole_reader(i, |op| matches!(op, Op::BatchNorm { .. })) {
+                    let Op::BatchNorm { epsilon, .. } = nodes[norm].op else { unreachable!("matched a norm") };
+                    let (scale, shift) = norm_affine(&nodes[norm].name, epsilon, &get)?;
+                    let per_filter = values.len() / filters;
+                    for (f, filter) in values.chunks_mut(per_filter).enumerate() {
+                        filter.iter_mut().for_each(|w| *w *= scale[f]);
+                        bias[f] = bias[f] * scale[f] + shift[f];
+                    }
+                    value[norm] = Some(engine.len() + 1);
+                    last = norm;
                 }
-                let per_filter = shape[1..].iter().product();
-                let weights = Weights::best(shape[0], per_filter, values);
-                Layer::Conv { name, weights, bias, kernel: conv.kernel_size, padding, relu }
+                let relu = relu_after(&mut last);
+                let weights = Weights::best(shape[0], shape[1..].iter().product(), values);
+                Layer::Conv { name, weights, bias, kernel: *kernel, stride: *stride, padding: *padding, relu }
             }
-            _ => return Err(anyhow!("{name}: the network's description and its modules disagree")),
-        })
-    };
-    let pool = |p: &MaxPool2d| -> Result<Layer> {
-        if p.padding != PaddingConfig2d::Valid || p.dilation != [1, 1] || p.ceil_mode {
-            return Err(anyhow!("the sparse engine runs unpadded, undilated max-pools"));
-        }
-        Ok(Layer::MaxPool { kernel: p.kernel_size, stride: p.stride })
-    };
-    let layers = match net {
-        Network::Mlp(m) => (0..m.fc.len()).map(|i| layer(i + 1 < m.fc.len(), None)).collect::<Result<Vec<_>>>()?,
-        Network::LeNet5(m) => vec![
-            layer(false, Some((&m.conv1, None)))?,
-            pool(&m.pool)?,
-            layer(false, Some((&m.conv2, None)))?,
-            pool(&m.pool)?,
-            layer(true, None)?,
-            layer(false, None)?,
-        ],
-        Network::Vgg(m) => {
-            let mut layers = Vec::new();
-            let mut convs = m.conv.iter().zip(&m.bn).enumerate();
-            for &size in &m.stage_sizes {
-                for (i, (conv, bn)) in convs.by_ref().take(size) {
-                    layers.push(layer(true, Some((conv, Some((format!("bn.{i}"), bn.epsilon)))))?);
+            Op::BatchNorm { epsilon, .. } => {
+                // The engine keeps a flattened image as channels of pixels, so a norm per
+                // flattened value has no channel to scale.
+                let flattened_image = match graph.reads[i][0] {
+                    Source::Layer(j) => nodes[j].op == Op::Flatten && graph.shape_of(graph.reads[j][0]).pixels() > 1,
+                    Source::Image => false,
+                };
+                if flattened_image {
+                    return Err(anyhow!("{name}: the sparse engine does not run a BatchNorm over flattened pixels"));
                 }
-                layers.push(pool(&m.pool)?);
+                let (scale, shift) = norm_affine(&name, *epsilon, &get)?;
+                let relu = relu_after(&mut last);
+                Layer::Affine { name, scale, shift, relu }
             }
-            layers.push(layer(true, None)?);
-            layers.push(layer(false, None)?);
-            layers
-        }
-        Network::ResNet(_) => {
-            return Err(anyhow!("the sparse engine does not run residual networks (no skip connections yet)"));
-        }
-    };
+            Op::Relu => Layer::Relu,
+            Op::MaxPool { kernel, stride, padding } => {
+                Layer::MaxPool { kernel: *kernel, stride: *stride, padding: *padding }
+            }
+            Op::AvgPool { kernel, stride, padding } => {
+                Layer::AvgPool { kernel: *kernel, stride: *stride, padding: *padding }
+            }
+            Op::GlobalAvgPool => Layer::GlobalAvgPool,
+            Op::Add => {
+                let relu = relu_after(&mut last);
+                Layer::Add { relu }
+            }
+            // The engine's layout of an image is already its flattening; dropout is off.
+            Op::Flatten | Op::Dropout { .. } => {
+                value[i] = Some(inputs[0]);
+                continue;
+            }
+        };
+        engine.push(Node { layer, from: inputs });
+        value[i] = Some(engine.len());
+        value[last] = Some(engine.len());
+    }
     let InputShape { channels, height, width } = net.architecture().input();
-    Ok(Model::new([channels, height, width], normalization, layers)?)
+    Ok(Model::graph([channels, height, width], normalization, engine)?)
 }
 
-/// `[height, width]` padding of a stride-1, undilated, ungrouped conv padded evenly with zeros.
-fn conv_padding(conv: &Conv2d) -> Option<[usize; 2]> {
-    if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
-        return None;
-    }
-    match conv.padding {
-        PaddingConfig2d::Valid => Some([0, 0]),
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
-        _ => None,
-    }
-}
-
-/// BatchNorm in inference mode is `gamma * (y - mean) / sqrt(var + eps) + beta`, an affine map
-/// per filter, so it moves into the filter's weights and bias; a pruned zero stays zero.
-fn fold_batch_norm<'a>(
-    weights: &mut [f32],
-    bias: &mut [f32],
-    get: impl Fn(&str) -> Result<&'a Vec<f32>>,
+/// BatchNorm in inference mode is `gamma * (y - mean) / sqrt(var + eps) + beta`: a scale and a
+/// shift per channel, which fold into the conv before it (a pruned zero stays zero).
+fn norm_affine<'a>(
+    name: &str,
     epsilon: f64,
-) -> Result<()> {
-    let (gamma, beta, mean, var) = (get("gamma")?, get("beta")?, get("running_mean")?, get("running_var")?);
-    let per_filter = weights.len() / bias.len();
-    for (f, filter) in weights.chunks_mut(per_filter).enumerate() {
-        let scale = gamma[f] / (var[f] + epsilon as f32).sqrt();
-        filter.iter_mut().for_each(|w| *w *= scale);
-        bias[f] = (bias[f] - mean[f]) * scale + beta[f];
-    }
-    Ok(())
+    get: &impl Fn(&str) -> Result<&'a (Vec<usize>, Vec<f32>)>,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let tensor = |t: &str| get(&format!("{name}.{t}")).map(|p| p.1.clone());
+    let (gamma, beta, mean, var) = (tensor("gamma")?, tensor("beta")?, tensor("running_mean")?, tensor("running_var")?);
+    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + epsilon as f32).sqrt()).collect();
+    let shift = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    Ok((scale, shift))
 }
 
 pub fn normalization(config: &Config) -> Normalization {
@@ -219,7 +225,7 @@ fn argmax(values: &[f32]) -> usize {
 fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Path) -> Result<()> {
     let describe = |m: &Model| -> Result<String> {
         let shapes = m.shapes()?;
-        let names: Vec<String> = m.layers.iter().map(Layer::name).collect();
+        let names: Vec<String> = m.layers().map(Layer::name).collect();
         Ok(names.iter().zip(&shapes[1..]).map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", "))
     };
     let (theirs, ours) = (describe(model)?, describe(own)?);
@@ -239,9 +245,6 @@ fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Pa
 /// The file sizes of both exports and the engine's speedup over dense flex at batch 1 and 1000;
 /// `None` for a network the engine does not run.
 pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> {
-    if matches!(net, Network::ResNet(_)) {
-        return Ok(None);
-    }
     let flex = Device::flex();
     let net = net.clone().to_device(&flex);
     let model = sparse_model(&net, Some(normalization(config)))?;

@@ -83,8 +83,7 @@ pub fn bench_sparse(run_dir: &Path, plain: bool) -> Result<SparseBench> {
         (per_layer(&dense, 1)?, per_layer(&dense, 1000)?, per_layer(&sparse, 1)?, per_layer(&sparse, 1000)?);
     steps.show("per-layer times");
     let layers = sparse
-        .layers
-        .iter()
+        .layers()
         .enumerate()
         .map(|(l, layer)| LayerTimes {
             name: layer.name(),
@@ -94,8 +93,8 @@ pub fn bench_sparse(run_dir: &Path, plain: bool) -> Result<SparseBench> {
             sparse: [sparse1[l], sparse1000[l]],
         })
         .collect();
-    let weights = sparse.layers.iter().filter_map(|l| l.weights()).map(|w| w.rows() * w.cols()).sum();
-    let kept = sparse.layers.iter().filter_map(|l| l.weights()).map(|w| w.nonzero()).sum();
+    let weights = sparse.layers().filter_map(|l| l.weights()).map(|w| w.rows() * w.cols()).sum();
+    let kept = sparse.layers().filter_map(|l| l.weights()).map(|w| w.nonzero()).sum();
     Ok(SparseBench { weights, kept, bytes: sparse.to_bytes().len(), dense_bytes: dense_file.len(), rows, layers })
 }
 
@@ -122,7 +121,7 @@ pub fn median_seconds(net: &Network, models: &[&Model], batch: usize, repeats: u
 /// Median milliseconds per layer, one thread.
 fn layer_milliseconds(model: &Model, batch: usize, repeats: usize) -> Result<Vec<f64>> {
     let images: Vec<f32> = (0..batch * model.pixels()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
-    let mut per_layer = vec![Vec::with_capacity(repeats); model.layers.len()];
+    let mut per_layer = vec![Vec::with_capacity(repeats); model.layers().len()];
     for _ in 0..repeats {
         let (_, times) = model.forward_profiled(&images, batch)?;
         for (all, t) in per_layer.iter_mut().zip(times) {

@@ -135,14 +135,14 @@ pub fn sensitivity_csv(points: &[SensitivityPoint]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coppice_models::{Architecture, MlpConfig};
+    use coppice_models::{InputShape, presets};
     use coppice_prune::sparsity_report;
     use coppice_train::Evaluation;
 
     #[test]
     fn rounds_csv_has_a_column_per_layer_and_a_row_per_round() {
-        let net = Architecture::Mlp(MlpConfig { inputs: 4, hidden: vec![3, 2], classes: 2 })
-            .init(&burn::prelude::Device::flex());
+        let input = InputShape { channels: 1, height: 2, width: 2 };
+        let net = presets::mlp(input, &[3, 2], 2).init(&burn::prelude::Device::flex()).unwrap();
         let record = |round| RoundRecord {
             round,
             target: Some(0.5),

@@ -110,7 +110,7 @@ fn gather(sweep_dirs: &[PathBuf]) -> Result<(Vec<Timed>, Vec<Point>, Vec<String>
     }
     let several = dense.len() > 1;
     for (_, (name, architecture, seeds)) in dense {
-        let net = architecture.init(&device);
+        let net = architecture.init(&device).map_err(|e| anyhow!("{name}: the dense network: {e}"))?;
         let params = net.num_params() as f64;
         let label = if several { format!("dense ({name})") } else { "dense".to_string() };
         points.insert(

@@ -87,7 +87,7 @@ fn eval_of_a_mismatched_checkpoint_is_reported() {
     let run = dir.join("run");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::write(run.join("config.toml"), MLP_CONFIG).unwrap();
-    let arch = r#"{"kind":"mlp","inputs":784,"hidden":[32],"classes":10}"#;
+    let arch = r#"{"input":{"channels":1,"height":28,"width":28},"layers":[{"name":"flatten","op":"flatten"},{"name":"fc1","op":"linear","units":32,"bias":true},{"name":"fc1_relu","op":"relu"},{"name":"fc2","op":"linear","units":10,"bias":true}]}"#;
     std::fs::write(run.join("architecture.json"), arch).unwrap();
     std::fs::write(run.join("model.bpk"), b"not a burnpack file").unwrap();
     assert_clean_failure(&coppice(&["eval", run.to_str().unwrap()]), &["model.bpk"]);
@@ -194,8 +194,8 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(pruned.join("export/model.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(file.tensor("fc.0.weight").unwrap().shape(), [300, 784], "Linear weights as PyTorch's [out, in]");
-    assert_eq!(file.tensor("fc.2.bias").unwrap().shape(), [10]);
+    assert_eq!(file.tensor("fc1.weight").unwrap().shape(), [300, 784], "Linear weights as PyTorch's [out, in]");
+    assert_eq!(file.tensor("fc3.bias").unwrap().shape(), [10]);
     let zeros = file
         .tensors()
         .iter()

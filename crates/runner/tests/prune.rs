@@ -49,14 +49,12 @@ fn vgg_on_cifar_files_trains_and_loses_filters_for_real() {
     let run = only_run(&out_dir);
     let summary = read_summary(&run);
     let arch = &summary["architecture"];
-    let units: u64 = arch["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s.as_array().unwrap())
-        .map(|c| c.as_u64().unwrap())
-        .sum::<u64>()
-        + arch["fc"].as_u64().unwrap();
+    let layers = arch["layers"].as_array().unwrap();
+    let width = |name: &str| {
+        let layer = layers.iter().find(|l| l["name"] == name).unwrap();
+        layer["filters"].as_u64().or_else(|| layer["units"].as_u64()).unwrap()
+    };
+    let units: u64 = ["conv1", "conv2", "fc1"].map(width).iter().sum();
     assert_eq!(units, 16, "half of 8 + 8 filters and 16 neurons are gone: {arch}");
     assert!(summary["params_total"].as_u64().unwrap() < summary["dense"]["params"].as_u64().unwrap());
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();

@@ -8,7 +8,7 @@ pub enum Error {
     )]
     NotSparseModel(String),
     #[error(
-        "sparse model format version {found}, this engine reads version {supported}; fix: export the run again with this coppice"
+        "sparse model format version {found}, this engine reads versions 1 to {supported}; fix: export the run again with this coppice"
     )]
     Version { found: String, supported: u32 },
     #[error("{tensor}: {problem}; fix: export the run again with `coppice export RUN_DIR --format sparse`")]

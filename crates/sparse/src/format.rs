@@ -1,28 +1,74 @@
 //! The file: a safetensors container (so any safetensors reader can list and load its arrays)
-//! whose metadata says `format = coppice-sparse`, the format's version, and the network's
-//! layers as JSON. Each weighted layer `NAME` stores `NAME.bias` (f32) and either
-//! `NAME.values` (f32), `NAME.columns` (u16, or u32 when a row has more than 65,536 inputs) and
-//! `NAME.row_offsets` (u32, one more than rows) for CSR, or `NAME.weight` (f32) for dense.
+//! whose metadata says `format = coppice-sparse`, the format's `version` (2; version 1 files,
+//! chains without strides or padded pools, still load), and the network as JSON under `model`.
+//!
+//! Each weighted layer `NAME` stores `NAME.bias` (f32) and either `NAME.values` (f32),
+//! `NAME.columns` (u16, or u32 when a row has more than 65,536 inputs) and `NAME.row_offsets`
+//! (u32, one more than rows) for CSR, or `NAME.weight` (f32, row-major) for dense. An affine
+//! layer stores `NAME.scale` and `NAME.shift` (f32, one per channel).
+//!
+//! The `model` JSON holds `input` (`[channels, height, width]`), `normalization` (`{"mean",
+//! "std"}` or null) and `layers`, the nodes in order. Each is an object with an `op`:
+//!
+//! | `op` | fields |
+//! |---|---|
+//! | `linear` | `name`, `encoding` (`csr` or `dense`), `shape` `[outputs, inputs]`, `relu` |
+//! | `conv` | `name`, `encoding`, `shape` `[filters, channels, kh, kw]`, `stride` (v2; v1 is 1), `padding`, `relu` |
+//! | `max_pool`, `avg_pool` | `kernel`, `stride`, `padding` (v2; absent is 0) |
+//! | `global_avg_pool`, `relu` | none |
+//! | `affine` | `name`, `channels`, `relu` |
+//! | `add` | `relu` |
+//!
+//! Every two-sided field is `[height, width]`. A node may also have `from` (v2): the values it
+//! reads, where value 0 is the image and value `k` the output of node `k - 1`; absent, it reads
+//! the value just before its own. The model's output is the last node's. A residual block:
+//!
+//! ```json
+//! {"input": [3, 32, 32], "normalization": null, "layers": [
+//!   {"op": "conv", "name": "conv1", "encoding": "csr", "shape": [16, 3, 3, 3],
+//!    "stride": [2, 2], "padding": [1, 1], "relu": true},
+//!   {"op": "conv", "name": "conv2", "encoding": "csr", "shape": [16, 16, 3, 3],
+//!    "stride": [1, 1], "padding": [1, 1], "relu": false},
+//!   {"op": "conv", "name": "shortcut", "encoding": "dense", "shape": [16, 3, 1, 1],
+//!    "stride": [2, 2], "padding": [0, 0], "relu": false, "from": [0]},
+//!   {"op": "add", "relu": true, "from": [2, 3]},
+//!   {"op": "global_avg_pool"},
+//!   {"op": "linear", "name": "fc", "encoding": "dense", "shape": [10, 16], "relu": false}
+//! ]}
+//! ```
 
 use std::collections::HashMap;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::Error;
-use crate::model::{Layer, Model, Normalization};
+use crate::graph::Node;
+use crate::layer::Layer;
+use crate::model::{Model, Normalization};
 use crate::weights::{Csr, Dense, Encoding, Weights};
 
 pub const FORMAT: &str = "coppice-sparse";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
+/// `L` is a node as written ([`NodeHeader`]) or as read: a JSON object, so that `from` can be
+/// taken out before the rest is read strictly (serde's `flatten` would let unknown fields pass).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Header {
+struct Header<L> {
     input: [usize; 3],
     normalization: Option<Normalization>,
-    layers: Vec<LayerHeader>,
+    layers: Vec<L>,
+}
+
+#[derive(Serialize)]
+struct NodeHeader<'a> {
+    #[serde(flatten)]
+    layer: LayerHeader,
+    #[serde(skip_serializing_if = "<[usize]>::is_empty")]
+    from: &'a [usize],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -40,13 +86,37 @@ enum LayerHeader {
         name: String,
         encoding: Encoding,
         shape: [usize; 4],
+        #[serde(default = "unit_stride")]
+        stride: [usize; 2],
         padding: [usize; 2],
         relu: bool,
     },
     MaxPool {
         kernel: [usize; 2],
         stride: [usize; 2],
+        #[serde(default)]
+        padding: [usize; 2],
     },
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        #[serde(default)]
+        padding: [usize; 2],
+    },
+    GlobalAvgPool {},
+    Affine {
+        name: String,
+        channels: usize,
+        relu: bool,
+    },
+    Add {
+        relu: bool,
+    },
+    Relu {},
+}
+
+fn unit_stride() -> [usize; 2] {
+    [1, 1]
 }
 
 impl Model {
@@ -56,35 +126,40 @@ impl Model {
             (name, Dtype::F32, vec![values.len()], values.iter().flat_map(|v| v.to_le_bytes()).collect())
         };
         let mut layers = Vec::new();
-        for layer in &self.layers {
-            let (name, weights, bias) = match layer {
-                Layer::MaxPool { kernel, stride } => {
-                    layers.push(LayerHeader::MaxPool { kernel: *kernel, stride: *stride });
-                    continue;
-                }
+        for node in &self.nodes {
+            let (header, weighted) = match &node.layer {
                 Layer::Linear { name, weights, bias, relu } => {
                     let shape = [weights.rows(), weights.cols()];
-                    layers.push(LayerHeader::Linear {
-                        name: name.clone(),
-                        encoding: weights.encoding(),
-                        shape,
-                        relu: *relu,
-                    });
-                    (name, weights, bias)
+                    let encoding = weights.encoding();
+                    (
+                        LayerHeader::Linear { name: name.clone(), encoding, shape, relu: *relu },
+                        Some((name, weights, bias)),
+                    )
                 }
-                Layer::Conv { name, weights, bias, kernel, padding, relu } => {
+                Layer::Conv { name, weights, bias, kernel, stride, padding, relu } => {
                     let shape = [weights.rows(), weights.cols() / (kernel[0] * kernel[1]), kernel[0], kernel[1]];
                     let encoding = weights.encoding();
-                    layers.push(LayerHeader::Conv {
-                        name: name.clone(),
-                        encoding,
-                        shape,
-                        padding: *padding,
-                        relu: *relu,
-                    });
-                    (name, weights, bias)
+                    let (name_, stride, padding, relu) = (name.clone(), *stride, *padding, *relu);
+                    let header = LayerHeader::Conv { name: name_, encoding, shape, stride, padding, relu };
+                    (header, Some((name, weights, bias)))
                 }
+                Layer::MaxPool { kernel, stride, padding } => {
+                    (LayerHeader::MaxPool { kernel: *kernel, stride: *stride, padding: *padding }, None)
+                }
+                Layer::AvgPool { kernel, stride, padding } => {
+                    (LayerHeader::AvgPool { kernel: *kernel, stride: *stride, padding: *padding }, None)
+                }
+                Layer::GlobalAvgPool => (LayerHeader::GlobalAvgPool {}, None),
+                Layer::Affine { name, scale, shift, relu } => {
+                    tensors.push(f32s(format!("{name}.scale"), scale));
+                    tensors.push(f32s(format!("{name}.shift"), shift));
+                    (LayerHeader::Affine { name: name.clone(), channels: scale.len(), relu: *relu }, None)
+                }
+                Layer::Add { relu } => (LayerHeader::Add { relu: *relu }, None),
+                Layer::Relu => (LayerHeader::Relu {}, None),
             };
+            layers.push(NodeHeader { layer: header, from: &node.from });
+            let Some((name, weights, bias)) = weighted else { continue };
             tensors.push(f32s(format!("{name}.bias"), bias));
             match weights {
                 Weights::Dense(m) => tensors.push(f32s(format!("{name}.weight"), &m.values)),
@@ -126,14 +201,24 @@ impl Model {
             )));
         }
         let version = metadata.get("version").cloned().unwrap_or_default();
-        if version != VERSION.to_string() {
+        if !(1..=VERSION).any(|v| v.to_string() == version) {
             return Err(Error::Version { found: version, supported: VERSION });
         }
-        let header: Header = serde_json::from_str(metadata.get("model").map_or("", String::as_str))
-            .map_err(|e| Error::Corrupt { tensor: "metadata `model`".into(), problem: e.to_string() })?;
+        let corrupt = |problem: String| Error::Corrupt { tensor: "metadata `model`".into(), problem };
+        let header: Header<Map<String, Value>> = serde_json::from_str(metadata.get("model").map_or("", String::as_str))
+            .map_err(|e| corrupt(e.to_string()))?;
         let reader = Reader { file: &file };
-        let layers = header.layers.into_iter().map(|l| reader.layer(l)).collect::<Result<Vec<_>, _>>()?;
-        Model::new(header.input, header.normalization, layers)
+        let mut nodes = Vec::with_capacity(header.layers.len());
+        for (i, mut fields) in header.layers.into_iter().enumerate() {
+            let from = match fields.remove("from") {
+                Some(from) => Vec::<usize>::deserialize(from).map_err(|e| corrupt(format!("layer {i}: from: {e}")))?,
+                None => Vec::new(),
+            };
+            let layer =
+                LayerHeader::deserialize(Value::Object(fields)).map_err(|e| corrupt(format!("layer {i}: {e}")))?;
+            nodes.push(Node { layer: reader.layer(layer)?, from });
+        }
+        Model::graph(header.input, header.normalization, nodes)
     }
 
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Model, Error> {
@@ -150,26 +235,39 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn layer(&self, header: LayerHeader) -> Result<Layer, Error> {
         Ok(match header {
-            LayerHeader::MaxPool { kernel, stride } => Layer::MaxPool { kernel, stride },
+            LayerHeader::MaxPool { kernel, stride, padding } => Layer::MaxPool { kernel, stride, padding },
+            LayerHeader::AvgPool { kernel, stride, padding } => Layer::AvgPool { kernel, stride, padding },
+            LayerHeader::GlobalAvgPool {} => Layer::GlobalAvgPool,
+            LayerHeader::Add { relu } => Layer::Add { relu },
+            LayerHeader::Relu {} => Layer::Relu,
             LayerHeader::Linear { name, encoding, shape: [rows, cols], relu } => {
                 let weights = self.weights(&name, encoding, rows, cols)?;
                 Layer::Linear { bias: self.f32s(&format!("{name}.bias"), rows)?, weights, name, relu }
             }
-            LayerHeader::Conv { name, encoding, shape: [rows, channels, kh, kw], padding, relu } => {
-                let weights = self.weights(&name, encoding, rows, channels * kh * kw)?;
+            LayerHeader::Conv { name, encoding, shape: [rows, channels, kh, kw], stride, padding, relu } => {
+                let cols = channels.checked_mul(kh).and_then(|n| n.checked_mul(kw)).ok_or_else(|| Error::Corrupt {
+                    tensor: name.clone(),
+                    problem: format!("shape [{rows}, {channels}, {kh}, {kw}] overflows"),
+                })?;
+                let weights = self.weights(&name, encoding, rows, cols)?;
                 let bias = self.f32s(&format!("{name}.bias"), rows)?;
-                Layer::Conv { name, weights, bias, kernel: [kh, kw], padding, relu }
+                Layer::Conv { name, weights, bias, kernel: [kh, kw], stride, padding, relu }
+            }
+            LayerHeader::Affine { name, channels, relu } => {
+                let scale = self.f32s(&format!("{name}.scale"), channels)?;
+                Layer::Affine { shift: self.f32s(&format!("{name}.shift"), channels)?, scale, name, relu }
             }
         })
     }
 
     fn weights(&self, name: &str, encoding: Encoding, rows: usize, cols: usize) -> Result<Weights, Error> {
+        let overflow = || Error::Corrupt { tensor: name.into(), problem: format!("{rows} x {cols} weights overflow") };
         if encoding == Encoding::Dense {
-            let values = self.f32s(&format!("{name}.weight"), rows * cols)?;
+            let values = self.f32s(&format!("{name}.weight"), rows.checked_mul(cols).ok_or_else(overflow)?)?;
             return Ok(Weights::Dense(Dense { rows, cols, values }));
         }
-        // The arrays' sizes are checked here; what they hold, by `Model::new` (`Weights::check`).
-        let row_offsets = self.u32s(&format!("{name}.row_offsets"), Some(rows + 1))?;
+        // The arrays' sizes are checked here; what they hold, by `Model::graph` (`Weights::check`).
+        let row_offsets = self.u32s(&format!("{name}.row_offsets"), Some(rows.checked_add(1).ok_or_else(overflow)?))?;
         let entries = row_offsets[rows] as usize;
         let values = self.f32s(&format!("{name}.values"), entries)?;
         let columns = self.u32s(&format!("{name}.columns"), Some(entries))?;

@@ -1,4 +1,5 @@
-//! The network as a list of layers, and its forward pass.
+//! The network and its forward pass: each tile of images goes through every node in turn, the
+//! values held in the buffers that `Model::buffers` assigns.
 
 use std::time::Duration;
 
@@ -6,7 +7,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::graph::{Buffers, Node};
 use crate::kernels::{self, TileWidth};
+use crate::layer::Layer;
 use crate::weights::{Encoding, Weights};
 
 /// A network the engine runs: images `[batch, channels, height, width]` in, logits out.
@@ -16,97 +19,14 @@ pub struct Model {
     pub input: [usize; 3],
     /// What the images were normalized with in training: feed `(pixel - mean) / std`.
     pub normalization: Option<Normalization>,
-    pub layers: Vec<Layer>,
+    /// In topological order; the last node's output is the logits.
+    pub nodes: Vec<Node>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
     pub mean: f32,
     pub std: f32,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Layer {
-    /// `y = W x + b`, then ReLU when `relu`. Flattening a `[c, h, w]` activation is free: it is
-    /// already laid out in that order.
-    Linear {
-        name: String,
-        weights: Weights,
-        bias: Vec<f32>,
-        relu: bool,
-    },
-    /// Stride 1, zero padding; BatchNorm is folded into `weights` and `bias` by the exporter.
-    Conv {
-        name: String,
-        weights: Weights,
-        bias: Vec<f32>,
-        kernel: [usize; 2],
-        padding: [usize; 2],
-        relu: bool,
-    },
-    MaxPool {
-        kernel: [usize; 2],
-        stride: [usize; 2],
-    },
-}
-
-impl Layer {
-    pub fn name(&self) -> String {
-        match self {
-            Layer::Linear { name, .. } | Layer::Conv { name, .. } => name.clone(),
-            Layer::MaxPool { kernel, .. } => format!("max-pool {}x{}", kernel[0], kernel[1]),
-        }
-    }
-
-    pub fn weights(&self) -> Option<&Weights> {
-        match self {
-            Layer::Linear { weights, .. } | Layer::Conv { weights, .. } => Some(weights),
-            Layer::MaxPool { .. } => None,
-        }
-    }
-
-    /// The `[channels, height, width]` this layer makes of `input`, or why it cannot read it.
-    pub fn output(&self, input: [usize; 3]) -> Result<[usize; 3], String> {
-        let [c, h, w] = input;
-        match self {
-            Layer::Linear { weights, bias, .. } => {
-                if weights.cols() != c * h * w {
-                    return Err(format!("reads {} inputs, but gets {c}x{h}x{w} = {}", weights.cols(), c * h * w));
-                }
-                check_bias(bias, weights.rows())?;
-                Ok([weights.rows(), 1, 1])
-            }
-            Layer::Conv { weights, bias, kernel, padding, .. } => {
-                let [kh, kw] = *kernel;
-                if kh == 0 || kw == 0 || weights.cols() != c * kh * kw {
-                    return Err(format!(
-                        "a {kh}x{kw} kernel over {c} channels reads {} weights per filter, but has {}",
-                        c * kh * kw,
-                        weights.cols()
-                    ));
-                }
-                check_bias(bias, weights.rows())?;
-                let (ph, pw) = (h + 2 * padding[0], w + 2 * padding[1]);
-                if ph < kh || pw < kw {
-                    return Err(format!("a {kh}x{kw} kernel does not fit a padded {ph}x{pw} input"));
-                }
-                Ok([weights.rows(), ph + 1 - kh, pw + 1 - kw])
-            }
-            Layer::MaxPool { kernel, stride } => {
-                if kernel.contains(&0) || stride.contains(&0) || h < kernel[0] || w < kernel[1] {
-                    return Err(format!("a {kernel:?} window with stride {stride:?} does not fit {h}x{w}"));
-                }
-                Ok([c, (h - kernel[0]) / stride[0] + 1, (w - kernel[1]) / stride[1] + 1])
-            }
-        }
-    }
-}
-
-fn check_bias(bias: &[f32], rows: usize) -> Result<(), String> {
-    if bias.len() != rows {
-        return Err(format!("has {rows} units but {} biases", bias.len()));
-    }
-    Ok(())
 }
 
 /// Multiply-adds in a batch above which its tiles are spread over the cores (about half a
@@ -116,54 +36,17 @@ const PARALLEL_ABOVE: usize = 2_000_000;
 
 /// Widest tile first: a batch is cut into tiles of this many images, and each tile goes through
 /// the whole network while its activations stay in cache.
-const WIDE: usize = 32;
+pub(crate) const WIDE: usize = 32;
 
 impl Model {
-    /// Checks that every weight matrix is whole and each layer reads what the one before it
-    /// makes. Build models here (or load them): `forward` relies on these checks.
+    /// A chain: each layer reads the one before it. See [`Model::graph`] for what is checked.
     pub fn new(input: [usize; 3], normalization: Option<Normalization>, layers: Vec<Layer>) -> Result<Model, Error> {
-        let model = Model { input, normalization, layers };
-        for layer in &model.layers {
-            if let Some(Err((array, problem))) = layer.weights().map(Weights::check) {
-                return Err(Error::Corrupt { tensor: format!("{}.{array}", layer.name()), problem });
-            }
-        }
-        model.shapes()?;
-        let mut names: Vec<String> = model.layers.iter().filter(|l| l.weights().is_some()).map(Layer::name).collect();
-        names.sort_unstable();
-        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::Corrupt { tensor: twice[0].clone(), problem: "names two layers".into() });
-        }
-        if let Some(n) = normalization.filter(|n| !(n.mean.is_finite() && n.std.is_finite() && n.std > 0.0)) {
-            let problem = format!("mean {} and std {} must be finite, std > 0", n.mean, n.std);
-            return Err(Error::Corrupt { tensor: "normalization".into(), problem });
-        }
-        Ok(model)
+        Model::graph(input, normalization, layers.into_iter().map(Node::chain).collect())
     }
 
-    /// The input shape followed by every layer's output shape.
-    pub fn shapes(&self) -> Result<Vec<[usize; 3]>, Error> {
-        let mut shapes = vec![self.input];
-        if self.input.contains(&0) {
-            return Err(Error::Corrupt {
-                tensor: "input".into(),
-                problem: format!("{:?} has an empty side", self.input),
-            });
-        }
-        for layer in &self.layers {
-            let next = layer
-                .output(*shapes.last().expect("starts with the input"))
-                .map_err(|problem| Error::Corrupt { tensor: layer.name(), problem })?;
-            if next.contains(&0) {
-                let problem = format!("makes an empty output {next:?}");
-                return Err(Error::Corrupt { tensor: layer.name(), problem });
-            }
-            shapes.push(next);
-        }
-        if self.layers.is_empty() {
-            return Err(Error::Corrupt { tensor: "layers".into(), problem: "the network has no layers".into() });
-        }
-        Ok(shapes)
+    /// Every node's layer, in order.
+    pub fn layers(&self) -> impl ExactSizeIterator<Item = &Layer> + DoubleEndedIterator + Clone {
+        self.nodes.iter().map(|node| &node.layer)
     }
 
     pub fn pixels(&self) -> usize {
@@ -171,7 +54,7 @@ impl Model {
     }
 
     pub fn classes(&self) -> usize {
-        self.shapes().map(|s| s.last().expect("one shape per layer and the input").iter().product()).unwrap_or(0)
+        self.shapes().map(|s| s.last().expect("one shape per value").iter().product()).unwrap_or(0)
     }
 
     /// Multiply-adds of one image: each stored weight once per output pixel.
@@ -180,18 +63,17 @@ impl Model {
             Weights::Csr(m) => m.values.len(),
             Weights::Dense(m) => m.values.len(),
         };
-        self.layers
-            .iter()
+        self.layers()
             .zip(&shapes[1..])
-            .map(|(layer, [_, h, w])| layer.weights().map_or(0, |weights| stored(weights) * h * w))
-            .sum()
+            .map(|(layer, [_, h, w])| layer.weights().map_or(0, |weights| stored(weights).saturating_mul(h * w)))
+            .fold(0, usize::saturating_add)
     }
 
     /// The same layers stored another way (the dense engine, for comparison).
     pub fn with_encoding(&self, encoding: Encoding) -> Model {
         let mut model = self.clone();
-        for layer in &mut model.layers {
-            if let Layer::Linear { weights, .. } | Layer::Conv { weights, .. } = layer {
+        for node in &mut model.nodes {
+            if let Layer::Linear { weights, .. } | Layer::Conv { weights, .. } = &mut node.layer {
                 *weights = weights.with_encoding(encoding);
             }
         }
@@ -211,26 +93,25 @@ impl Model {
         self.run(images, batch, None)
     }
 
-    /// [`Model::forward`] on one thread, with the time spent in each layer.
+    /// [`Model::forward`] on one thread, with the time spent in each node.
     pub fn forward_profiled(&self, images: &[f32], batch: usize) -> Result<(Vec<f32>, Vec<Duration>), Error> {
-        let mut times = vec![Duration::ZERO; self.layers.len()];
+        let mut times = vec![Duration::ZERO; self.nodes.len()];
         let logits = self.run(images, batch, Some(&mut times))?;
         Ok((logits, times))
     }
 
     fn run(&self, images: &[f32], batch: usize, times: Option<&mut [Duration]>) -> Result<Vec<f32>, Error> {
+        let shapes = self.shapes()?;
         let pixels = self.pixels();
-        if images.len() != batch * pixels {
+        if Some(images.len()) != batch.checked_mul(pixels) {
             return Err(Error::Input(format!(
                 "{} values for {batch} images of {:?} ({} values); fix: pass batch x channels x height x width values",
                 images.len(),
                 self.input,
-                batch * pixels
+                batch.checked_mul(pixels).map_or("more than memory holds".into(), |n| n.to_string())
             )));
         }
-        let shapes = self.shapes()?;
-        let classes: usize = shapes.last().expect("one shape per layer and the input").iter().product();
-        let largest = shapes.iter().map(|s| s.iter().product::<usize>()).max().unwrap_or(0);
+        let classes: usize = shapes.last().expect("one shape per value").iter().product();
         let width = match batch {
             0 => return Ok(Vec::new()),
             1 => TileWidth::One,
@@ -238,11 +119,13 @@ impl Model {
             _ => TileWidth::Wide,
         };
         let tile = width.images();
-        let mut logits = vec![0.0; batch * classes];
-        let plan = Plan { model: self, shapes: &shapes, width };
-        let scratch = largest * tile;
+        let outputs = batch.checked_mul(classes).ok_or_else(|| {
+            Error::Input(format!("{batch} images x {classes} outputs overflow; fix: pass fewer images at a time"))
+        })?;
+        let mut logits = vec![0.0; outputs];
+        let plan = Plan { model: self, buffers: self.buffers(&shapes), shapes: &shapes, width };
         let run_tile = |t: usize, out: &mut [f32], times: Option<&mut [Duration]>| {
-            with_scratch(scratch, |buffers| plan.tile(&images[t * tile * pixels..], out, buffers, times))
+            plan.with_scratch(|scratch| plan.tile(&images[t * tile * pixels..], out, scratch, times))
         };
         let tiles = batch.div_ceil(tile);
         match times {
@@ -252,7 +135,7 @@ impl Model {
                 }
             }
             // Waking the thread pool costs tens of microseconds: small work stays on this thread.
-            None if tiles == 1 || self.multiply_adds(&shapes) * batch < PARALLEL_ABOVE => {
+            None if tiles == 1 || self.multiply_adds(&shapes).saturating_mul(batch) < PARALLEL_ABOVE => {
                 for (t, out) in logits.chunks_mut(tile * classes).enumerate() {
                     run_tile(t, out, None);
                 }
@@ -263,11 +146,10 @@ impl Model {
     }
 }
 
-/// Two activation buffers, `[features][tile]` each, that layers read from and write to in turn.
+/// Activation buffers, `[features][tile]` each, that values are placed in by `Model::buffers`.
 #[derive(Default)]
 struct Scratch {
-    a: Vec<f32>,
-    b: Vec<f32>,
+    values: Vec<Vec<f32>>,
     /// A padded convolution's input.
     padded: Vec<f32>,
 }
@@ -278,57 +160,66 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        if scratch.a.len() < len {
-            scratch.a.resize(len, 0.0);
-            scratch.b.resize(len, 0.0);
-        }
-        f(&mut scratch)
-    })
-}
-
 struct Plan<'a> {
     model: &'a Model,
     shapes: &'a [[usize; 3]],
+    buffers: Buffers,
     width: TileWidth,
 }
 
 impl Plan<'_> {
+    fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let tile = self.width.images();
+            if scratch.values.len() < self.buffers.sizes.len() {
+                scratch.values.resize_with(self.buffers.sizes.len(), Vec::new);
+            }
+            for (buffer, &size) in scratch.values.iter_mut().zip(&self.buffers.sizes) {
+                if buffer.len() < size * tile {
+                    buffer.resize(size * tile, 0.0);
+                }
+            }
+            f(&mut scratch)
+        })
+    }
+
     /// Runs the images at the start of `images` (as many as `out` has room for) and writes their
     /// logits into `out`.
     fn tile(&self, images: &[f32], out: &mut [f32], scratch: &mut Scratch, mut times: Option<&mut [Duration]>) {
         let tile = self.width.images();
         let pixels = self.model.pixels();
-        let classes: usize = self.shapes.last().map_or(1, |s| s.iter().product());
+        let size = |value: usize| self.shapes[value].iter().product::<usize>() * tile;
+        let classes = size(self.shapes.len() - 1) / tile;
         let count = out.len() / classes;
-        let x = &mut scratch.a[..pixels * tile];
+        let x = &mut scratch.values[self.buffers.of_value[0]][..pixels * tile];
         if count < tile {
             x.fill(0.0); // the columns past the batch's end
         }
         transpose_into(images, pixels, count, tile, x);
-        let (mut from, mut to) = (&mut scratch.a, &mut scratch.b);
-        for (l, layer) in self.model.layers.iter().enumerate() {
+        for (i, node) in self.model.nodes.iter().enumerate() {
             let start = times.as_ref().map(|_| std::time::Instant::now());
-            let (input, output) = (self.shapes[l], self.shapes[l + 1]);
-            let size = |s: [usize; 3]| s.iter().product::<usize>() * tile;
-            kernels::layer(
-                layer,
-                input,
-                self.width,
-                &from[..size(input)],
-                &mut to[..size(output)],
-                &mut scratch.padded,
-            );
-            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                times[l] += start.elapsed();
+            // Taken out while the node runs, so that its inputs can be borrowed beside it; the
+            // plan never puts an output in a buffer that one of its inputs holds.
+            let mut y = std::mem::take(&mut scratch.values[self.buffers.of_value[i + 1]]);
+            let value = |v: usize| &scratch.values[self.buffers.of_value[v]][..size(v)];
+            let first = node.from.first().copied().unwrap_or(i);
+            let (layer, input, y_len) = (&node.layer, self.shapes[first], size(i + 1));
+            if node.from.len() <= 1 {
+                kernels::layer(layer, input, self.width, &[value(first)], &mut y[..y_len], &mut scratch.padded);
+            } else {
+                let xs: Vec<&[f32]> = node.from.iter().map(|&v| value(v)).collect();
+                kernels::layer(layer, input, self.width, &xs, &mut y[..y_len], &mut scratch.padded);
             }
-            std::mem::swap(&mut from, &mut to);
+            scratch.values[self.buffers.of_value[i + 1]] = y;
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                times[i] += start.elapsed();
+            }
         }
-        for (i, logits) in out.chunks_mut(classes).enumerate() {
-            for (k, v) in logits.iter_mut().enumerate() {
-                *v = from[k * tile + i];
+        let logits = &scratch.values[self.buffers.of_value[self.shapes.len() - 1]];
+        for (i, out) in out.chunks_mut(classes).enumerate() {
+            for (k, v) in out.iter_mut().enumerate() {
+                *v = logits[k * tile + i];
             }
         }
     }

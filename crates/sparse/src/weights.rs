@@ -121,17 +121,16 @@ impl Weights {
     /// index by these arrays, so a model is checked before it runs.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         match self {
-            Weights::Dense(m) if m.values.len() != m.rows * m.cols => {
+            Weights::Dense(m) if Some(m.values.len()) != m.rows.checked_mul(m.cols) => {
                 Err(("weight", format!("has {} values for {} x {}", m.values.len(), m.rows, m.cols)))
             }
             Weights::Dense(_) => Ok(()),
             Weights::Csr(m) => {
                 let offsets = &m.row_offsets;
-                if offsets.len() != m.rows + 1 {
-                    return Err((
-                        "row_offsets",
-                        format!("has {} values, {} rows need {}", offsets.len(), m.rows, m.rows + 1),
-                    ));
+                if Some(offsets.len()) != m.rows.checked_add(1) {
+                    // As u128: `rows + 1` must not wrap in the message either.
+                    let need = m.rows as u128 + 1;
+                    return Err(("row_offsets", format!("has {} values, {} rows need {need}", offsets.len(), m.rows)));
                 }
                 if offsets[0] != 0 || offsets.windows(2).any(|w| w[0] > w[1]) {
                     return Err(("row_offsets", "must start at 0 and never decrease".into()));

@@ -18,7 +18,7 @@ fn assert_matches_reference(model: &Model) {
             assert!(diff < 1e-5, "{encoding:?} at batch {batch}: logits differ by {diff}");
             let (profiled, times) = model.with_encoding(encoding).forward_profiled(&x, batch).unwrap();
             assert_eq!(profiled, logits, "one thread or several, the same tiles give the same logits");
-            assert_eq!(times.len(), model.layers.len());
+            assert_eq!(times.len(), model.nodes.len());
         }
     }
 }
@@ -37,7 +37,7 @@ fn one_image_rows_wider_than_a_vector_match_the_reference() {
     let layers = vec![
         common::conv(&mut rng, "conv1", 3, 1, 3, 0, 0.6),
         common::conv(&mut rng, "conv2", 2, 3, 2, 1, 0.6),
-        Layer::MaxPool { kernel: [2, 2], stride: [2, 2] },
+        Layer::MaxPool { kernel: [2, 2], stride: [2, 2], padding: [0, 0] },
         linear(&mut rng, "fc1", 4, 2 * 2 * 9, 0.5, false),
     ];
     assert_matches_reference(&Model::new([1, 5, 20], None, layers).unwrap());

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::every_kind;
-use coppice_sparse::{Error, Model};
+use coppice_sparse::{Encoding, Error, Layer, Model, Weights};
 use safetensors::{Dtype, tensor::TensorView};
 
 fn error_of(bytes: &[u8]) -> String {
@@ -17,9 +17,12 @@ fn error_of(bytes: &[u8]) -> String {
 
 /// The model's file with its tensors edited by `edit` and its metadata by `meta`.
 fn rewritten(edit: impl Fn(&str, &mut Vec<u8>), meta: impl Fn(&mut HashMap<String, String>)) -> Vec<u8> {
-    let bytes = every_kind(2, 0.2).to_bytes();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    rewrite(&every_kind(2, 0.2).to_bytes(), edit, meta)
+}
+
+fn rewrite(bytes: &[u8], edit: impl Fn(&str, &mut Vec<u8>), meta: impl Fn(&mut HashMap<String, String>)) -> Vec<u8> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
     let mut metadata = metadata.metadata().clone().unwrap();
     meta(&mut metadata);
     let tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = file
@@ -121,4 +124,134 @@ fn sizes_that_disagree_with_the_header_are_errors() {
 fn a_missing_file_names_its_path() {
     let error = Model::load("no/such/model.sparse.safetensors").unwrap_err().to_string();
     assert!(error.starts_with("no/such/model.sparse.safetensors: cannot read"), "{error}");
+}
+
+/// The file's `model` header replaced by `header`.
+fn with_header(model: &Model, header: &str) -> Result<Model, Error> {
+    Model::from_bytes(&rewrite(
+        &model.to_bytes(),
+        |_, _| {},
+        |m| {
+            m.insert("model".into(), header.into());
+        },
+    ))
+}
+
+#[test]
+fn a_version_1_file_still_loads() {
+    // The header and logits are what the version 1 engine wrote and computed for this model.
+    let header = r#"{"input":[1,4,4],"normalization":null,"layers":[{"op":"conv","name":"conv1","encoding":"dense","shape":[2,1,3,3],"padding":[1,1],"relu":true},{"op":"max_pool","kernel":[2,2],"stride":[2,2]},{"op":"linear","name":"fc1","encoding":"csr","shape":[3,8],"relu":false}]}"#;
+    let weights = Weights::from_dense(2, 9, (0..18).map(|i| i as f32 / 10.0).collect(), Encoding::Dense);
+    let conv = Layer::Conv {
+        name: "conv1".into(),
+        weights,
+        bias: vec![0.5, -0.5],
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        relu: true,
+    };
+    let values = (0..24).map(|i| if i % 3 == 0 { i as f32 / 7.0 } else { 0.0 }).collect();
+    let weights = Weights::from_dense(3, 8, values, Encoding::Csr);
+    let fc = Layer::Linear { name: "fc1".into(), weights, bias: vec![0.1, 0.2, 0.3], relu: false };
+    let pool = Layer::MaxPool { kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+    let model = Model::new([1, 4, 4], None, vec![conv, pool, fc]).unwrap();
+    let v1 = rewrite(
+        &model.to_bytes(),
+        |_, _| {},
+        |m| {
+            m.insert("version".into(), "1".into());
+            m.insert("model".into(), header.into());
+        },
+    );
+    let loaded = Model::from_bytes(&v1).unwrap();
+    assert_eq!(loaded, model);
+    let logits = loaded.forward(&(0..16).map(|i| i as f32 / 16.0).collect::<Vec<_>>(), 1).unwrap();
+    let diff = common::max_difference(&logits, &[7.1178575, 25.094643, 21.171429]);
+    assert!(diff < 1e-5, "{logits:?}");
+}
+
+#[test]
+fn a_chain_is_written_without_edges_and_a_graph_with_them() {
+    let bytes = every_kind(3, 0.5).to_bytes();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = metadata.metadata().clone().unwrap();
+    assert_eq!(metadata["version"], "2");
+    assert!(!metadata["model"].contains("from"), "{}", metadata["model"]);
+    assert!(metadata["model"].contains(r#"{"op":"max_pool","kernel":[2,2],"stride":[2,2],"padding":[0,0]}"#));
+    assert!(metadata["model"].contains(r#""stride":[1,1],"padding":[1,1],"relu":true}"#));
+    let model = every_kind(3, 0.5);
+    let header = metadata["model"].replacen(r#""op":"max_pool","#, r#""from":[1],"op":"max_pool","#, 1);
+    let graph = with_header(&model, &header).unwrap();
+    assert_eq!(graph.nodes[1].from, vec![1]);
+    let x = common::images(1, &model, 3);
+    assert_eq!(graph.forward(&x, 3).unwrap(), model.forward(&x, 3).unwrap());
+}
+
+#[test]
+fn headers_that_describe_impossible_graphs_are_errors() {
+    let model = every_kind(3, 0.5);
+    let bytes = model.to_bytes();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let header = metadata.metadata().clone().unwrap()["model"].clone();
+    let error = |header: String| with_header(&model, &header).map(|_| ()).unwrap_err().to_string();
+
+    let forward = header.replacen(r#""op":"max_pool","#, r#""from":[3],"op":"max_pool","#, 1);
+    assert!(error(forward).starts_with("node 1 (max-pool 2x2): reads value 3, but only values 0 to 1"));
+    let negative = header.replacen(r#""op":"max_pool","#, r#""from":[-1],"op":"max_pool","#, 1);
+    assert!(error(negative).starts_with("metadata `model`: layer 1: from: invalid value"));
+    let unknown = header.replacen(r#""op":"max_pool""#, r#""op":"lstm""#, 1);
+    assert!(error(unknown).contains("layer 1: unknown variant `lstm`"));
+    let extra = header.replacen(r#"{"op":"max_pool","#, r#"{"op":"global_avg_pool","size":2},{"op":"max_pool","#, 1);
+    assert!(error(extra).contains("unknown field `size`"));
+    let huge = usize::MAX / 2 + 1; // doubled, it wraps to 0
+    let wide = header.replace(r#""padding":[1,1]"#, &format!(r#""padding":[{huge},{huge}]"#));
+    let message = error(wide);
+    assert!(message.starts_with("conv1: padding") && message.contains("overflows"), "{message}");
+    let wide = header.replace(r#""padding":[1,1]"#, &format!(r#""padding":[{},1]"#, huge / 2));
+    let message = error(wide);
+    assert!(message.starts_with("conv1: a 2x11x13 input padded by") && message.contains("2^32"), "{message}");
+    let vast = header.replace(r#""input":[2,11,13]"#, &format!(r#""input":[{huge},11,13]"#));
+    let message = error(vast);
+    assert!(message.starts_with("input: makes a value of"), "{message}");
+    let rows = header.replace(r#""shape":[7,10]"#, &format!(r#""shape":[{},10]"#, usize::MAX));
+    let message = error(rows);
+    assert!(message.starts_with("fc1: 18446744073709551615 x 10 weights overflow"), "{message}");
+}
+
+#[test]
+fn the_residual_block_in_the_format_docs_loads() {
+    let docs: String = include_str!("../src/format.rs")
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .map(|line| line.strip_prefix(' ').unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let header = docs.split("```json\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let mut rng = common::Rng::new(8);
+    let mut conv = |name: &str, shape, kernel, stride, padding, encoding, relu| {
+        let layer = common::strided_conv(&mut rng, name, shape, [kernel; 2], [stride; 2], [padding; 2], 0.3, relu);
+        let Layer::Conv { name, weights, bias, kernel, stride, padding, relu } = layer else { unreachable!() };
+        let weights = weights.with_encoding(encoding);
+        Layer::Conv { name, weights, bias, kernel, stride, padding, relu }
+    };
+    let node = |layer, from: &[usize]| coppice_sparse::Node { layer, from: from.to_vec() };
+    let fc = Layer::Linear {
+        name: "fc".into(),
+        weights: Weights::from_dense(10, 16, vec![0.5; 160], Encoding::Dense),
+        bias: vec![0.0; 10],
+        relu: false,
+    };
+    let nodes = vec![
+        node(conv("conv1", [16, 3], 3, 2, 1, Encoding::Csr, true), &[]),
+        node(conv("conv2", [16, 16], 3, 1, 1, Encoding::Csr, false), &[]),
+        node(conv("shortcut", [16, 3], 1, 2, 0, Encoding::Dense, false), &[0]),
+        node(Layer::Add { relu: true }, &[2, 3]),
+        node(Layer::GlobalAvgPool, &[]),
+        node(fc, &[]),
+    ];
+    let model = Model::graph([3, 32, 32], None, nodes).unwrap();
+    let loaded = with_header(&model, header).unwrap();
+    assert_eq!(loaded, model);
+    assert_eq!(loaded.classes(), 10);
 }

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
-use coppice_models::{Architecture, MlpConfig, Network, edit_param};
+use coppice_models::{InputShape, Network, ParamEditor, edit_param, edit_params, float_params, presets};
 use coppice_train::*;
 
 /// Pins weight (0, 0) of the first layer to zero after every step, and counts what it sees.
@@ -12,15 +12,30 @@ struct PinFirstWeight {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// Zeroes the first layer's weight (0, 0).
+struct ZeroFirstWeight;
+
+impl ParamEditor for ZeroFirstWeight {
+    fn edit<const D: usize>(
+        &mut self,
+        path: &str,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        if path != "fc1.weight" {
+            return param;
+        }
+        edit_param(param, |w| {
+            let (dims, device) = (w.dims(), w.device());
+            let flat: Tensor<1> = w.reshape([dims.iter().product::<usize>()]);
+            flat.slice_assign(0..1, Tensor::zeros([1], &device)).reshape(dims)
+        })
+    }
+}
+
 impl Callback for PinFirstWeight {
     fn after_step(&mut self, net: Network, step: usize) -> Network {
         self.log.lock().unwrap().push(format!("step {step}"));
-        let Network::Mlp(mut mlp) = net else { panic!("the test trains an MLP") };
-        mlp.fc[0].weight = edit_param(mlp.fc[0].weight.clone(), |w| {
-            let device = w.device();
-            w.slice_assign([0..1, 0..1], Tensor::zeros([1, 1], &device))
-        });
-        Network::Mlp(mlp)
+        edit_params(net, &mut ZeroFirstWeight)
     }
 
     fn on_epoch_end(&mut self, record: &EpochRecord) {
@@ -48,7 +63,7 @@ fn a_callback_that_changes_the_model_holds_through_training() {
     let valid = all.subset(&(256..320).collect::<Vec<_>>());
     let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
     let device = Device::flex();
-    let net = Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![16], classes: 4 }).init(&device);
+    let net = presets::mlp(InputShape { channels: 1, height: 6, width: 6 }, &[16], 4).init(&device).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let callbacks = Callbacks::new(vec![Box::new(PinFirstWeight { log: log.clone() })]);
 
@@ -62,10 +77,10 @@ fn a_callback_that_changes_the_model_holds_through_training() {
     )
     .expect("training runs");
 
-    let Network::Mlp(mlp) = &outcome.net else { unreachable!() };
-    let pinned = mlp.fc[0].weight.val().slice([0..1, 0..1]).into_scalar::<f32>();
+    let weight = float_params(&outcome.net).into_iter().find(|p| p.path == "fc1.weight").unwrap().values;
+    let pinned = weight.clone().slice(0..1).into_scalar::<f32>();
     assert_eq!(pinned, 0.0, "the callback's change survives the last optimizer step");
-    let other = mlp.fc[0].weight.val().abs().sum().into_scalar::<f32>();
+    let other = weight.abs().sum().into_scalar::<f32>();
     assert!(other > 0.0);
 
     // 256 samples / 16 per batch = 16 steps per epoch; the epoch ends come after their steps.
@@ -86,7 +101,7 @@ fn a_callback_that_changes_the_model_holds_through_training() {
 fn training_writes_a_checkpoint_per_epoch() {
     let train = synthetic_images(64, 2, 1, 4, 4, 3);
     let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
-    let net = Architecture::Mlp(MlpConfig { inputs: 16, hidden: vec![4], classes: 2 }).init(&Device::flex());
+    let net = presets::mlp(InputShape { channels: 1, height: 4, width: 4 }, &[4], 2).init(&Device::flex()).unwrap();
     let setup = setup("ckpt", 2);
     let _ = std::fs::remove_dir_all(&setup.artifact_dir);
     fit(net, ImageDataset::new(train.clone()), ImageDataset::new(train), batcher, &setup, &Callbacks::default())
@@ -120,9 +135,9 @@ impl Callback for FoldWatch {
 fn fit_folds_the_callbacks_masks_into_every_update() {
     let train = synthetic_images(64, 2, 1, 4, 4, 3);
     let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
-    let net = Architecture::Mlp(MlpConfig { inputs: 16, hidden: vec![4], classes: 2 }).init(&Device::flex());
+    let net = presets::mlp(InputShape { channels: 1, height: 4, width: 4 }, &[4], 2).init(&Device::flex()).unwrap();
     let masks = UpdateMasks::default();
-    masks.set("fc.0.weight", Tensor::ones([64], &Device::flex()));
+    masks.set("fc1.weight", Tensor::ones([64], &Device::flex()));
     let unfolded = Arc::new(Mutex::new(Vec::new()));
     let callbacks = Callbacks::new(vec![Box::new(FoldWatch { masks, unfolded: unfolded.clone() })]);
     let setup = setup("fold", 2);

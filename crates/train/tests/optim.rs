@@ -6,12 +6,10 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
-use coppice_models::{
-    Architecture, Classifier, MlpConfig, Network, ParamEditor, edit_param, edit_params, float_params,
-};
+use coppice_models::{Classifier, InputShape, Network, ParamEditor, edit_param, edit_params, float_params, presets};
 use coppice_train::{OptimizerKind, TrainConfig, UpdateMasks, optimizer};
 
-const WEIGHT: &str = "fc.0.weight";
+const WEIGHT: &str = "fc1.weight";
 
 fn configs() -> Vec<TrainConfig> {
     let sgd = TrainConfig { lr: 0.1, momentum: 0.9, weight_decay: 1e-3, ..TrainConfig::default() };
@@ -24,7 +22,7 @@ fn configs() -> Vec<TrainConfig> {
 }
 
 fn net(device: &Device) -> Network {
-    Architecture::Mlp(MlpConfig { inputs: 12, hidden: vec![8], classes: 3 }).init(device)
+    presets::mlp(InputShape { channels: 1, height: 3, width: 4 }, &[8], 3).init(device).unwrap()
 }
 
 fn device() -> Device {

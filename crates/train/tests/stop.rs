@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
-use coppice_models::{Architecture, MlpConfig};
+use coppice_models::{InputShape, presets};
 use coppice_train::*;
 
 /// Asks for a stop as the screen does, at the end of epoch `at`, and keeps the epochs it saw.
@@ -49,7 +49,7 @@ fn a_stop_through_the_interrupter_is_an_interruption_and_the_training_resumes_to
     let train = ImageDataset::new(all.subset(&(0..128).collect::<Vec<_>>()));
     let valid = ImageDataset::new(all.subset(&(128..192).collect::<Vec<_>>()));
     let batcher = ImageBatcher::for_set(&all, Normalization { mean: 0.5, std: 0.5 });
-    let net = Architecture::Mlp(MlpConfig { inputs: 36, hidden: vec![16], classes: 4 }).init(&Device::flex());
+    let net = presets::mlp(InputShape { channels: 1, height: 6, width: 6 }, &[16], 4).init(&Device::flex()).unwrap();
 
     let whole = setup("whole");
     let uninterrupted =

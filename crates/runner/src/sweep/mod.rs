@@ -47,7 +47,11 @@ fn find_lists(table: &toml::Table, prefix: &str, found: &mut Vec<Axis>) {
             toml::Value::Table(inner) => find_lists(inner, &path, found),
             toml::Value::Array(items) => {
                 let nested = items.first().is_some_and(|v| v.is_array());
-                let sweeps = if path == "model.stages" {
+                // A network's layers are a list of tables, never a grid.
+                let network = path == "model.layers" || path.starts_with("model.blocks.");
+                let sweeps = if network {
+                    false
+                } else if path == "model.stages" {
                     items.first().and_then(|v| v.as_array()).and_then(|v| v.first()).is_some_and(|v| v.is_array())
                 } else if LIST_KEYS.contains(&path.as_str()) {
                     nested
@@ -213,6 +217,10 @@ mod tests {
         let table: toml::Table = toml::from_str("[model]\nhidden = [[300, 100], [150, 50]]\n").unwrap();
         assert_eq!(axes_values(&table), vec![vec!["[300, 100]".to_string(), "[150, 50]".to_string()]]);
         assert_eq!(grid(&super::axes(&toml::from_str("a = [1, 2]\nb = [3, 4, 5]\n").unwrap())).len(), 6);
+        let network = "seed = [0, 1]\n[model]\nlayers = [{ op = \"flatten\" }, { op = \"linear\" }]\n\
+                       [model.blocks.b]\nlayers = [{ op = \"relu\" }]\n";
+        let keys: Vec<String> = super::axes(&toml::from_str(network).unwrap()).into_iter().map(|a| a.key).collect();
+        assert_eq!(keys, ["seed"], "a network's layers are not a grid");
     }
 
     fn axes_values(table: &toml::Table) -> Vec<Vec<String>> {

@@ -1,6 +1,7 @@
 #![allow(dead_code)] // each test file uses its own part of this module
 //! Small random networks and a plain reference forward pass, one image at a time in the
-//! textbook `[channel][row][column]` layout.
+//! textbook `[channel][row][column]` layout, shapes worked out here rather than asked of the
+//! engine.
 
 use coppice_sparse::{Encoding, Layer, Model, Weights};
 
@@ -37,16 +38,29 @@ pub fn conv(
     padding: usize,
     keep: f32,
 ) -> Layer {
-    let cols = channels * kernel * kernel;
+    strided_conv(rng, name, [filters, channels], [kernel, kernel], [1, 1], [padding, padding], keep, true)
+}
+
+/// `shape` is `[filters, channels]`.
+#[allow(clippy::too_many_arguments)]
+pub fn strided_conv(
+    rng: &mut Rng,
+    name: &str,
+    [filters, channels]: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    keep: f32,
+    relu: bool,
+) -> Layer {
+    let cols = channels * kernel[0] * kernel[1];
     let weights = Weights::from_dense(filters, cols, rng.sparse(filters * cols, keep), Encoding::Csr);
-    Layer::Conv {
-        name: name.into(),
-        weights,
-        bias: rng.sparse(filters, 1.0),
-        kernel: [kernel, kernel],
-        padding: [padding, padding],
-        relu: true,
-    }
+    Layer::Conv { name: name.into(), weights, bias: rng.sparse(filters, 1.0), kernel, stride, padding, relu }
+}
+
+pub fn affine(rng: &mut Rng, name: &str, channels: usize, relu: bool) -> Layer {
+    let (scale, shift) = (rng.sparse(channels, 1.0), rng.sparse(channels, 1.0));
+    Layer::Affine { name: name.into(), scale, shift, relu }
 }
 
 /// Every layer kind: padded and unpadded convs, a pool with stride unlike its window, linear
@@ -63,9 +77,9 @@ pub fn every_kind(seed: u64, keep: f32) -> Model {
     }
     let layers = vec![
         conv(&mut rng, "conv1", 4, 2, 3, 1, keep),
-        Layer::MaxPool { kernel: [2, 2], stride: [2, 2] },
+        Layer::MaxPool { kernel: [2, 2], stride: [2, 2], padding: [0, 0] },
         conv2,
-        Layer::MaxPool { kernel: [3, 3], stride: [1, 1] },
+        Layer::MaxPool { kernel: [3, 3], stride: [1, 1], padding: [0, 0] },
         linear(&mut rng, "fc1", 7, 10, keep, true), // 5 channels x 1 x 2
         linear(&mut rng, "fc2", 3, 7, keep, false),
     ];
@@ -77,33 +91,47 @@ pub fn images(seed: u64, model: &Model, batch: usize) -> Vec<f32> {
     (0..batch * model.pixels()).map(|_| rng.next()).collect()
 }
 
-/// The forward pass as the textbook writes it, from the dense weights.
+/// The forward pass as the textbook writes it, from the dense weights: every value of the graph
+/// kept, each node reading the values it names.
 pub fn reference(model: &Model, images: &[f32], batch: usize) -> Vec<f32> {
     let mut out = Vec::new();
     for image in images.chunks(model.pixels()).take(batch) {
-        let mut x = image.to_vec();
-        let mut shape = model.input;
-        for layer in &model.layers {
-            let next = layer.output(shape).expect("valid");
-            x = reference_layer(layer, shape, next, &x);
-            shape = next;
+        let mut values = vec![(image.to_vec(), model.input)];
+        for (i, node) in model.nodes.iter().enumerate() {
+            let reads: Vec<usize> = if node.from.is_empty() { vec![i] } else { node.from.clone() };
+            let inputs: Vec<&[f32]> = reads.iter().map(|&v| values[v].0.as_slice()).collect();
+            let next = reference_layer(&node.layer, values[reads[0]].1, &inputs);
+            values.push(next);
         }
-        out.extend(x);
+        out.extend(values.pop().unwrap().0);
     }
     out
 }
 
-fn reference_layer(layer: &Layer, [c, h, w]: [usize; 3], [oc, oh, ow]: [usize; 3], x: &[f32]) -> Vec<f32> {
+/// The side a window of `kernel` makes of `n`: PyTorch's floor mode.
+fn side(n: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    (n + 2 * padding - kernel) / stride + 1
+}
+
+fn reference_layer(layer: &Layer, [c, h, w]: [usize; 3], xs: &[&[f32]]) -> (Vec<f32>, [usize; 3]) {
     let relu = |v: f32, on: bool| if on { v.max(0.0) } else { v };
+    let x = xs[0];
+    // Input cell (ci, iy, ix) if it lies inside the image, None in the padding.
+    let at = |ci: usize, iy: isize, ix: isize| {
+        (iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize).then(|| x[(ci * h + iy as usize) * w + ix as usize])
+    };
     match layer {
         Layer::Linear { weights, bias, relu: on, .. } => {
             let dense = weights.to_dense();
-            (0..oc)
+            let oc = bias.len();
+            let y = (0..oc)
                 .map(|o| relu((0..x.len()).map(|k| dense[o * x.len() + k] * x[k]).sum::<f32>() + bias[o], *on))
-                .collect()
+                .collect();
+            (y, [oc, 1, 1])
         }
-        Layer::Conv { weights, bias, kernel: [kh, kw], padding: [ph, pw], relu: on, .. } => {
+        Layer::Conv { weights, bias, kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw], relu: on, .. } => {
             let dense = weights.to_dense();
+            let (oc, oh, ow) = (bias.len(), side(h, *kh, *sh, *ph), side(w, *kw, *sw, *pw));
             let mut y = vec![0.0; oc * oh * ow];
             for o in 0..oc {
                 for oy in 0..oh {
@@ -112,12 +140,11 @@ fn reference_layer(layer: &Layer, [c, h, w]: [usize; 3], [oc, oh, ow]: [usize; 3
                         for ci in 0..c {
                             for i in 0..*kh {
                                 for j in 0..*kw {
-                                    let (iy, ix) = ((oy + i) as isize - *ph as isize, (ox + j) as isize - *pw as isize);
-                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                        continue;
+                                    let iy = (oy * sh + i) as isize - *ph as isize;
+                                    let ix = (ox * sw + j) as isize - *pw as isize;
+                                    if let Some(v) = at(ci, iy, ix) {
+                                        sum += dense[((o * c + ci) * kh + i) * kw + j] * v;
                                     }
-                                    let weight = dense[((o * c + ci) * kh + i) * kw + j];
-                                    sum += weight * x[(ci * h + iy as usize) * w + ix as usize];
                                 }
                             }
                         }
@@ -125,25 +152,46 @@ fn reference_layer(layer: &Layer, [c, h, w]: [usize; 3], [oc, oh, ow]: [usize; 3
                     }
                 }
             }
-            y
+            (y, [oc, oh, ow])
         }
-        Layer::MaxPool { kernel: [kh, kw], stride: [sh, sw] } => {
-            let mut y = vec![f32::NEG_INFINITY; c * oh * ow];
+        Layer::MaxPool { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw] }
+        | Layer::AvgPool { kernel: [kh, kw], stride: [sh, sw], padding: [ph, pw] } => {
+            let max = matches!(layer, Layer::MaxPool { .. });
+            let (oh, ow) = (side(h, *kh, *sh, *ph), side(w, *kw, *sw, *pw));
+            let mut y = vec![0.0; c * oh * ow];
             for ci in 0..c {
                 for oy in 0..oh {
                     for ox in 0..ow {
+                        let (mut largest, mut sum) = (f32::NEG_INFINITY, 0.0);
                         for i in 0..*kh {
                             for j in 0..*kw {
-                                let v = x[(ci * h + oy * sh + i) * w + ox * sw + j];
-                                let cell = &mut y[(ci * oh + oy) * ow + ox];
-                                *cell = cell.max(v);
+                                let iy = (oy * sh + i) as isize - *ph as isize;
+                                let ix = (ox * sw + j) as isize - *pw as isize;
+                                // Padding: -inf for the max, a zero that counts for the mean.
+                                let v = at(ci, iy, ix);
+                                largest = largest.max(v.unwrap_or(f32::NEG_INFINITY));
+                                sum += v.unwrap_or(0.0);
                             }
                         }
+                        y[(ci * oh + oy) * ow + ox] = if max { largest } else { sum / (kh * kw) as f32 };
                     }
                 }
             }
-            y
+            (y, [c, oh, ow])
         }
+        Layer::GlobalAvgPool => {
+            let y = x.chunks(h * w).map(|plane| plane.iter().sum::<f32>() / (h * w) as f32).collect();
+            (y, [c, 1, 1])
+        }
+        Layer::Affine { scale, shift, relu: on, .. } => {
+            let y = x.iter().enumerate().map(|(k, v)| relu(v * scale[k / (h * w)] + shift[k / (h * w)], *on)).collect();
+            (y, [c, h, w])
+        }
+        Layer::Add { relu: on } => {
+            let y = (0..x.len()).map(|k| relu(xs.iter().map(|x| x[k]).sum(), *on)).collect();
+            (y, [c, h, w])
+        }
+        Layer::Relu => (x.iter().map(|v| v.max(0.0)).collect(), [c, h, w]),
     }
 }
 
