@@ -4,8 +4,8 @@
 //! buffer holds which value.
 
 use crate::Error;
+use crate::kernels::WIDE;
 use crate::layer::{Layer, product};
-use crate::model::{Model, Normalization, WIDE};
 use crate::weights::Weights;
 
 /// One step of the network: `layer` applied to the values `from` names.
@@ -37,87 +37,76 @@ pub(crate) struct Buffers {
     pub sizes: Vec<usize>,
 }
 
-impl Model {
-    /// A network of `nodes` in topological order. Value 0 is the image and value `i >= 1` the
-    /// output of node `i - 1`; a node's `from` names the values it reads, or is empty for the
-    /// value just before its own. The last node's output is the logits.
-    ///
-    /// Checks that every weight matrix is whole, each node reads earlier values (an add two or
-    /// more of one shape, every other layer exactly one) of the shape its layer takes, weighted
-    /// layers' names are unique, and every size fits in memory arithmetic. Build models here (or
-    /// with [`Model::new`], or load them): `forward` relies on these checks.
-    pub fn graph(input: [usize; 3], normalization: Option<Normalization>, nodes: Vec<Node>) -> Result<Model, Error> {
-        let model = Model { input, normalization, nodes };
-        for (i, node) in model.nodes.iter().enumerate() {
-            if let Some(Err((array, problem))) = node.layer.weights().map(Weights::check) {
-                return Err(Error::Corrupt { tensor: format!("{}.{array}", label(i, &node.layer)), problem });
-            }
+/// The checks of `Model::graph` but its normalization's, in its order: every weight matrix is
+/// whole, every node reads values it can (see [`shapes`]), weighted layers' names are unique.
+pub(crate) fn check(input: [usize; 3], nodes: &[Node]) -> Result<(), Error> {
+    for (i, node) in nodes.iter().enumerate() {
+        if let Some(Err((array, problem))) = node.layer.weights().map(Weights::check) {
+            return Err(Error::Corrupt { tensor: format!("{}.{array}", label(i, &node.layer)), problem });
         }
-        model.shapes()?;
-        let mut names: Vec<String> = model.layers().filter(|l| l.is_named()).map(Layer::name).collect();
-        names.sort_unstable();
-        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::Corrupt { tensor: twice[0].clone(), problem: "names two layers".into() });
-        }
-        if let Some(n) = normalization.filter(|n| !(n.mean.is_finite() && n.std.is_finite() && n.std > 0.0)) {
-            let problem = format!("mean {} and std {} must be finite, std > 0", n.mean, n.std);
-            return Err(Error::Corrupt { tensor: "normalization".into(), problem });
-        }
-        Ok(model)
     }
+    shapes(input, nodes)?;
+    let mut names: Vec<String> = nodes.iter().map(|n| &n.layer).filter(|l| l.is_named()).map(Layer::name).collect();
+    names.sort_unstable();
+    if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::Corrupt { tensor: twice[0].clone(), problem: "names two layers".into() });
+    }
+    Ok(())
+}
 
-    /// The shape of every value: the input's, then each node's output.
-    pub fn shapes(&self) -> Result<Vec<[usize; 3]>, Error> {
-        if self.nodes.is_empty() {
-            return Err(Error::Corrupt { tensor: "layers".into(), problem: "the network has no layers".into() });
+/// The shape of every value: the input's, then each node's output.
+pub(crate) fn shapes(input: [usize; 3], nodes: &[Node]) -> Result<Vec<[usize; 3]>, Error> {
+    if nodes.is_empty() {
+        return Err(Error::Corrupt { tensor: "layers".into(), problem: "the network has no layers".into() });
+    }
+    check_size(input).map_err(|problem| Error::Corrupt { tensor: "input".into(), problem })?;
+    let mut shapes = vec![input];
+    for (i, node) in nodes.iter().enumerate() {
+        let corrupt = |problem: String| Error::Corrupt { tensor: label(i, &node.layer), problem };
+        let (add, reads) = (matches!(node.layer, Layer::Add { .. }), node.from.len().max(1));
+        if add && reads < 2 {
+            return Err(corrupt(format!("reads {reads} value, an add needs at least 2")));
         }
-        check_size(self.input).map_err(|problem| Error::Corrupt { tensor: "input".into(), problem })?;
-        let mut shapes = vec![self.input];
-        for (i, node) in self.nodes.iter().enumerate() {
-            let corrupt = |problem: String| Error::Corrupt { tensor: label(i, &node.layer), problem };
-            let (add, reads) = (matches!(node.layer, Layer::Add { .. }), node.from.len().max(1));
-            if add && reads < 2 {
-                return Err(corrupt(format!("reads {reads} value, an add needs at least 2")));
-            }
-            if !add && reads > 1 {
-                return Err(corrupt(format!("reads {reads} values, only an add reads more than one")));
-            }
-            let mut first = None;
-            for value in node.reads(i) {
-                let shape = *shapes.get(value).ok_or_else(|| {
-                    corrupt(format!(
-                        "reads value {value}, but only values 0 to {i} come before it \
-                         (0 is the image, k the output of node k - 1)"
-                    ))
-                })?;
-                match first {
-                    Some(first) if first != shape => {
-                        return Err(corrupt(format!("adds values of shapes {first:?} and {shape:?}")));
-                    }
-                    _ => first = Some(shape),
+        if !add && reads > 1 {
+            return Err(corrupt(format!("reads {reads} values, only an add reads more than one")));
+        }
+        let mut first = None;
+        for value in node.reads(i) {
+            let shape = *shapes.get(value).ok_or_else(|| {
+                corrupt(format!(
+                    "reads value {value}, but only values 0 to {i} come before it \
+                     (0 is the image, k the output of node k - 1)"
+                ))
+            })?;
+            match first {
+                Some(first) if first != shape => {
+                    return Err(corrupt(format!("adds values of shapes {first:?} and {shape:?}")));
                 }
+                _ => first = Some(shape),
             }
-            let next = node.layer.output(first.expect("a node reads a value")).map_err(corrupt)?;
-            check_size(next).map_err(corrupt)?;
-            shapes.push(next);
         }
-        Ok(shapes)
+        let next = node.layer.output(first.expect("a node reads a value")).map_err(corrupt)?;
+        check_size(next).map_err(corrupt)?;
+        shapes.push(next);
     }
+    Ok(shapes)
+}
 
+impl Buffers {
     /// Gives each value a buffer from its node until its last reader has run, then hands the
     /// buffer on, so a chain ping-pongs between two and a residual block needs a third.
-    pub(crate) fn buffers(&self, shapes: &[[usize; 3]]) -> Buffers {
+    pub(crate) fn new(nodes: &[Node], shapes: &[[usize; 3]]) -> Buffers {
         let mut last_read: Vec<Option<usize>> = vec![None; shapes.len()];
-        for (i, node) in self.nodes.iter().enumerate() {
+        for (i, node) in nodes.iter().enumerate() {
             node.reads(i).for_each(|value| last_read[value] = Some(i));
         }
         // The logits are read after the last node.
-        last_read[shapes.len() - 1] = Some(self.nodes.len());
+        last_read[shapes.len() - 1] = Some(nodes.len());
         let mut plan = Buffers { of_value: vec![usize::MAX; shapes.len()], sizes: Vec::new() };
         let mut free: Vec<usize> = Vec::new();
         let mut released = vec![false; shapes.len()];
         plan.place(0, shapes, &mut free);
-        for (i, node) in self.nodes.iter().enumerate() {
+        for (i, node) in nodes.iter().enumerate() {
             // The output is placed before the inputs are let go: no kernel writes over what it reads.
             plan.place(i + 1, shapes, &mut free);
             for value in node.reads(i).chain([i + 1]) {
@@ -128,9 +117,7 @@ impl Model {
         }
         plan
     }
-}
 
-impl Buffers {
     /// The most recently freed buffer (still warm in cache), or a new one.
     fn place(&mut self, value: usize, shapes: &[[usize; 3]], free: &mut Vec<usize>) {
         let buffer = free.pop().unwrap_or_else(|| {
@@ -162,6 +149,7 @@ fn check_size(shape: [usize; 3]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
 
     fn model(from: &[&[usize]]) -> Model {
         let nodes = from
@@ -178,7 +166,7 @@ mod tests {
     /// many buffers the plan uses.
     fn buffers_used(model: &Model) -> usize {
         let shapes = model.shapes().unwrap();
-        let plan = model.buffers(&shapes);
+        let plan = Buffers::new(&model.nodes, &shapes);
         let mut last_read = vec![usize::MAX; shapes.len()];
         for (i, node) in model.nodes.iter().enumerate() {
             node.reads(i).for_each(|v| last_read[v] = i);

@@ -1,5 +1,5 @@
 //! The network and its forward pass: each tile of images goes through every node in turn, the
-//! values held in the buffers that `Model::buffers` assigns.
+//! values held in the buffers that `Buffers::new` assigns.
 
 use std::time::Duration;
 
@@ -7,8 +7,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::graph::{Buffers, Node};
-use crate::kernels::{self, TileWidth};
+use crate::graph::{self, Buffers, Node};
+use crate::kernels::{self, TileWidth, WIDE};
 use crate::layer::Layer;
 use crate::weights::{Encoding, Weights};
 
@@ -34,14 +34,33 @@ pub struct Normalization {
 /// batch 64, 0.85 million, faster on one thread).
 const PARALLEL_ABOVE: usize = 2_000_000;
 
-/// Widest tile first: a batch is cut into tiles of this many images, and each tile goes through
-/// the whole network while its activations stay in cache.
-pub(crate) const WIDE: usize = 32;
-
 impl Model {
     /// A chain: each layer reads the one before it. See [`Model::graph`] for what is checked.
     pub fn new(input: [usize; 3], normalization: Option<Normalization>, layers: Vec<Layer>) -> Result<Model, Error> {
         Model::graph(input, normalization, layers.into_iter().map(Node::chain).collect())
+    }
+
+    /// A network of `nodes` in topological order. Value 0 is the image and value `i >= 1` the
+    /// output of node `i - 1`; a node's `from` names the values it reads, or is empty for the
+    /// value just before its own. The last node's output is the logits.
+    ///
+    /// Checks that every weight matrix is whole, each node reads earlier values (an add two or
+    /// more of one shape, every other layer exactly one) of the shape its layer takes, weighted
+    /// layers' names are unique, and every size fits in memory arithmetic. Build models here (or
+    /// with [`Model::new`], or load them): `forward` relies on these checks.
+    pub fn graph(input: [usize; 3], normalization: Option<Normalization>, nodes: Vec<Node>) -> Result<Model, Error> {
+        let model = Model { input, normalization, nodes };
+        graph::check(model.input, &model.nodes)?;
+        if let Some(n) = normalization.filter(|n| !(n.mean.is_finite() && n.std.is_finite() && n.std > 0.0)) {
+            let problem = format!("mean {} and std {} must be finite, std > 0", n.mean, n.std);
+            return Err(Error::Corrupt { tensor: "normalization".into(), problem });
+        }
+        Ok(model)
+    }
+
+    /// The shape of every value: the input's, then each node's output.
+    pub fn shapes(&self) -> Result<Vec<[usize; 3]>, Error> {
+        graph::shapes(self.input, &self.nodes)
     }
 
     /// Every node's layer, in order.
@@ -123,7 +142,7 @@ impl Model {
             Error::Input(format!("{batch} images x {classes} outputs overflow; fix: pass fewer images at a time"))
         })?;
         let mut logits = vec![0.0; outputs];
-        let plan = Plan { model: self, buffers: self.buffers(&shapes), shapes: &shapes, width };
+        let plan = Plan { model: self, buffers: Buffers::new(&self.nodes, &shapes), shapes: &shapes, width };
         let run_tile = |t: usize, out: &mut [f32], times: Option<&mut [Duration]>| {
             plan.with_scratch(|scratch| plan.tile(&images[t * tile * pixels..], out, scratch, times))
         };

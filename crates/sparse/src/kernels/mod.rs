@@ -10,6 +10,10 @@ mod product;
 
 use crate::layer::Layer;
 
+/// Widest tile first: a batch is cut into tiles of this many images, and each tile goes through
+/// the whole network while its activations stay in cache.
+pub(crate) const WIDE: usize = 32;
+
 /// How many images a tile holds. Each width is its own compiled kernel, so the accumulators of
 /// a linear layer's row live in registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +28,7 @@ impl TileWidth {
         match self {
             TileWidth::One => 1,
             TileWidth::Narrow => 8,
-            TileWidth::Wide => 32,
+            TileWidth::Wide => WIDE,
         }
     }
 }
