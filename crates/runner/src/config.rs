@@ -166,7 +166,7 @@ impl Config {
         if let Some(prune) = &self.prune {
             prune.validate()?;
         }
-        crate::devices::check(self)?;
+        crate::devices::check(&self.devices, self.backend, self.train.batch_size)?;
         self.model.check_keys()
     }
 

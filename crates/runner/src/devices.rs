@@ -7,7 +7,6 @@ use coppice_train::{DataParallel, OptimizerPlacement};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendName;
-use crate::config::Config;
 
 /// Where the optimizer runs with several devices (`parallel` in the config).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,42 +33,43 @@ fn parse(spec: &str) -> Result<(BackendName, Option<usize>), String> {
     Ok((name.parse()?, index))
 }
 
-/// The config's `devices`: each `backend[:index]` on the run's backend, no more than a batch
-/// has images. Returns the field and the problem.
-pub fn check(config: &Config) -> Result<(), (String, String)> {
-    for spec in &config.devices {
-        let (backend, _) = parse(spec).map_err(|e| ("devices".to_string(), e))?;
-        if backend != config.backend {
+/// The config's `devices`: each `backend[:index]` on the run's `backend`, no more than a batch
+/// of `batch_size` has images. Returns the field and the problem.
+pub fn check(devices: &[String], backend: BackendName, batch_size: usize) -> Result<(), (String, String)> {
+    for spec in devices {
+        let (on, _) = parse(spec).map_err(|e| ("devices".to_string(), e))?;
+        if on != backend {
             return Err((
                 "devices".into(),
                 format!(
-                    "{spec:?} is not on the run's backend {}; fix: set backend = \"{backend}\" (or --backend {backend}) too",
-                    config.backend
+                    "{spec:?} is not on the run's backend {backend}; fix: set backend = \"{on}\" (or --backend {on}) too"
                 ),
             ));
         }
     }
-    if config.devices.len() > config.train.batch_size {
+    if devices.len() > batch_size {
         return Err((
             "devices".into(),
             format!(
-                "{} devices share batches of {} images; fix: at least one image per device (raise train.batch_size)",
-                config.devices.len(),
-                config.train.batch_size
+                "{} devices share batches of {batch_size} images; fix: at least one image per device (raise train.batch_size)",
+                devices.len()
             ),
         ));
     }
     Ok(())
 }
 
-/// The run's devices, opened: the main one (evaluation, the optimizer with `parallel =
-/// "main"`), and the data-parallel setup when there are two or more.
-pub fn open(config: &Config) -> Result<(Device, Option<DataParallel>)> {
-    if config.devices.is_empty() {
-        return Ok((config.backend.device()?, None));
+/// The config's `devices` on its `backend`, opened: the main one (evaluation, the optimizer with
+/// `parallel = "main"`), and the data-parallel setup when there are two or more.
+pub fn open(
+    devices: &[String],
+    backend: BackendName,
+    parallel: ParallelKind,
+) -> Result<(Device, Option<DataParallel>)> {
+    if devices.is_empty() {
+        return Ok((backend.device()?, None));
     }
-    let devices = config
-        .devices
+    let devices = devices
         .iter()
         .map(|spec| {
             let (backend, index) = parse(spec).map_err(|e| anyhow!("devices: {e}"))?;
@@ -80,7 +80,7 @@ pub fn open(config: &Config) -> Result<(Device, Option<DataParallel>)> {
     if devices.len() == 1 {
         return Ok((main, None));
     }
-    let optimizer = match config.parallel {
+    let optimizer = match parallel {
         ParallelKind::Main => OptimizerPlacement::Main,
         ParallelKind::Sharded => OptimizerPlacement::Sharded,
     };

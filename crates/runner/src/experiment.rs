@@ -10,14 +10,15 @@ use coppice_models::{Network, Prunable};
 use coppice_train::{Callbacks, EpochRecord, Progress, TrainSetup, fit_after};
 
 use crate::backend::BackendName;
-use crate::checkpoint::EpochJournal;
 use crate::config::Config;
 use crate::data::Data;
-use crate::lock::{Access, RunLock, lock};
-use crate::resources;
-use crate::rundir::{claim_run_dir, create_run_dir, open_saved_run, write_atomic};
-use crate::saved::{check_input, load_model};
-use crate::tables::MetricsLog;
+use crate::devices;
+use crate::rundir::checkpoint::EpochJournal;
+use crate::rundir::dir::{claim_run_dir, create_run_dir, open_saved_run, write_atomic};
+use crate::rundir::lock::{Access, RunLock, lock};
+use crate::rundir::resources;
+use crate::rundir::saved::{check_input, load_model};
+use crate::rundir::tables::MetricsLog;
 
 pub struct RunOptions {
     pub backend: Option<BackendName>,
@@ -91,9 +92,9 @@ impl Experiment {
         }
         let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
         let data = Data::load(&config)?;
-        crate::devices::check(&config).map_err(in_config)?;
-        let (device, parallel) =
-            crate::devices::open(&config).with_context(|| format!("{}: backend", config_path.display()))?;
+        devices::check(&config.devices, config.backend, config.train.batch_size).map_err(in_config)?;
+        let (device, parallel) = devices::open(&config.devices, config.backend, config.parallel)
+            .with_context(|| format!("{}: backend", config_path.display()))?;
         device.seed(config.seed);
         let from = options.from.clone().or_else(|| config.prune.as_ref().and_then(|p| p.from.clone()));
         let start_net = match &from {

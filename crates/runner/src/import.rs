@@ -47,7 +47,7 @@ pub fn load_weights(net: Network, path: &Path, rename: &BTreeMap<String, String>
             continue;
         }
         let values = float_values(tensor).map_err(|e| anyhow!("{file}: {name}: {e}"))?;
-        let values = if transpose { crate::export::transpose(&shape, &values).1 } else { values };
+        let values = if transpose { crate::pytorch::transpose(&shape, &values).1 } else { values };
         imported.insert(param.path, Imported { shape: param.shape, values });
     }
     // PyTorch's BatchNorm counts its batches; nothing here needs the count.

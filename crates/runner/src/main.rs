@@ -2,36 +2,20 @@
 
 mod alloc;
 mod backend;
-mod bench;
-mod checkpoint;
 mod child;
 mod cli;
-mod compare;
+mod commands;
 mod config;
 mod data;
 mod devices;
-mod eval;
 mod experiment;
-mod export;
-mod finetune;
 mod import;
-mod integrity;
-mod latency;
-mod lock;
+mod inference;
 mod plot;
 mod progress;
-mod report;
-mod resources;
-mod run;
+mod pytorch;
 mod rundir;
-mod saved;
-mod sensitivity;
-mod sparse;
-mod sparse_bench;
-mod summary;
-mod sweep;
-mod tables;
-mod tradeoff;
+mod sweepdir;
 
 use std::process::ExitCode;
 
@@ -39,6 +23,7 @@ use anyhow::{Result, anyhow};
 use clap::Parser;
 
 use crate::cli::{Cli, Command, parse_backend, parse_backends, parse_optimizer};
+use crate::commands::{bench, compare, eval, export, finetune, report, run, sensitivity, sweep, tradeoff};
 use crate::config::Config;
 
 fn main() -> ExitCode {
@@ -115,9 +100,9 @@ fn execute(command: Command) -> Result<()> {
             let (backend, out, overrides, plain) = run.for_children();
             parse_backend(backend.clone())?;
             match (collect, config, emit) {
-                (Some(dir), _, _) => println!("{}", sweep::collect(&dir)?.display()),
+                (Some(dir), _, _) => println!("{}", sweep::collect::collect(&dir)?.display()),
                 (None, Some(config), Some(emit)) => {
-                    sweep::emit(&config, &overrides, &out, backend.as_deref(), emit.parse()?)?;
+                    sweep::emit::emit(&config, &overrides, &out, backend.as_deref(), emit.parse()?)?;
                 }
                 (None, Some(config), None) => {
                     let dir = sweep::sweep(&config, &overrides, &out, (jobs, plain), backend.as_deref())?;
@@ -127,7 +112,7 @@ fn execute(command: Command) -> Result<()> {
             }
         }
         Command::Report { run_dirs, out } => {
-            let sweeps = run_dirs.iter().filter(|d| sweep::is_sweep_dir(d)).count();
+            let sweeps = run_dirs.iter().filter(|d| sweepdir::is_sweep_dir(d)).count();
             let dir = match sweeps {
                 0 => report::report(&run_dirs, &out)?,
                 n if n == run_dirs.len() => tradeoff::report(&run_dirs, &out)?,
@@ -151,7 +136,7 @@ fn execute(command: Command) -> Result<()> {
             );
         }
         Command::Eval { run_dir, sparse: Some(file), .. } => {
-            let e = sparse::eval_sparse(&run_dir, file.as_ref())?;
+            let e = eval::eval_sparse(&run_dir, file.as_ref())?;
             println!(
                 "{}: sparse engine: test accuracy {:.2}% on {} samples (dense flex {:.2}%; logits differ by at most {:.1e}); model: {}",
                 run_dir.display(),
@@ -195,7 +180,7 @@ fn execute(command: Command) -> Result<()> {
             sparse,
         } => {
             if let Some(run_dir) = sparse {
-                sparse_bench::print(&run_dir, &sparse_bench::bench_sparse(&run_dir, plain)?);
+                bench::sparse::print(&run_dir, &bench::sparse::bench_sparse(&run_dir, plain)?);
                 return Ok(());
             }
             let backends = parse_backends(&backends)?;

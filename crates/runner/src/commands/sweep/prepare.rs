@@ -1,34 +1,13 @@
-//! `coppice sweep`: a grid of runs from list-valued config keys, summarized over seeds.
-//!
-//! A sweep is a directory: the config it was made from (`config.toml`), its plan
-//! (`sweep.json`: the grid and the `--set` values of every point), one self-contained
-//! `coppice run ... --run-dir point-N` line per point (`commands.txt`), the points' run
-//! directories, and what `collect` makes of them (`sweep.csv`, `sweep.svg`). The points run in
-//! child processes here (`--jobs`), or on any engine that runs command lines (`--emit`: GNU
-//! parallel, a Slurm job array); either way the same `collect` summarizes them.
-
-mod collect;
-mod emit;
-mod rounds;
+//! A new sweep: the grid of a config's list-valued keys, and its directory with the config, the
+//! plan and each point's `coppice run` line, which `--jobs` runs, `--emit` hands on and a
+//! scheduler may run again to resume a point.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use serde::{Deserialize, Serialize};
 
-pub use collect::{SweepPoints, collect, finished_points, mean_std, method_label};
-pub use emit::emit;
-
-use crate::child::{ChildRun, Place, spawn_run};
-use crate::progress::Steps;
-use crate::rundir::{create_run_dir, write_atomic};
-
-/// One swept key and its values, as TOML text ready for `--set`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Axis {
-    pub key: String,
-    pub values: Vec<String>,
-}
+use crate::rundir::dir::{create_run_dir, write_atomic};
+use crate::sweepdir::{Axis, COMMANDS_FILE, CONFIG_FILE, PLAN_FILE, Plan, point_dir};
 
 /// Keys whose value is a list even in a single run: they sweep only when given a list of lists.
 const LIST_KEYS: [&str; 3] = ["model.hidden", "model.stages", "devices"];
@@ -83,26 +62,8 @@ pub fn grid(axes: &[Axis]) -> Vec<Vec<String>> {
     })
 }
 
-/// What a sweep runs, as `sweep.json` records it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Plan {
-    /// The directory the points' commands run in: relative paths in the config (`data.dir`)
-    /// are relative to it.
-    pub workdir: PathBuf,
-    pub backend: Option<String>,
-    pub axes: Vec<Axis>,
-    /// Every point's `--set` values: its grid values, then the sweep's own `--set`s.
-    pub points: Vec<Vec<String>>,
-    /// How many of each point's values are the grid's (the rest are the same for every point).
-    pub grid_keys: usize,
-}
-
-const PLAN_FILE: &str = "sweep.json";
-const CONFIG_FILE: &str = "config.toml";
-pub const COMMANDS_FILE: &str = "commands.txt";
-
 /// A new sweep directory under `out`, with the config, the plan and the points' command lines.
-fn prepare(config: &Path, overrides: &[String], out: &Path, backend: Option<&str>) -> Result<(PathBuf, Plan)> {
+pub fn prepare(config: &Path, overrides: &[String], out: &Path, backend: Option<&str>) -> Result<(PathBuf, Plan)> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("{}: cannot read the config", config.display()))?;
     let table: toml::Table =
@@ -129,76 +90,40 @@ fn prepare(config: &Path, overrides: &[String], out: &Path, backend: Option<&str
     write_atomic(&sweep_dir.join(CONFIG_FILE), text.as_bytes())?;
     write_atomic(&sweep_dir.join(PLAN_FILE), serde_json::to_string_pretty(&plan)?.as_bytes())?;
     let exe = std::env::current_exe().context("cannot find the coppice binary")?;
-    let lines: String = (0..plan.points.len()).map(|i| emit::command_line(&exe, &sweep_dir, &plan, i) + "\n").collect();
+    let lines: String = (0..plan.points.len()).map(|i| command_line(&exe, &sweep_dir, &plan, i) + "\n").collect();
     write_atomic(&sweep_dir.join(COMMANDS_FILE), lines.as_bytes())?;
     Ok((sweep_dir, plan))
 }
 
-/// A sweep directory's plan.
-fn read_plan(sweep_dir: &Path) -> Result<Plan> {
-    let path = sweep_dir.join(PLAN_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read; fix: pass a directory that `coppice sweep` made", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a sweep plan", path.display()))
-}
-
-/// Whether `dir` is a sweep directory (rather than a run directory).
-pub fn is_sweep_dir(dir: &Path) -> bool {
-    dir.join(PLAN_FILE).is_file()
-}
-
-fn point_dir(sweep_dir: &Path, index: usize) -> PathBuf {
-    sweep_dir.join(format!("point-{index}"))
-}
-
-/// Runs the grid as child `coppice run` processes, `jobs` at a time, each in its point's
-/// directory; then [`collect`]s them into `sweep.csv` and `sweep.svg`.
-pub fn sweep(
-    config: &Path,
-    overrides: &[String],
-    out: &Path,
-    (jobs, plain): (usize, bool),
-    backend: Option<&str>,
-) -> Result<PathBuf> {
-    let (sweep_dir, plan) = prepare(config, overrides, out, backend)?;
-    println!(
-        "sweep of {} runs over {} -> {}",
-        plan.points.len(),
-        plan.axes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", "),
-        sweep_dir.display()
-    );
-    let exe = std::env::current_exe().context("cannot find the coppice binary")?;
-    let config = sweep_dir.join(CONFIG_FILE);
-    let steps = Steps::start("sweep", plan.points.len(), plain);
-    let indexed: Vec<(usize, &Vec<String>)> = plan.points.iter().enumerate().collect();
-    for chunk in indexed.chunks(jobs.max(1)) {
-        let children: Vec<_> = chunk
-            .iter()
-            .map(|&(index, settings)| {
-                let place = Place::At(point_dir(&sweep_dir, index));
-                (&settings[..plan.grid_keys], spawn_run(&exe, &config, place, settings, backend))
-            })
-            .collect();
-        for (point, child) in children {
-            let line = match child.and_then(ChildRun::finish) {
-                Ok((_, s)) => {
-                    format!("test accuracy {:.2}%", s["test_accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0)
-                }
-                Err(e) => format!("failed: {e}"),
-            };
-            steps.step(&format!("{}: {line}", point.join(" ")));
-        }
+/// The line that runs point `index`: it changes to the sweep's working directory, so that it
+/// runs the same from anywhere, and writes to the point's own directory with `--run-dir`, so
+/// that running it again resumes it.
+pub fn command_line(exe: &Path, sweep_dir: &Path, plan: &Plan, index: usize) -> String {
+    let mut words = vec![
+        exe.display().to_string(),
+        "run".into(),
+        sweep_dir.join(CONFIG_FILE).display().to_string(),
+        "--run-dir".into(),
+        point_dir(sweep_dir, index).display().to_string(),
+        "--plain".into(),
+    ];
+    if let Some(backend) = &plan.backend {
+        words.extend(["--backend".into(), backend.clone()]);
     }
-    let status = collect::summarize(&sweep_dir, &plan)?;
-    if !status.unfinished.is_empty() {
-        return Err(anyhow!(
-            "{} of {} sweep runs failed; see {}",
-            status.unfinished.len(),
-            plan.points.len(),
-            sweep_dir.join("sweep.csv").display()
-        ));
+    for setting in &plan.points[index] {
+        words.extend(["--set".into(), setting.clone()]);
     }
-    Ok(sweep_dir)
+    let command: Vec<String> = words.iter().map(|w| quote(w)).collect();
+    format!("cd {} && {}", quote(&plan.workdir.display().to_string()), command.join(" "))
+}
+
+/// `word` as one shell word: as it is when it is plain, else in single quotes.
+pub fn quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]
@@ -225,5 +150,13 @@ mod tests {
 
     fn axes_values(table: &toml::Table) -> Vec<Vec<String>> {
         axes(table).into_iter().map(|a| a.values).collect()
+    }
+
+    #[test]
+    fn words_with_quotes_or_spaces_stay_one_shell_word() {
+        assert_eq!(quote("prune.target=0.9"), "prune.target=0.9");
+        assert_eq!(quote("prune.criterion=\"l1\""), "'prune.criterion=\"l1\"'");
+        assert_eq!(quote("it's here"), r"'it'\''s here'");
+        assert_eq!(quote(""), "''");
     }
 }

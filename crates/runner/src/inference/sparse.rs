@@ -1,23 +1,18 @@
 //! Weight-pruned networks on coppice's sparse engine (`coppice-sparse`): the conversion from a
-//! burn network, `coppice eval --sparse`, and the size and speed figures of summary.json.
+//! burn network, and the size and speed figures of summary.json.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use burn::module::Module;
 use burn::prelude::Device;
-use coppice_models::{Classifier, InputShape, Network, Op, Source, float_params};
+use coppice_models::{InputShape, Network, Op, Source, float_params};
 use coppice_sparse::{Layer, Model, Node, Normalization, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::data::Data;
-use crate::export::{safetensors_bytes, transpose};
-use crate::rundir::open_saved_run;
-use crate::saved::load_model;
-
-pub const SPARSE_FILE: &str = "model.sparse.safetensors";
+use crate::inference::latency::median_seconds;
+use crate::pytorch::{safetensors_bytes, transpose};
 
 /// summary.json's `sparse`: what the sparse file saves and how much faster the engine runs the
 /// network than burn's flex backend runs it dense, measured in the process that wrote the run.
@@ -156,92 +151,6 @@ pub fn normalization(config: &Config) -> Normalization {
     Normalization { mean: config.data.mean, std: config.data.std }
 }
 
-/// `coppice eval RUN_DIR --sparse [FILE]`: the test set through the sparse engine, next to the
-/// dense evaluation of the same images.
-pub struct SparseEvaluation {
-    pub accuracy: f64,
-    pub dense_accuracy: f64,
-    /// The largest difference between a sparse and a dense logit.
-    pub max_logit_difference: f32,
-    pub samples: usize,
-    /// Where the model came from: the file given, or the run's model converted in memory.
-    pub source: String,
-}
-
-pub fn eval_sparse(run_dir: &Path, file: Option<&PathBuf>) -> Result<SparseEvaluation> {
-    let _reading = open_saved_run(run_dir)?;
-    let config = Config::load(&run_dir.join("config.toml"), &[])?;
-    let device = Device::flex();
-    let net = load_model(run_dir, &device)?;
-    let own = round_trip(&sparse_model(&net, Some(normalization(&config)))?)?;
-    let (model, source) = match file {
-        None => (own, format!("{} converted in memory", run_dir.join("model.bpk").display())),
-        Some(file) => {
-            let model = Model::load(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            check_same_architecture(&model, &own, file, run_dir)?;
-            (model, file.display().to_string())
-        }
-    };
-    let data = Data::load(&config)?;
-    let (mut right, mut dense_right, mut samples, mut max_difference) = (0usize, 0usize, 0usize, 0.0f32);
-    for batch in data.test_batches(config.train.eval_batch_size, &device) {
-        let targets = batch.targets.into_data().try_into_vec_as::<i64>().map_err(|e| anyhow!("{e:?}"))?;
-        let count = targets.len();
-        let images = batch.images.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?;
-        let dense = net.forward(burn::prelude::Tensor::from_data(
-            burn::tensor::TensorData::new(images.clone(), [count, model.input[0], model.input[1], model.input[2]]),
-            &device,
-        ));
-        let dense = dense.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?;
-        let sparse = model.forward(&images, count)?;
-        let classes = model.classes();
-        for ((target, s), d) in targets.iter().zip(sparse.chunks(classes)).zip(dense.chunks(classes)) {
-            right += usize::from(argmax(s) as i64 == *target);
-            dense_right += usize::from(argmax(d) as i64 == *target);
-        }
-        max_difference = sparse.iter().zip(&dense).map(|(s, d)| (s - d).abs()).fold(max_difference, f32::max);
-        samples += count;
-    }
-    let fraction = |n: usize| n as f64 / samples.max(1) as f64;
-    Ok(SparseEvaluation {
-        accuracy: fraction(right),
-        dense_accuracy: fraction(dense_right),
-        max_logit_difference: max_difference,
-        samples,
-        source,
-    })
-}
-
-/// Through the file's bytes and back, so that what is evaluated is what the file holds.
-fn round_trip(model: &Model) -> Result<Model> {
-    Ok(Model::from_bytes(&model.to_bytes())?)
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
-}
-
-/// A file of another network would give numbers that mean nothing for this run.
-fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Path) -> Result<()> {
-    let describe = |m: &Model| -> Result<String> {
-        let shapes = m.shapes()?;
-        let names: Vec<String> = m.layers().map(Layer::name).collect();
-        Ok(names.iter().zip(&shapes[1..]).map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", "))
-    };
-    let (theirs, ours) = (describe(model)?, describe(own)?);
-    if model.input != own.input || theirs != ours {
-        return Err(anyhow!(
-            "{}: holds another network ({:?} in: {theirs}) than {} ({:?} in: {ours}); fix: export this run with `coppice export {} --format sparse` and pass that file",
-            file.display(),
-            model.input,
-            run_dir.display(),
-            own.input,
-            run_dir.display()
-        ));
-    }
-    Ok(())
-}
-
 /// The file sizes of both exports and the engine's speedup over dense flex at batch 1 and 1000;
 /// `None` for a network the engine does not run.
 pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> {
@@ -250,7 +159,7 @@ pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> 
     let model = sparse_model(&net, Some(normalization(config)))?;
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
     let speedup = |batch: usize| -> Result<f64> {
-        let times = crate::sparse_bench::median_seconds(&net, &[&model], batch, 11.max(1001 / batch.max(1)))?;
+        let times = median_seconds(&net, &[&model], batch, 11.max(1001 / batch.max(1)))?;
         Ok(times[0] / times[1])
     };
     Ok(Some(SparseFigures {
@@ -259,12 +168,4 @@ pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> 
         speedup_batch1: speedup(1)?,
         speedup_batch1000: speedup(1000)?,
     }))
-}
-
-pub fn write_export(net: &Network, config: &Config, out: &Path) -> Result<PathBuf> {
-    let path = out.join(SPARSE_FILE);
-    let model = sparse_model(net, Some(normalization(config)))?;
-    crate::rundir::write_atomic(&path, &model.to_bytes())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(path)
 }

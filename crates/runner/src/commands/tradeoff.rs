@@ -17,12 +17,12 @@ use coppice_models::{Architecture, Network};
 use coppice_sparse::Model;
 
 use crate::config::Config;
-use crate::latency::{Timer, engine_timer, medians_in_turns, network_timer, random_images, repeats};
+use crate::inference::latency::{Timer, engine_timer, medians_in_turns, network_timer, random_images, repeats};
+use crate::inference::sparse::{normalization, sparse_model};
 use crate::plot::{SpreadSeries, XAxis, YAxis, spread_chart};
-use crate::rundir::{create_run_dir, open_saved_run, write_atomic};
-use crate::saved::load_model;
-use crate::sparse::{normalization, sparse_model};
-use crate::sweep::{SweepPoints, finished_points, mean_std, method_label};
+use crate::rundir::dir::{create_run_dir, open_saved_run, write_atomic};
+use crate::rundir::saved::load_model;
+use crate::sweepdir::{SweepPoints, finished_points, mean_std, method_label};
 
 /// The batch sizes whose inference time is measured: one image (latency) and a full batch.
 const BATCHES: [usize; 2] = [1, 1000];

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 
-use super::{COMMANDS_FILE, CONFIG_FILE, Plan, point_dir, prepare};
-use crate::rundir::write_atomic;
+use super::prepare::{prepare, quote};
+use crate::rundir::dir::write_atomic;
+use crate::sweepdir::{COMMANDS_FILE, Plan};
 
 /// What `--emit` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,37 +28,6 @@ impl std::str::FromStr for Emit {
             other => Err(anyhow!("--emit {other:?}: unknown; fix: use commands or slurm")),
         }
     }
-}
-
-/// The line that runs point `index`: it changes to the sweep's working directory, so that it
-/// runs the same from anywhere, and writes to the point's own directory with `--run-dir`, so
-/// that running it again resumes it.
-pub fn command_line(exe: &Path, sweep_dir: &Path, plan: &Plan, index: usize) -> String {
-    let mut words = vec![
-        exe.display().to_string(),
-        "run".into(),
-        sweep_dir.join(CONFIG_FILE).display().to_string(),
-        "--run-dir".into(),
-        point_dir(sweep_dir, index).display().to_string(),
-        "--plain".into(),
-    ];
-    if let Some(backend) = &plan.backend {
-        words.extend(["--backend".into(), backend.clone()]);
-    }
-    for setting in &plan.points[index] {
-        words.extend(["--set".into(), setting.clone()]);
-    }
-    let command: Vec<String> = words.iter().map(|w| quote(w)).collect();
-    format!("cd {} && {}", quote(&plan.workdir.display().to_string()), command.join(" "))
-}
-
-/// `word` as one shell word: as it is when it is plain, else in single quotes.
-fn quote(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// Makes the sweep directory and prints what `emit` asks for on stdout (the sweep directory
@@ -100,17 +70,4 @@ fn slurm_script(sweep_dir: &Path, plan: &Plan) -> String {
         last = plan.points.len().saturating_sub(1),
         log = sweep_dir.join("slurm-%a.out").display(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_with_quotes_or_spaces_stay_one_shell_word() {
-        assert_eq!(quote("prune.target=0.9"), "prune.target=0.9");
-        assert_eq!(quote("prune.criterion=\"l1\""), "'prune.criterion=\"l1\"'");
-        assert_eq!(quote("it's here"), r"'it'\''s here'");
-        assert_eq!(quote(""), "''");
-    }
 }

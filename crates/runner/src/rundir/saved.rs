@@ -6,9 +6,9 @@ use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
 use coppice_models::{Architecture, Network};
 
+use super::dir::write_atomic;
+use super::integrity;
 use crate::data::Data;
-use crate::integrity;
-use crate::rundir::write_atomic;
 
 /// Weights (`model.bpk`) and the sizes that rebuild the network (`architecture.json`), so a
 /// pruned run loads without its original config.

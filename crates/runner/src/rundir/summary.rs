@@ -11,10 +11,12 @@ use coppice_prune::RoundRecord;
 use coppice_train::Evaluation;
 use serde::Serialize;
 
+use super::dir::write_atomic;
+use super::tables::MetricsLog;
 use crate::config::Config;
 use crate::data::Data;
-use crate::rundir::write_atomic;
-use crate::tables::MetricsLog;
+use crate::inference::latency::DenseComparison;
+use crate::inference::sparse::SparseFigures;
 
 /// `summary.json`: a contract for scripts. The top-level keys named in the README stay.
 #[derive(Serialize)]
@@ -57,7 +59,7 @@ pub struct Summary {
     pub dense: Option<DenseComparison>,
     /// With weight pruning: the sparse engine's file size and speedup over dense flex.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sparse: Option<crate::sparse::SparseFigures>,
+    pub sparse: Option<SparseFigures>,
     /// For `coppice finetune`: the run directory it continued from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -164,34 +166,6 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-#[derive(Serialize)]
-pub struct DenseComparison {
-    /// Units (neurons or filters) per layer, dense and pruned.
-    pub units: Vec<LayerUnits>,
-    pub params: usize,
-    pub flops: usize,
-    /// Dense FLOPs / pruned FLOPs.
-    pub theoretical_speedup: f64,
-    pub latency: Vec<Latency>,
-}
-
-#[derive(Serialize)]
-pub struct LayerUnits {
-    pub layer: String,
-    pub dense: usize,
-    pub pruned: usize,
-}
-
-#[derive(Serialize)]
-pub struct Latency {
-    pub batch: usize,
-    pub dense_ms: f64,
-    pub pruned_ms: f64,
-    /// Dense time / pruned time, measured in one process.
-    pub speedup: f64,
-    pub pruned_samples_per_second: f64,
 }
 
 /// `report.md`: what a person reads first.

@@ -9,9 +9,9 @@ use coppice_prune::{LayerAttempt, RoundRecord};
 use coppice_train::{Callback, EpochRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::integrity;
-use crate::saved::save_model;
-use crate::tables::MetricsLog;
+use super::integrity;
+use super::saved::save_model;
+use super::tables::MetricsLog;
 
 /// `checkpoints/dense-epochs.json`: the dense training's epochs, rewritten after each one (burn-train
 /// has checkpointed that epoch by then), so that `--resume` goes on after the last.

@@ -1,4 +1,7 @@
-//! `coppice bench`: training and inference throughput, the project's speed baseline.
+//! `coppice bench`: training and inference throughput, the project's speed baseline; `bench
+//! --sparse` is in `sparse.rs`.
+
+pub(crate) mod sparse;
 
 use std::time::Instant;
 

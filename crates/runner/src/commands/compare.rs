@@ -12,10 +12,10 @@ use crate::backend::BackendName;
 use crate::child::{Place, spawn_run};
 use crate::config::Config;
 use crate::data::Data;
-use crate::latency::inference_seconds;
+use crate::inference::latency::inference_seconds;
 use crate::progress::Steps;
-use crate::rundir::{create_run_dir, write_atomic};
-use crate::saved::{load_model, save_model};
+use crate::rundir::dir::{create_run_dir, write_atomic};
+use crate::rundir::saved::{load_model, save_model};
 
 pub struct CompareRow {
     pub backend: BackendName,

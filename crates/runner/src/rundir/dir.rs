@@ -1,11 +1,12 @@
-//! Run directories: where they go and how files in them are written.
+//! Run directories: where they go, how a command claims or opens one, and how files in them
+//! are written.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::lock::{Access, LOCK_FILE, RunLock, lock};
+use super::lock::{Access, LOCK_FILE, RunLock, lock};
 
 /// Creates `<out>/<name>-<UTC timestamp>`, adding `-2`, `-3`, ... if a run started in the
 /// same second already took the name.
@@ -66,6 +67,10 @@ pub fn open_saved_run(dir: &Path) -> Result<RunLock> {
     }
     Ok(lock)
 }
+
+/// The error of the last attempt at a `--run-dir` run that failed: `run` writes it, `sweep
+/// --collect` reports it.
+pub const FAILURE_FILE: &str = "failed.txt";
 
 /// Passes `result` on; when it is an error and the run directory holds nothing but its config
 /// (the run failed before it trained anything), removes the directory, so that failures leave

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use coppice_data::Table;
 
 use crate::plot::{Series, XAxis, accuracy_chart, bar_chart};
-use crate::rundir::{create_run_dir, write_atomic};
+use crate::rundir::dir::{create_run_dir, write_atomic};
 
 /// What a report reads from one run directory.
 struct RunData {

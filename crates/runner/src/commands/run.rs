@@ -13,17 +13,18 @@ use coppice_prune::{
 };
 use coppice_train::{EpochRecord, Progress, evaluate, resumable_epochs};
 
-use crate::checkpoint::{Checkpoint, EpochJournal};
 use crate::config::Config;
 use crate::data::evaluate_test;
 use crate::experiment::{Experiment, RunOptions};
-use crate::latency::compare_with_dense;
-use crate::lock::{Access, lock};
+use crate::inference::latency::compare_with_dense;
+use crate::inference::sparse;
 use crate::progress::Steps;
-use crate::rundir::{discard_if_unused, write_atomic};
-use crate::saved::{load_model, save_model};
-use crate::summary::{Summary, report_md};
-use crate::tables::{MetricsLog, attempts_csv, round_line, rounds_csv};
+use crate::rundir::checkpoint::{Checkpoint, EpochJournal};
+use crate::rundir::dir::{FAILURE_FILE, discard_if_unused, write_atomic};
+use crate::rundir::lock::{Access, lock};
+use crate::rundir::saved::{load_model, save_model};
+use crate::rundir::summary::{Summary, report_md};
+use crate::rundir::tables::{MetricsLog, attempts_csv, round_line, rounds_csv};
 
 /// Runs a config end to end and returns the run directory.
 pub fn run(config_path: &Path, overrides: &[String], options: &RunOptions) -> Result<PathBuf> {
@@ -76,9 +77,6 @@ fn continue_in(config_path: &Path, overrides: &[String], options: &RunOptions, d
 fn has_trained(dir: &Path) -> bool {
     dir.join("train").is_dir() || Checkpoint::dir(dir).is_dir()
 }
-
-/// The error of the last attempt at a `--run-dir` run that failed.
-pub const FAILURE_FILE: &str = "failed.txt";
 
 /// `coppice run --resume RUN_DIR`: goes on after the last round (or layer-wise layer) the
 /// interrupted run completed, or, in dense training, after its last completed epoch. What the
@@ -187,7 +185,7 @@ pub fn run_experiment(
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
         sparse: match &prune {
             // The run's own results are saved already; a failed measurement must not fail it.
-            Some(p) if p.strategy == StrategyKind::Weight => crate::sparse::figures(&net, config).unwrap_or_else(|e| {
+            Some(p) if p.strategy == StrategyKind::Weight => sparse::figures(&net, config).unwrap_or_else(|e| {
                 eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
                 None
             }),

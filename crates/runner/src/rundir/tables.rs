@@ -8,7 +8,7 @@ use coppice_data::Table;
 use coppice_prune::{LayerAttempt, RoundRecord, SensitivityPoint};
 use coppice_train::EpochRecord;
 
-use crate::rundir::write_atomic;
+use super::dir::write_atomic;
 
 /// Metrics of every epoch of a run, by round (0 = dense training), rewritten after each epoch
 /// batch so an interrupted run keeps what it measured.

@@ -1,14 +1,45 @@
-//! Measured inference time: a pruned network against its dense one.
+//! Measured inference time: a pruned network against its dense one (summary.json's `dense`),
+//! and the timing in turns that the sparse engine's figures, `bench --sparse`, `compare` and
+//! the report over sweeps share.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use burn::module::Module;
 use burn::prelude::{Device, Tensor};
 use coppice_models::{Classifier, InputShape, Network, Prunable};
 use coppice_sparse::Model;
+use serde::Serialize;
 
-use crate::summary::{DenseComparison, Latency, LayerUnits};
+/// summary.json's `dense`, with neuron pruning: the network before pruning against the pruned
+/// one.
+#[derive(Serialize)]
+pub struct DenseComparison {
+    /// Units (neurons or filters) per layer, dense and pruned.
+    pub units: Vec<LayerUnits>,
+    pub params: usize,
+    pub flops: usize,
+    /// Dense FLOPs / pruned FLOPs.
+    pub theoretical_speedup: f64,
+    pub latency: Vec<Latency>,
+}
+
+#[derive(Serialize)]
+pub struct LayerUnits {
+    pub layer: String,
+    pub dense: usize,
+    pub pruned: usize,
+}
+
+#[derive(Serialize)]
+pub struct Latency {
+    pub batch: usize,
+    pub dense_ms: f64,
+    pub pruned_ms: f64,
+    /// Dense time / pruned time, measured in one process.
+    pub speedup: f64,
+    pub pruned_samples_per_second: f64,
+}
 
 pub fn compare_with_dense(
     dense: &Network,
@@ -93,6 +124,18 @@ pub fn engine_timer<'a>(model: &'a Model, images: Vec<f32>, batch: usize) -> Tim
         model.forward(&images, batch)?;
         Ok(start.elapsed().as_secs_f64())
     })
+}
+
+/// Median seconds of one forward pass over the same `batch` random images: first `net` on its
+/// backend, then each engine model, in turns.
+pub fn median_seconds(net: &Network, models: &[&Model], batch: usize, repeats: usize) -> Result<Vec<f64>> {
+    let device = net.devices().into_iter().next().unwrap_or_default();
+    let [channels, height, width] = models.first().ok_or_else(|| anyhow!("no engine model to time"))?.input;
+    let images = random_images(InputShape { channels, height, width }, batch, &device);
+    let values = images.to_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let mut timers = vec![network_timer(net, images)];
+    timers.extend(models.iter().map(|model| engine_timer(model, values.clone(), batch)));
+    medians_in_turns(&mut timers, repeats)
 }
 
 /// The median of `repeats` passes of each timer, after three warm-up passes each. They take

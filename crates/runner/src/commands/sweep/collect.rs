@@ -6,43 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use coppice_data::Table;
 
-use super::{Axis, COMMANDS_FILE, Plan, point_dir, read_plan};
-use crate::lock::{Access, lock};
+use super::rounds;
 use crate::plot::{SpreadSeries, XAxis, YAxis, spread_chart};
-use crate::run::FAILURE_FILE;
-use crate::rundir::write_atomic;
-
-/// Where one point stands.
-enum PointState {
-    Finished(serde_json::Value),
-    /// No directory: never started.
-    Missing,
-    /// Another process holds its directory.
-    Running,
-    /// Its last attempt failed, with this error.
-    Failed(String),
-    /// Started and stopped (killed, interrupted) without an error on record.
-    Stopped,
-}
-
-fn point_state(dir: &Path) -> PointState {
-    if !dir.is_dir() {
-        return PointState::Missing;
-    }
-    if let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) {
-        return match serde_json::from_str(&text) {
-            Ok(summary) => PointState::Finished(summary),
-            Err(e) => PointState::Failed(format!("summary.json unreadable: {e}")),
-        };
-    }
-    if lock(dir, Access::Read).is_err() {
-        return PointState::Running;
-    }
-    match std::fs::read_to_string(dir.join(FAILURE_FILE)) {
-        Ok(error) => PointState::Failed(error.lines().next().unwrap_or("failed").to_string()),
-        Err(_) => PointState::Stopped,
-    }
-}
+use crate::rundir::dir::write_atomic;
+use crate::sweepdir::{
+    Axis, COMMANDS_FILE, Plan, PointState, cell, groups, mean_std, method_label, point_dir, point_state, read_plan,
+    seedless,
+};
 
 /// The points that have not finished, by index.
 pub struct Status {
@@ -81,7 +51,7 @@ pub fn summarize(sweep_dir: &Path, plan: &Plan) -> Result<Status> {
         .filter(|i| !unfinished.contains(i))
         .map(|i| (i, plan.points[i][..plan.grid_keys].to_vec()))
         .collect();
-    super::rounds::write(sweep_dir, &plan.axes, &finished)?;
+    rounds::write(sweep_dir, &plan.axes, &finished)?;
     Ok(Status { unfinished })
 }
 
@@ -104,43 +74,6 @@ pub fn collect(sweep_dir: &Path) -> Result<PathBuf> {
         ));
     }
     Ok(sweep_dir.to_path_buf())
-}
-
-/// A sweep's finished runs, grouped by their grid point but for the seed.
-pub struct SweepPoints {
-    /// The sweep config's name.
-    pub name: String,
-    /// Each group's grid values (without the seed) and its finished runs' directories.
-    pub groups: Vec<(Vec<String>, Vec<PathBuf>)>,
-    pub unfinished: usize,
-    pub total: usize,
-}
-
-pub fn finished_points(sweep_dir: &Path) -> Result<SweepPoints> {
-    let plan = read_plan(sweep_dir)?;
-    let config = sweep_dir.join(super::CONFIG_FILE);
-    let table: toml::Table = std::fs::read_to_string(&config)
-        .ok()
-        .and_then(|text| toml::from_str(&text).ok())
-        .ok_or_else(|| anyhow!("{}: cannot read the sweep's config", config.display()))?;
-    let name = table.get("name").and_then(|v| v.as_str()).unwrap_or("sweep").to_string();
-    let points: Vec<(Vec<String>, PathBuf)> = plan
-        .points
-        .iter()
-        .enumerate()
-        .map(|(index, settings)| (settings[..plan.grid_keys].to_vec(), point_dir(sweep_dir, index)))
-        .collect();
-    let finished: Vec<&(Vec<String>, PathBuf)> =
-        points.iter().filter(|(_, dir)| matches!(point_state(dir), PointState::Finished(_))).collect();
-    let groups = groups(&points)
-        .into_iter()
-        .map(|group| {
-            let runs = finished.iter().filter(|(p, _)| seedless(p) == group).map(|(_, dir)| dir.clone()).collect();
-            (group, runs)
-        })
-        .filter(|(_, runs): &(Vec<String>, Vec<PathBuf>)| !runs.is_empty())
-        .collect();
-    Ok(SweepPoints { name, groups, unfinished: points.len() - finished.len(), total: points.len() })
 }
 
 const METRICS: [&str; 6] =
@@ -166,15 +99,6 @@ fn sweep_csv(axes: &[Axis], results: &[(Vec<String>, Result<serde_json::Value>)]
         table.push(row);
     }
     table.to_csv()
-}
-
-/// A swept value as a CSV cell: a TOML string's text without its quotes, anything else as
-/// written in the config.
-pub(super) fn cell(toml_value: &str) -> String {
-    match toml::from_str::<toml::Table>(&format!("v = {toml_value}")).ok().and_then(|t| t.get("v").cloned()) {
-        Some(toml::Value::String(text)) => text,
-        _ => toml_value.to_string(),
-    }
 }
 
 /// Test accuracy against sparsity, one line per method (the grid's keys other than the seed and
@@ -205,49 +129,10 @@ fn sweep_svg(results: &[(Vec<String>, Result<serde_json::Value>)]) -> String {
     )
 }
 
-/// A line's name in a chart: the grid's values of a group of runs, but for `skip` keys.
-pub fn method_label(group: &[String], skip: &[&str]) -> String {
-    let keys: Vec<String> = group
-        .iter()
-        .filter_map(|s| s.split_once('='))
-        .filter(|(key, _)| !skip.contains(key))
-        .map(|(key, value)| format!("{} {}", key.rsplit('.').next().unwrap_or(key), cell(value)))
-        .collect();
-    if keys.is_empty() { "all runs".to_string() } else { keys.join(", ") }
-}
-
-/// A grid point without its seed: the runs that a mean is taken over share it.
-pub(super) fn seedless(point: &[String]) -> Vec<String> {
-    point.iter().filter(|s| !s.starts_with("seed=")).cloned().collect()
-}
-
-/// The distinct seedless points, in grid order.
-pub(super) fn groups<T>(results: &[(Vec<String>, T)]) -> Vec<Vec<String>> {
-    let mut groups: Vec<Vec<String>> = Vec::new();
-    for (point, _) in results {
-        let key = seedless(point);
-        if !groups.contains(&key) {
-            groups.push(key);
-        }
-    }
-    groups
-}
-
-/// Mean and sample standard deviation; NaN where there is nothing to average.
-pub fn mean_std(xs: &[f64]) -> (f64, f64) {
-    if xs.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::{axes, grid};
+    use crate::commands::sweep::prepare::{axes, grid};
 
     #[test]
     fn swept_strings_are_one_csv_cell_without_their_toml_quotes() {
@@ -259,11 +144,5 @@ mod tests {
         let names: Vec<&str> = table.rows.iter().map(|row| row[0].as_str()).collect();
         assert_eq!(names, ["a", "b,c"]);
         assert_eq!(table.number(&table.rows[0], "test_accuracy_mean"), Some(0.5));
-    }
-
-    #[test]
-    fn mean_and_sample_std() {
-        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
-        assert_eq!(mean_std(&[5.0]), (5.0, 0.0));
     }
 }

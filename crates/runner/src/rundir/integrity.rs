@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use coppice_data::checksums::{read_sums, render_sums, sha256_hex, verify};
 
-use crate::rundir::write_atomic;
+use super::dir::write_atomic;
 
 pub const SUMS: &str = "SHA256SUMS";
 

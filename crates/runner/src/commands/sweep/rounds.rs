@@ -7,10 +7,9 @@ use std::path::Path;
 use anyhow::Result;
 use coppice_data::Table;
 
-use super::collect::{cell, groups, mean_std, method_label, seedless};
-use super::{Axis, point_dir};
 use crate::plot::{SpreadSeries, XAxis, YAxis, spread_chart};
-use crate::rundir::write_atomic;
+use crate::rundir::dir::write_atomic;
+use crate::sweepdir::{Axis, cell, groups, mean_std, method_label, point_dir, seedless};
 
 /// One round of one run.
 struct Round {

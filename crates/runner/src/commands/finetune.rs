@@ -12,10 +12,10 @@ use coppice_train::{Callbacks, fit};
 use crate::config::Config;
 use crate::data::evaluate_test;
 use crate::experiment::{Experiment, RunOptions};
-use crate::rundir::{discard_if_unused, open_saved_run};
-use crate::saved::save_model;
-use crate::summary::Summary;
-use crate::tables::MetricsLog;
+use crate::rundir::dir::{discard_if_unused, open_saved_run};
+use crate::rundir::saved::save_model;
+use crate::rundir::summary::Summary;
+use crate::rundir::tables::MetricsLog;
 
 /// `coppice finetune RUN_DIR`: trains a saved model further with its run's config (and
 /// overrides), keeping its smaller architecture and its zeros: every prunable weight that is

@@ -5,19 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, anyhow};
-use burn::module::Module;
+use anyhow::Result;
 use burn::prelude::Device;
-use coppice_models::{InputShape, Network};
 use coppice_sparse::{Encoding, Model};
 
 use crate::config::Config;
-use crate::export::safetensors_bytes;
-use crate::latency::{engine_timer, median, medians_in_turns, network_timer, random_images};
+use crate::inference::latency::{median, median_seconds};
+use crate::inference::sparse::{normalization, sparse_model};
 use crate::progress::Steps;
-use crate::rundir::open_saved_run;
-use crate::saved::load_model;
-use crate::sparse::{normalization, sparse_model};
+use crate::pytorch::safetensors_bytes;
+use crate::rundir::dir::open_saved_run;
+use crate::rundir::saved::load_model;
 
 pub const BATCHES: [usize; 3] = [1, 64, 1000];
 
@@ -106,18 +104,6 @@ fn repeats(batch: usize) -> usize {
     }
 }
 
-/// Median seconds of one forward pass over the same `batch` random images: first `net` on its
-/// backend, then each engine model, in turns.
-pub fn median_seconds(net: &Network, models: &[&Model], batch: usize, repeats: usize) -> Result<Vec<f64>> {
-    let device = net.devices().into_iter().next().unwrap_or_default();
-    let [channels, height, width] = models.first().ok_or_else(|| anyhow!("no engine model to time"))?.input;
-    let images = random_images(InputShape { channels, height, width }, batch, &device);
-    let values = images.to_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?;
-    let mut timers = vec![network_timer(net, images)];
-    timers.extend(models.iter().map(|model| engine_timer(model, values.clone(), batch)));
-    medians_in_turns(&mut timers, repeats)
-}
-
 /// Median milliseconds per layer, one thread.
 fn layer_milliseconds(model: &Model, batch: usize, repeats: usize) -> Result<Vec<f64>> {
     let images: Vec<f32> = (0..batch * model.pixels()).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
@@ -144,7 +130,7 @@ fn torch_milliseconds(dense_file: &[u8], architecture: &str) -> Result<Option<Ve
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("model.safetensors"), dense_file)?;
     std::fs::write(dir.join("architecture.json"), architecture)?;
-    std::fs::write(dir.join("torch-infer.py"), include_str!("../../../scripts/torch-infer.py"))?;
+    std::fs::write(dir.join("torch-infer.py"), include_str!("../../../../../scripts/torch-infer.py"))?;
     let batches: Vec<String> = BATCHES.iter().map(usize::to_string).collect();
     let output = Command::new(python).arg(dir.join("torch-infer.py")).arg(&dir).arg(batches.join(",")).output();
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,13 +8,13 @@ use coppice_models::{Network, Prunable};
 use coppice_prune::{PruneError, SensitivityPoint, sensitivity, tolerated_sparsity};
 use coppice_train::{Progress, evaluate};
 
-use crate::checkpoint::Checkpoint;
 use crate::experiment::{Experiment, RunOptions};
 use crate::plot::{Series, XAxis, accuracy_chart};
 use crate::progress::Steps;
-use crate::rundir::{discard_if_unused, write_atomic};
-use crate::saved::save_model;
-use crate::tables::{MetricsLog, sensitivity_csv};
+use crate::rundir::checkpoint::Checkpoint;
+use crate::rundir::dir::{discard_if_unused, write_atomic};
+use crate::rundir::saved::save_model;
+use crate::rundir::tables::{MetricsLog, sensitivity_csv};
 
 /// `coppice sensitivity CONFIG`: train dense (or load `prune.from`), then prune each layer
 /// alone at every level and evaluate on the validation split without retraining. Writes

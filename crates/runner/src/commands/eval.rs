@@ -1,0 +1,138 @@
+//! `coppice eval RUN_DIR`: a saved model on its run's test set; `coppice eval CONFIG`: the
+//! network a config starts from (`model.weights`, `model.init`) on the config's test set;
+//! `coppice eval RUN_DIR --sparse [FILE]`: the run's model through the sparse engine.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use burn::prelude::Device;
+use coppice_models::Classifier;
+use coppice_sparse::{Layer, Model};
+use coppice_train::Evaluation;
+
+use crate::backend::BackendName;
+use crate::config::Config;
+use crate::data::{Data, evaluate_test};
+use crate::experiment::configured_network;
+use crate::inference::sparse::{normalization, sparse_model};
+use crate::rundir::dir::open_saved_run;
+use crate::rundir::saved::load_model;
+
+/// The model of a run directory, or the weights a config file names, on the test set.
+pub fn eval(path: &Path, backend: Option<BackendName>) -> Result<Evaluation> {
+    if path.is_file() {
+        return eval_config(path, backend);
+    }
+    let _reading = open_saved_run(path)?;
+    let mut config = Config::load(&path.join("config.toml"), &[])?;
+    if let Some(backend) = backend {
+        config.backend = backend;
+    }
+    let device = config.backend.device()?;
+    let net = load_model(path, &device)?;
+    let data = Data::load(&config)?;
+    evaluate_test(&net, &data, &config, &device)
+}
+
+fn eval_config(config_path: &Path, backend: Option<BackendName>) -> Result<Evaluation> {
+    let mut config = Config::load(config_path, &[])?;
+    if config.model.weights.is_none() && config.model.init.is_none() {
+        return Err(anyhow!(
+            "{}: model: no weights to evaluate; fix: set model.weights (a .safetensors, .pt or .pth file), or pass a run directory",
+            config_path.display()
+        ));
+    }
+    if let Some(backend) = backend {
+        config.backend = backend;
+    }
+    let device = config.backend.device()?;
+    let data = Data::load(&config)?;
+    let net = configured_network(&config, config_path, &data, &device)?;
+    evaluate_test(&net, &data, &config, &device)
+}
+
+/// `coppice eval RUN_DIR --sparse [FILE]`: the test set through the sparse engine, next to the
+/// dense evaluation of the same images.
+pub struct SparseEvaluation {
+    pub accuracy: f64,
+    pub dense_accuracy: f64,
+    /// The largest difference between a sparse and a dense logit.
+    pub max_logit_difference: f32,
+    pub samples: usize,
+    /// Where the model came from: the file given, or the run's model converted in memory.
+    pub source: String,
+}
+
+pub fn eval_sparse(run_dir: &Path, file: Option<&PathBuf>) -> Result<SparseEvaluation> {
+    let _reading = open_saved_run(run_dir)?;
+    let config = Config::load(&run_dir.join("config.toml"), &[])?;
+    let device = Device::flex();
+    let net = load_model(run_dir, &device)?;
+    let own = round_trip(&sparse_model(&net, Some(normalization(&config)))?)?;
+    let (model, source) = match file {
+        None => (own, format!("{} converted in memory", run_dir.join("model.bpk").display())),
+        Some(file) => {
+            let model = Model::load(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            check_same_architecture(&model, &own, file, run_dir)?;
+            (model, file.display().to_string())
+        }
+    };
+    let data = Data::load(&config)?;
+    let (mut right, mut dense_right, mut samples, mut max_difference) = (0usize, 0usize, 0usize, 0.0f32);
+    for batch in data.test_batches(config.train.eval_batch_size, &device) {
+        let targets = batch.targets.into_data().try_into_vec_as::<i64>().map_err(|e| anyhow!("{e:?}"))?;
+        let count = targets.len();
+        let images = batch.images.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+        let dense = net.forward(burn::prelude::Tensor::from_data(
+            burn::tensor::TensorData::new(images.clone(), [count, model.input[0], model.input[1], model.input[2]]),
+            &device,
+        ));
+        let dense = dense.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+        let sparse = model.forward(&images, count)?;
+        let classes = model.classes();
+        for ((target, s), d) in targets.iter().zip(sparse.chunks(classes)).zip(dense.chunks(classes)) {
+            right += usize::from(argmax(s) as i64 == *target);
+            dense_right += usize::from(argmax(d) as i64 == *target);
+        }
+        max_difference = sparse.iter().zip(&dense).map(|(s, d)| (s - d).abs()).fold(max_difference, f32::max);
+        samples += count;
+    }
+    let fraction = |n: usize| n as f64 / samples.max(1) as f64;
+    Ok(SparseEvaluation {
+        accuracy: fraction(right),
+        dense_accuracy: fraction(dense_right),
+        max_logit_difference: max_difference,
+        samples,
+        source,
+    })
+}
+
+/// Through the file's bytes and back, so that what is evaluated is what the file holds.
+fn round_trip(model: &Model) -> Result<Model> {
+    Ok(Model::from_bytes(&model.to_bytes())?)
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
+}
+
+/// A file of another network would give numbers that mean nothing for this run.
+fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Path) -> Result<()> {
+    let describe = |m: &Model| -> Result<String> {
+        let shapes = m.shapes()?;
+        let names: Vec<String> = m.layers().map(Layer::name).collect();
+        Ok(names.iter().zip(&shapes[1..]).map(|(n, s)| format!("{n} {s:?}")).collect::<Vec<_>>().join(", "))
+    };
+    let (theirs, ours) = (describe(model)?, describe(own)?);
+    if model.input != own.input || theirs != ours {
+        return Err(anyhow!(
+            "{}: holds another network ({:?} in: {theirs}) than {} ({:?} in: {ours}); fix: export this run with `coppice export {} --format sparse` and pass that file",
+            file.display(),
+            model.input,
+            run_dir.display(),
+            own.input,
+            run_dir.display()
+        ));
+    }
+    Ok(())
+}

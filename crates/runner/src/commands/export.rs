@@ -1,0 +1,83 @@
+//! `coppice export`: a saved run's weights for other tools.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use coppice_models::Network;
+use safetensors::SafeTensors;
+
+use crate::config::Config;
+use crate::inference::sparse::{normalization, sparse_model};
+use crate::pytorch::safetensors_bytes;
+use crate::rundir::dir::{open_saved_run, write_atomic};
+use crate::rundir::integrity;
+use crate::rundir::saved::load_model;
+
+pub const SPARSE_FILE: &str = "model.sparse.safetensors";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Bpk,
+    Safetensors,
+    /// The sparse engine's file (`coppice-sparse`).
+    Sparse,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "bpk" => Ok(ExportFormat::Bpk),
+            "safetensors" => Ok(ExportFormat::Safetensors),
+            "sparse" => Ok(ExportFormat::Sparse),
+            other => Err(format!("unknown format {other:?}; fix: use safetensors, sparse or bpk")),
+        }
+    }
+}
+
+/// Writes the run's weights (pruned zeros included) and `architecture.json` into `out`
+/// (default `RUN_DIR/export`) and returns the weights file.
+pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Result<PathBuf> {
+    let _reading = open_saved_run(run_dir)?;
+    let net = load_model(run_dir, &burn::prelude::Device::flex())?;
+    let out = out.unwrap_or_else(|| run_dir.join("export"));
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("{}: cannot create; fix: pass a writable --out", out.display()))?;
+    let architecture = serde_json::to_string_pretty(&net.architecture())?;
+    write_atomic(&out.join("architecture.json"), architecture.as_bytes())?;
+    let path = match format {
+        ExportFormat::Bpk => {
+            let path = out.join("model.bpk");
+            write_atomic(&path, &integrity::read(run_dir, "model.bpk")?)?;
+            path
+        }
+        ExportFormat::Safetensors => {
+            let path = out.join("model.safetensors");
+            write_atomic(&path, &safetensors_bytes(&net, &architecture)?)?;
+            path
+        }
+        ExportFormat::Sparse => write_sparse(&net, &Config::load(&run_dir.join("config.toml"), &[])?, &out)?,
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).expect("a file name of ours");
+    integrity::record(&out, &["architecture.json", name])?;
+    Ok(path)
+}
+
+/// The sparse engine's file of the network.
+fn write_sparse(net: &Network, config: &Config, out: &Path) -> Result<PathBuf> {
+    let path = out.join(SPARSE_FILE);
+    let model = sparse_model(net, Some(normalization(config)))?;
+    write_atomic(&path, &model.to_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(path)
+}
+
+/// Names and shapes of a safetensors file, for the CLI's summary line.
+pub fn describe(bytes: &[u8]) -> Result<String> {
+    let file = SafeTensors::deserialize(bytes).context("not a safetensors file")?;
+    let mut names = file.names();
+    names.sort_unstable();
+    let described: Vec<String> =
+        names.iter().filter_map(|name| Some(format!("{name} {:?}", file.tensor(name).ok()?.shape()))).collect();
+    Ok(described.join(" "))
+}
