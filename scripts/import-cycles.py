@@ -14,18 +14,19 @@ Left out on purpose: test code (`#[cfg(test)] mod NAME { ... }` blocks, and file
 re-export its children; children using their parent is what counts). Relative paths
 (`use child::x`, `self::x`) name a module's own items or submodules, so they are not read.
 
-Limits: this reads text, not Rust. A path built by a macro, a `#[path]` attribute or a module
-under `src/bin/` is not seen; an item re-exported by a parent (`pub use child::Item`) counts as
-the parent's; a `super::` inside an inline module (`mod x86 { ... }`) is resolved from that
-inline module.
+Limits: this reads text, not Rust. A path built by a macro, a `#[path]` attribute or a binary
+under `src/bin/` is not seen, and an item that a parent re-exports (`pub use child::Item`)
+counts as the parent's. Inline modules (`mod x86 { ... }`) belong to their file. The cycles are
+enumerated one by one, which suits crates of tens of modules, not thousands.
 """
 
 import re
 import sys
 from pathlib import Path
 
-# Comments and literals, replaced by a space before anything is read: they may hold `crate::`
-# or braces. A lifetime (`'a`) is not a char literal: it has no closing quote.
+# Comments, literals and `pub(in path)` visibilities, replaced by a space before anything is
+# read: they may hold `crate::` or braces without using anything. A lifetime (`'a`) is not a char
+# literal: it has no closing quote.
 NOISE = re.compile(
     r"""//[^\n]*|/\*.*?\*/|(?<!\w)b?r(\#*)".*?"\1|(?<!\w)b?"(?:\\.|[^"\\])*"|b?'(?:\\.|[^'\\])'"""
     r"""|\bpub\s*\(\s*in\s+[\w:]+\s*\)""",
@@ -106,7 +107,7 @@ def graph(src):
             if parts[0] == "crate":
                 base, parts = (), parts[1:]
             target = base + tuple(parts)
-            while target not in files:
+            while target and target not in files:
                 target = target[:-1]
             if target[: len(here)] != here:  # itself and its own submodules are left out
                 edges[here].add(target)
