@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{Architecture, InputShape};
-use crate::layers::{BlockSpec, LayerSpec, expand};
+use crate::layers::{BlockSpec, FieldError, LayerSpec, expand};
 use crate::presets;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,9 +75,6 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerSpec>,
 }
-
-/// A config error: the field and what is wrong with it, with the fix.
-pub type FieldError = (String, String);
 
 impl ModelConfig {
     pub fn preset(kind: Preset) -> ModelConfig {

@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::FieldError;
 use crate::graph::{Architecture, IMAGE, InputShape, Node, Op};
 use crate::presets::batch_norm;
+
+/// A config error: the field and what is wrong with it, with the fix.
+pub type FieldError = (String, String);
 
 /// A size, or `"$name"`: a parameter of the block the layer is in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

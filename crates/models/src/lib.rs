@@ -14,9 +14,9 @@ pub mod presets;
 mod size;
 mod structure;
 
-pub use config::{FieldError, ModelConfig, Preset};
+pub use config::{ModelConfig, Preset};
 pub use graph::{Architecture, Graph, GraphError, IMAGE, InputShape, Node, Op, Shape, Source};
-pub use layers::{BlockSpec, Inputs, LayerSpec, Sides, Size as LayerSize};
+pub use layers::{BlockSpec, FieldError, Inputs, LayerSpec, Sides, Size as LayerSize};
 pub use network::{Classifier, Layer, Network};
 pub use params::{ParamEditor, ParamTensor, count_nonzero, edit_param, edit_params, float_params};
 pub use size::Size;
