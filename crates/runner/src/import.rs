@@ -14,6 +14,8 @@ use burn::store::{ModuleStore, PytorchStore, SafetensorsStore};
 use burn::tensor::{DType, TensorData};
 use coppice_models::{LayerKind, Network, ParamEditor, Prunable, edit_params, float_params};
 
+use crate::pytorch::{pytorch_name, transpose};
+
 /// A tensor of the file, as the network's layout wants it.
 struct Imported {
     shape: Vec<usize>,
@@ -33,9 +35,9 @@ pub fn load_weights(net: Network, path: &Path, rename: &BTreeMap<String, String>
     let mut used = Vec::new();
     for param in float_params(&net) {
         let name = pytorch_name(&param.path);
-        let transpose = transposed.contains(&param.path);
+        let transposes = transposed.contains(&param.path);
         let expected: Vec<usize> =
-            if transpose { param.shape.iter().rev().copied().collect() } else { param.shape.clone() };
+            if transposes { param.shape.iter().rev().copied().collect() } else { param.shape.clone() };
         let Some(tensor) = renamed.get(&name) else {
             missing.push(format!("{name} {expected:?}"));
             continue;
@@ -47,7 +49,7 @@ pub fn load_weights(net: Network, path: &Path, rename: &BTreeMap<String, String>
             continue;
         }
         let values = float_values(tensor).map_err(|e| anyhow!("{file}: {name}: {e}"))?;
-        let values = if transpose { crate::pytorch::transpose(&shape, &values).1 } else { values };
+        let values = if transposes { transpose(&shape, &values).1 } else { values };
         imported.insert(param.path, Imported { shape: param.shape, values });
     }
     // PyTorch's BatchNorm counts its batches; nothing here needs the count.
@@ -109,15 +111,6 @@ fn renamed(name: &str, rename: &BTreeMap<String, String>) -> String {
     match best {
         Some((from, to)) => format!("{to}{}", &name[from.len()..]),
         None => name.to_string(),
-    }
-}
-
-/// PyTorch's name of a parameter: BatchNorm's `gamma` and `beta` are its `weight` and `bias`.
-pub fn pytorch_name(path: &str) -> String {
-    match path.rsplit_once('.') {
-        Some((module, "gamma")) => format!("{module}.weight"),
-        Some((module, "beta")) => format!("{module}.bias"),
-        _ => path.to_string(),
     }
 }
 

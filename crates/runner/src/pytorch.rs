@@ -21,7 +21,7 @@ pub fn safetensors_bytes(net: &Network, architecture: &str) -> Result<Vec<u8>> {
         let values = p.values.into_data().try_into_vec_as::<f32>().map_err(|e| anyhow!("{}: {e:?}", p.path))?;
         let (shape, values) =
             if linear_weights.contains(&p.path) { transpose(&p.shape, &values) } else { (p.shape, values) };
-        let name = p.path.replace(".gamma", ".weight").replace(".beta", ".bias");
+        let name = pytorch_name(&p.path);
         tensors.insert(name, (shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
     }
     let views = tensors
@@ -34,6 +34,15 @@ pub fn safetensors_bytes(net: &Network, architecture: &str) -> Result<Vec<u8>> {
         ("producer".to_string(), "coppice".to_string()),
     ]);
     Ok(safetensors::serialize(views, Some(metadata))?)
+}
+
+/// PyTorch's name of a parameter: BatchNorm's `gamma` and `beta` are its `weight` and `bias`.
+pub fn pytorch_name(path: &str) -> String {
+    match path.rsplit_once('.') {
+        Some((module, "gamma")) => format!("{module}.weight"),
+        Some((module, "beta")) => format!("{module}.bias"),
+        _ => path.to_string(),
+    }
 }
 
 /// A row-major `[rows, cols]` matrix as `[cols, rows]`.
