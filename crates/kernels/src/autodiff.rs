@@ -11,7 +11,7 @@ use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::tensor::ops::ConvOptions;
 
-use crate::{Kernels, LayerGrads, Optional, PoolWindow, Wanted};
+use crate::{Kernels, LayerGrads, NormStep, Optional, PoolWindow, Wanted};
 
 /// `N` is 3 with a bias, 2 without; the parents are input, weight and bias in that order.
 #[derive(Debug)]
@@ -45,6 +45,36 @@ impl<B: Backend + Kernels, const N: usize> Backward<B, N> for LinearBackward<N> 
         let (x, weight, output, relu) = ops.state;
         let layer_grads = B::linear_grads(x, weight, output, output_grad, relu, wanted(&nodes));
         register::<B>(grads, &nodes, layer_grads);
+    }
+}
+
+/// `N` is 4 with a residual, 3 without; the parents are input, gamma, beta and residual.
+#[derive(Debug)]
+struct BatchNormBackward<const N: usize>;
+
+/// What a BatchNorm's backward pass reads: its input, gamma, the batch's mean and variance, and
+/// its output when ReLU followed.
+type NormState<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, NormStep);
+
+impl<B: Backend + Kernels, const N: usize> Backward<B, N> for BatchNormBackward<N> {
+    type State = NormState<B>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let output_grad = grads.consume::<B>(&ops.node);
+        let nodes: [Option<NodeId>; 4] =
+            std::array::from_fn(|i| ops.parents.get(i).and_then(|parent| parent.as_ref().map(|node| node.id)));
+        let (x, gamma, mean, variance, output, step) = ops.state;
+        let wanted = Wanted { input: nodes[0].is_some(), weight: nodes[1].is_some(), bias: nodes[2].is_some() };
+        let step = NormStep { residual: nodes[3].is_some(), ..step };
+        // Without ReLU the output is not read; the gradient stands in for it.
+        let output = output.unwrap_or_else(|| output_grad.clone());
+        let (input, gamma, beta, residual) =
+            B::batch_norm_training_grads(x, gamma, mean, variance, output, output_grad, step, wanted);
+        for (node, grad) in nodes.iter().zip([input, gamma, beta, residual]) {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<B>(*node, grad);
+            }
+        }
     }
 }
 
@@ -131,6 +161,46 @@ impl<B: Backend + Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 |[x, weight], _| (x, weight, options.clone()),
             ),
         }
+    }
+
+    fn batch_norm_training(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: Optional<Self>,
+        relu: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let step = NormStep { epsilon, relu, residual: false };
+        // The batch's statistics leave the graph: the running statistics take them detached.
+        let statistics = std::cell::RefCell::new(None);
+        let normalize = |inputs: &[FloatTensor<B>]| {
+            let residual = inputs.get(3).cloned();
+            let (x, gamma, beta) = (inputs[0].clone(), inputs[1].clone(), inputs[2].clone());
+            let (output, mean, variance) = B::batch_norm_training(x, gamma, beta, residual.into(), relu, epsilon);
+            *statistics.borrow_mut() = Some((mean, variance));
+            output
+        };
+        let keep = |inputs: &[FloatTensor<B>], output: &FloatTensor<B>| {
+            let (mean, variance) = statistics.borrow().clone().expect("the forward pass ran");
+            (inputs[0].clone(), inputs[1].clone(), mean, variance, relu.then(|| output.clone()), step)
+        };
+        let output = match residual.into_option() {
+            Some(residual) => record::<B, C, _, 4>(
+                BatchNormBackward::<4>,
+                [x, gamma, beta, residual],
+                |inputs| normalize(inputs),
+                |inputs, output| keep(&inputs, output),
+            ),
+            None => record::<B, C, _, 3>(
+                BatchNormBackward::<3>,
+                [x, gamma, beta],
+                |inputs| normalize(inputs),
+                |inputs, output| keep(&inputs, output),
+            ),
+        };
+        let (mean, variance) = statistics.into_inner().expect("the forward pass ran");
+        (output, <FloatTensor<Self>>::new(mean), <FloatTensor<Self>>::new(variance))
     }
 
     fn max_pool2d_forward(x: FloatTensor<Self>, window: PoolWindow) -> FloatTensor<Self> {

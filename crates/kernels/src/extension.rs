@@ -8,7 +8,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, IntDType, backend_extension};
 use burn::tensor::ops::ConvOptions;
 
-use crate::{AdamStep, Norm, Optional, PoolWindow, SgdStep, Wanted, reference};
+use crate::{AdamStep, Norm, NormStep, Optional, PoolWindow, SgdStep, Wanted, reference};
 
 #[backend_extension(Flex, NdArray, Autodiff, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
 pub trait Kernels: Backend {
@@ -34,6 +34,38 @@ pub trait Kernels: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         reference::conv2d_batch_norm::<Self>(x, weight, norm, residual.into_option(), relu, options)
+    }
+
+    /// BatchNorm with the batch's own statistics over `x` `[batch, channels, ...]`: the
+    /// normalized output, plus `residual` when present, then ReLU when `relu`; and the batch's
+    /// mean and biased variance per channel, which the running statistics follow.
+    fn batch_norm_training(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        #[extension_type] residual: Optional<Self>,
+        relu: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        reference::batch_norm_train::<Self>(x, gamma, beta, residual.into_option(), relu, epsilon)
+    }
+
+    /// The gradients of [`Kernels::batch_norm_training`] given the gradient of its output: of the
+    /// input, `gamma` and `beta` as `wanted` says (weight for `gamma`, bias for `beta`), and of
+    /// the residual when `residual`. `output` is read only with `relu`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_training_grads(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        step: NormStep,
+        wanted: Wanted,
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>)
+    {
+        reference::batch_norm_train_grads::<Self>(x, gamma, mean, variance, output, output_grad, step, wanted)
     }
 
     /// The gradients of [`Kernels::conv2d_forward`], given the gradient of its output.

@@ -63,6 +63,16 @@ pub struct AdamStep {
     pub time: i32,
 }
 
+/// What a BatchNorm's backward pass needs to know besides tensors: its epsilon, whether ReLU
+/// followed (then the output's sign masks the gradient), and whether a residual was added (then
+/// it gets the masked gradient).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormStep {
+    pub epsilon: f64,
+    pub relu: bool,
+    pub residual: bool,
+}
+
 /// The window of a max pool without padding, in floor mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolWindow {
@@ -73,6 +83,10 @@ pub struct PoolWindow {
 
 /// The gradients of a layer's input, weight and bias, each when [`Wanted`].
 pub type LayerGrads<B> = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, Option<FloatTensor<B>>);
+
+/// The gradients of a BatchNorm's input, gamma, beta and residual, each when wanted.
+pub type NormGrads<B> =
+    (Option<FloatTensor<B>>, Option<FloatTensor<B>>, Option<FloatTensor<B>>, Option<FloatTensor<B>>);
 
 /// A tensor argument that may be absent: the extension macro passes tensors, and structs or enums
 /// of them, but not `Option`s.
@@ -135,12 +149,7 @@ pub fn conv2d_batch_norm(
     relu: bool,
 ) -> Tensor<4> {
     if x.device().is_autodiff() {
-        let output = norm.forward(conv2d(x, conv));
-        let output = match residual {
-            Some(residual) => output + residual,
-            None => output,
-        };
-        return if relu { burn::tensor::activation::relu(output) } else { output };
+        return batch_norm(conv2d(x, conv), norm, residual, relu);
     }
     let options = conv_options(&x, conv);
     let mean = norm.running_mean.value();
@@ -164,6 +173,44 @@ pub fn conv2d_batch_norm(
         relu,
         options,
     ))
+}
+
+/// `norm.forward(x)`, plus `residual` when given, then ReLU when `relu`. In training (an
+/// autodiff device, a norm not frozen) this is one kernel, [`Kernels::batch_norm_training`], with
+/// the batch's statistics, whose running averages move as burn's BatchNorm moves them;
+/// otherwise burn's layer with the running statistics.
+pub fn batch_norm<const D: usize>(
+    x: Tensor<D>,
+    norm: &BatchNorm,
+    residual: Option<Tensor<D>>,
+    relu: bool,
+) -> Tensor<D> {
+    if !(x.device().is_autodiff() && norm.training.is_enabled()) {
+        let output = norm.forward(x);
+        let output = match residual {
+            Some(residual) => output + residual,
+            None => output,
+        };
+        return if relu { burn::tensor::activation::relu(output) } else { output };
+    }
+    let device = x.device();
+    let (output, mean, variance) = <Dispatch as Kernels>::batch_norm_training(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        residual.map(Tensor::into_dispatch).into(),
+        relu,
+        norm.epsilon,
+    );
+    let [mean, variance] = [mean, variance].map(Tensor::<1>::from_dispatch);
+    let momentum = norm.momentum;
+    let running = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let old = state.value_sync().to_device(&device);
+        state.update(old.mul_scalar(1.0 - momentum).add(batch.detach().mul_scalar(momentum)).detach());
+    };
+    running(&norm.running_mean, mean);
+    running(&norm.running_var, variance);
+    Tensor::from_dispatch(output)
 }
 
 fn conv_options(x: &Tensor<4>, conv: &Conv2d) -> ConvOptions<2> {

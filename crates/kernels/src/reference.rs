@@ -7,7 +7,7 @@ use burn::backend::{Backend, TensorMetadata};
 use burn::prelude::Shape;
 use burn::tensor::ops::ConvOptions;
 
-use crate::{AdamStep, LayerGrads, Norm, SgdStep, Wanted};
+use crate::{AdamStep, LayerGrads, Norm, NormGrads, NormStep, SgdStep, Wanted};
 
 pub fn conv2d_grads<B: Backend>(
     x: FloatTensor<B>,
@@ -156,4 +156,43 @@ pub fn adam_update<B: Backend>(
     let direction = B::float_div(B::float_mul_scalar(moment_1.clone(), factor.into()), denominator);
     let param = B::float_sub(param, B::float_mul_scalar(direction, step.lr.into()));
     (param, moment_1, moment_2)
+}
+
+pub fn batch_norm_train<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    residual: Option<FloatTensor<B>>,
+    relu: bool,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let normed = B::batch_norm_train(x, gamma, beta, epsilon);
+    let output = match residual {
+        Some(residual) => B::float_add(normed.output, residual),
+        None => normed.output,
+    };
+    let output = if relu { B::relu(output) } else { output };
+    (output, normed.mean, normed.variance)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_grads<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    output: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    step: NormStep,
+    wanted: Wanted,
+) -> NormGrads<B> {
+    let grad = if step.relu { B::relu_backward(output, output_grad) } else { output_grad };
+    let residual = step.residual.then(|| grad.clone());
+    let grads = B::batch_norm_train_backward(x, gamma, mean, variance, step.epsilon, grad);
+    (
+        wanted.input.then_some(grads.x_grad),
+        wanted.weight.then_some(grads.gamma_grad),
+        wanted.bias.then_some(grads.beta_grad),
+        residual,
+    )
 }

@@ -87,3 +87,79 @@ fn relu_keeps_a_nan_so_that_a_diverged_network_shows() {
     let output = conv2d_batch_norm(x, &conv, &norm, None, true);
     assert!(output.is_nan().all().into_scalar::<bool>(), "NaN in, NaN out");
 }
+
+/// Training mode: the batch's statistics, one kernel with the residual and ReLU, against burn's
+/// layer followed by burn's add and ReLU: outputs, every gradient and the running statistics.
+fn check_training<const D: usize>(device: &Device, shape: [usize; D], residual: bool, with_relu: bool) {
+    let channels = shape[1];
+    let norm = trained_norm(channels, device).set_require_grad(true);
+    // A copy that shares no running statistics (burn's clones share them).
+    let reference = BatchNormConfig::new(channels).init(device).load_record(norm.clone().into_record());
+    let x = random(shape, device).mul_scalar(2.0).add_scalar(0.5).require_grad();
+    let r = residual.then(|| random(shape, device).require_grad());
+    let ours = coppice_kernels::batch_norm(x.clone(), &norm, r.clone(), with_relu);
+    let burns = {
+        let output = reference.forward(x.clone());
+        let output = r.clone().map_or(output.clone(), |r| output + r);
+        if with_relu { relu(output) } else { output }
+    };
+    let what = format!("{shape:?} residual {residual} relu {with_relu}");
+    assert_close_any(&format!("{what}: output"), ours.clone(), burns.clone(), 2e-5);
+    let weights = random(shape, device);
+    let (g_ours, g_burns) = ((ours * weights.clone()).sum().backward(), (burns * weights).sum().backward());
+    let grad = |t: &Tensor<D>, g| t.grad(g).expect("a gradient");
+    assert_close_any(&format!("{what}: input gradient"), grad(&x, &g_ours), grad(&x, &g_burns), 2e-5);
+    if let Some(r) = &r {
+        assert_close_any(&format!("{what}: residual gradient"), grad(r, &g_ours), grad(r, &g_burns), 2e-5);
+    }
+    for (name, ours, burns) in [("gamma", &norm.gamma, &reference.gamma), ("beta", &norm.beta, &reference.beta)] {
+        let (ours, burns) = (ours.val().grad(&g_ours).unwrap(), burns.val().grad(&g_burns).unwrap());
+        assert_close_any(&format!("{what}: {name} gradient"), ours, burns, 2e-5);
+    }
+    let stats = |n: &BatchNorm| [n.running_mean.value_sync(), n.running_var.value_sync()];
+    for (ours, burns) in stats(&norm).into_iter().zip(stats(&reference)) {
+        assert_close_any(&format!("{what}: running statistics"), ours.inner(), burns.inner(), 2e-5);
+    }
+}
+
+fn assert_close_any<const D: usize>(what: &str, ours: Tensor<D>, burns: Tensor<D>, tolerance: f32) {
+    assert_eq!(ours.dims(), burns.dims(), "{what}: shape");
+    let scale = burns.clone().abs().max().into_scalar::<f32>().max(1.0);
+    let diff = (ours - burns).abs().max().into_scalar::<f32>();
+    assert!(diff <= tolerance * scale, "{what}: differs from burn's layers by {diff} (largest value {scale})");
+}
+
+/// Flex runs coppice's kernel; NdArray the default body, burn's own operations.
+#[allow(deprecated)]
+fn training_devices() -> [Device; 2] {
+    [Device::flex().autodiff(), Device::ndarray().autodiff()]
+}
+
+#[test]
+fn training_normalizes_with_batch_statistics_as_burns_layer_does() {
+    for device in training_devices() {
+        device.seed(11);
+        for residual in [false, true] {
+            for with_relu in [false, true] {
+                check_training(&device, [3, 4, 5, 6], residual, with_relu);
+                check_training(&device, [9, 5], residual, with_relu);
+            }
+        }
+        // Two samples of one pixel per channel (with one, the variance is 0 and burn's rounding of
+        // the mean is all the output shows), and a plane longer than the kernel's lanes.
+        check_training(&device, [2, 3, 1, 1], false, true);
+        check_training(&device, [2, 2, 17, 3], true, true);
+    }
+}
+
+#[test]
+fn a_frozen_norm_keeps_its_running_statistics_in_training() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let norm = trained_norm(3, &device).freeze();
+    let before = norm.running_mean.value_sync().into_data();
+    let x = random([4, 3, 2, 2], &device);
+    let output = coppice_kernels::batch_norm(x.clone(), &norm, None, false);
+    assert_eq!(norm.running_mean.value_sync().into_data(), before);
+    assert_close_any("frozen", output, norm.forward(x), 1e-6);
+}

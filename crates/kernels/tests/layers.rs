@@ -98,6 +98,20 @@ fn fewer_filters_than_channels_take_the_tap_path_and_match_burn() {
     check_conv(conv_layer([4, 2], [2, 2], |c| c.with_padding(PaddingConfig2d::Explicit(3, 2, 3, 2))), [2, 4, 3, 3]);
 }
 
+/// Stride 1 with padding, or a 1x1 kernel, as many filters as channels or more: products by tap
+/// on the padded image, forward and backward, over more samples than one block of the weight
+/// gradient holds.
+#[test]
+fn padded_stride_one_convolutions_by_taps_on_the_padded_image_match_burn() {
+    check_conv(conv_layer([3, 8], [1, 1], |c| c.with_bias(false)), [3, 3, 5, 4]);
+    check_conv(conv_layer([4, 6], [3, 3], |c| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))), [11, 4, 6, 5]);
+    // Wider and uneven padding, a non-square kernel, padding beyond what any tap reads.
+    check_conv(conv_layer([2, 5], [3, 2], |c| c.with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3))), [2, 2, 8, 6]);
+    check_conv(conv_layer([2, 3], [2, 2], |c| c.with_padding(PaddingConfig2d::Explicit(3, 2, 3, 2))), [2, 2, 3, 3]);
+    // Channels and filters past the width where products run transposed.
+    check_conv(conv_layer([50, 52], [3, 3], |c| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))), [2, 50, 4, 3]);
+}
+
 #[test]
 fn a_weight_gradient_summed_over_several_blocks_of_samples_matches_burn() {
     // 18 patch rows x 900 positions per sample: blocks of 16 samples, so 40 samples are 3 blocks.

@@ -7,20 +7,22 @@
 //! in parallel.
 
 use std::cell::RefCell;
-use std::ops::Range;
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-use super::{Mat, contiguous, dims, matmul, tensor, values};
+use super::{Mat, Strided, contiguous, dims, matmul, product, tensor, values};
 use crate::Norm;
 use burn::backend::Flex;
 
 mod backward;
+mod patches;
+mod shift;
 mod taps;
 
 pub(super) use backward::grads;
+use patches::im2col;
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -66,160 +68,6 @@ impl Geometry {
 
     fn positions(&self) -> usize {
         self.out[0] * self.out[1]
-    }
-}
-
-/// The outputs `o < out` whose input `o * stride + offset - pad` lies inside `0..size`.
-fn inside(offset: usize, pad: usize, stride: usize, size: usize, out: usize) -> Range<usize> {
-    let end = if size + pad > offset { ((size + pad - offset - 1) / stride + 1).min(out) } else { 0 };
-    let start = pad.saturating_sub(offset).div_ceil(stride).min(end);
-    start..end
-}
-
-/// Where one stretch of a row of the patch matrix comes from.
-enum Stretch {
-    /// Padding.
-    Zeros,
-    /// Input row `line` (counting rows across channels), every `stride`-th value from column
-    /// `first`.
-    Input { line: usize, first: usize },
-}
-
-/// Visits the patch matrix of one image as stretches: `(row, columns, source)`. Inlined, with
-/// the visit, into its two callers: called per stretch, the visit cost more than the copy.
-#[inline(always)]
-fn for_each_stretch(g: &Geometry, mut visit: impl FnMut(usize, Range<usize>, Stretch)) {
-    let [kh, kw] = g.kernel;
-    let [oh, ow] = g.out;
-    for c in 0..g.channels {
-        for ki in 0..kh {
-            let ys = inside(ki * g.dilation[0], g.padding[0], g.stride[0], g.height, oh);
-            for kj in 0..kw {
-                let row = (c * kh + ki) * kw + kj;
-                let offset = kj * g.dilation[1];
-                let xs = inside(offset, g.padding[1], g.stride[1], g.width, ow);
-                visit(row, 0..ys.start * ow, Stretch::Zeros);
-                for y in ys.clone() {
-                    let line = c * g.height + y * g.stride[0] + ki * g.dilation[0] - g.padding[0];
-                    visit(row, y * ow..y * ow + xs.start, Stretch::Zeros);
-                    if !xs.is_empty() {
-                        let first = xs.start * g.stride[1] + offset - g.padding[1];
-                        visit(row, y * ow + xs.start..y * ow + xs.end, Stretch::Input { line, first });
-                    }
-                    visit(row, y * ow + xs.end..(y + 1) * ow, Stretch::Zeros);
-                }
-                visit(row, ys.end * ow..oh * ow, Stretch::Zeros);
-            }
-        }
-    }
-}
-
-impl Geometry {
-    /// Without padding, stride or dilation (LeNet-5's convolutions), every stretch is a whole
-    /// output row copied from one input row, and a plain loop beats the general visit.
-    fn is_plain(&self) -> bool {
-        self.padding == [0, 0] && self.stride == [1, 1] && self.dilation == [1, 1]
-    }
-
-    /// For a plain convolution, each row of the patch matrix with the offset of its input
-    /// window in the image.
-    fn plain_rows(&self) -> impl Iterator<Item = (usize, usize)> {
-        let ([kh, kw], plane, width) = (self.kernel, self.height * self.width, self.width);
-        (0..self.channels * kh * kw).map(move |row| {
-            let (c, k) = (row / (kh * kw), row % (kh * kw));
-            (row, c * plane + (k / kw) * width + k % kw)
-        })
-    }
-}
-
-/// Writes one image's patches into columns `offset..offset + positions` of `cols`, whose rows are
-/// `ld` apart.
-fn im2col(g: &Geometry, image: &[f32], cols: &mut [f32], ld: usize, offset: usize) {
-    if g.is_plain() {
-        let ([_, ow], positions) = (g.out, g.positions());
-        for (row, start) in g.plain_rows() {
-            let dst = &mut cols[row * ld + offset..row * ld + offset + positions];
-            for (y, run) in dst.chunks_exact_mut(ow).enumerate() {
-                copy_run(run, &image[start + y * g.width..]);
-            }
-        }
-        return;
-    }
-    let (width, step) = (g.width, g.stride[1]);
-    for_each_stretch(
-        g,
-        #[inline(always)]
-        |row, columns, stretch| {
-            let dst = &mut cols[row * ld + offset..][columns];
-            match stretch {
-                Stretch::Zeros => dst.fill(0.0),
-                Stretch::Input { line, first } => {
-                    let src = &image[line * width + first..(line + 1) * width];
-                    if step == 1 {
-                        copy_run(dst, src);
-                    } else {
-                        dst.iter_mut().zip(src.iter().step_by(step)).for_each(|(d, s)| *d = *s);
-                    }
-                }
-            }
-        },
-    );
-}
-
-/// The adjoint of [`im2col`]: adds the patch matrix's columns back into `image`.
-fn col2im(g: &Geometry, cols: &[f32], ld: usize, offset: usize, image: &mut [f32]) {
-    if g.is_plain() {
-        let ([_, ow], positions) = (g.out, g.positions());
-        for (row, start) in g.plain_rows() {
-            let src = &cols[row * ld + offset..row * ld + offset + positions];
-            for (y, run) in src.chunks_exact(ow).enumerate() {
-                add_run(&mut image[start + y * g.width..], run);
-            }
-        }
-        return;
-    }
-    let (width, step) = (g.width, g.stride[1]);
-    for_each_stretch(
-        g,
-        #[inline(always)]
-        |row, columns, stretch| {
-            if let Stretch::Input { line, first } = stretch {
-                let src = &cols[row * ld + offset..][columns];
-                let dst = &mut image[line * width + first..(line + 1) * width];
-                if step == 1 {
-                    add_run(dst, src);
-                } else {
-                    dst.iter_mut().step_by(step).zip(src).for_each(|(d, s)| *d += *s);
-                }
-            }
-        },
-    );
-}
-
-/// Runs of the patch matrix are as long as an output row, a few values in LeNet: copied eight at
-/// a time, as fixed-size moves, where a copy of unknown length calls memcpy, whose overhead
-/// made im2col cost more than the product.
-#[inline(always)]
-fn copy_run(dst: &mut [f32], src: &[f32]) {
-    let src = &src[..dst.len()];
-    let (mut dst_chunks, mut src_chunks) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
-    for (d, s) in dst_chunks.by_ref().zip(src_chunks.by_ref()) {
-        d.copy_from_slice(s);
-    }
-    for (d, s) in dst_chunks.into_remainder().iter_mut().zip(src_chunks.remainder()) {
-        *d = *s;
-    }
-}
-
-/// `dst += src` over the first `src.len()` values, eight at a time (see [`copy_run`]).
-#[inline(always)]
-fn add_run(dst: &mut [f32], src: &[f32]) {
-    let (mut dst_chunks, mut src_chunks) = (dst[..src.len()].chunks_exact_mut(8), src.chunks_exact(8));
-    for (d, s) in dst_chunks.by_ref().zip(src_chunks.by_ref()) {
-        d.iter_mut().zip(s).for_each(|(d, s)| *d += *s);
-    }
-    for (d, s) in dst_chunks.into_remainder().iter_mut().zip(src_chunks.remainder()) {
-        *d += *s;
     }
 }
 
@@ -283,6 +131,11 @@ pub(super) fn forward_batch_norm(
     forward_with(x, filters, Epilogue { residual: residual.as_ref().map(values), relu }, options)
 }
 
+/// Below this many filters, a sample's product runs transposed, positions by filters: gemm's
+/// widest tiles are 64 rows high, and with 16 filters as rows (a ResNet's first stage, where most
+/// of its work is) it ran on tiles a quarter as tall.
+const TRANSPOSE_BELOW: usize = 48;
+
 /// A convolution's weight `[out, channels, kh, kw]`, row-major, and its bias.
 struct Filters<'a> {
     weight: &'a [f32],
@@ -325,12 +178,18 @@ fn forward_with(x: FlexTensor, filters: Filters, epilogue: Epilogue, options: &C
                 }
             }
             let image = &x[sample * image..(sample + 1) * image];
+            let accumulate = bias.is_some() || residual.is_some();
             match &tap_rows {
                 Some(tap_rows) => taps::add_convolution(&g, tap_rows, image, out, out_channels, split),
+                None if !split && out_channels < TRANSPOSE_BELOW => with_scratch(rows * positions, |cols| {
+                    im2col(&g, image, cols, positions, 0);
+                    // `outᵀ = colsᵀ · weightᵀ`, written in `out`'s own layout.
+                    let (lhs, rhs) = (Strided(cols, [1, positions]), Strided(weight, [1, rows]));
+                    product(out, [1, positions], lhs, rhs, [positions, out_channels, rows], accumulate);
+                }),
                 None => with_scratch(rows * positions, |cols| {
                     im2col(&g, image, cols, positions, 0);
                     let (w, c) = (Mat::row_major(weight, rows), Mat::row_major(cols, positions));
-                    let accumulate = bias.is_some() || residual.is_some();
                     matmul(out, positions, [out_channels, positions, rows], w, c, accumulate, split);
                 }),
             }

@@ -3,6 +3,7 @@
 
 mod conv;
 mod linear;
+mod norm;
 mod pool;
 mod update;
 
@@ -14,7 +15,9 @@ use burn::prelude::Shape;
 use burn::tensor::ops::ConvOptions;
 use gemm::Parallelism;
 
-use crate::{AdamStep, Kernels, LayerGrads, Norm, Optional, PoolWindow, SgdStep, Wanted, reference};
+use crate::{
+    AdamStep, Kernels, LayerGrads, Norm, NormGrads, NormStep, Optional, PoolWindow, SgdStep, Wanted, reference,
+};
 
 impl Kernels for Flex {
     fn conv2d_forward(x: FlexTensor, weight: FlexTensor, bias: Optional<Flex>, options: ConvOptions<2>) -> FlexTensor {
@@ -43,6 +46,50 @@ impl Kernels for Flex {
             return reference::conv2d_batch_norm::<Flex>(x, weight, norm, residual, relu, options);
         }
         conv::forward_batch_norm(x, weight, norm, residual, relu, &options)
+    }
+
+    fn batch_norm_training(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        residual: Optional<Flex>,
+        relu: bool,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let residual = residual.into_option();
+        let fits = per_channel(&x, [&gamma, &beta])
+            && residual.as_ref().is_none_or(|r| r.layout().shape() == x.layout().shape());
+        if !fits || !all_f32([Some(&x), Some(&gamma), Some(&beta), residual.as_ref()]) {
+            return reference::batch_norm_train::<Flex>(x, gamma, beta, residual, relu, epsilon);
+        }
+        norm::forward(x, gamma, beta, residual, relu, epsilon)
+    }
+
+    fn batch_norm_training_grads(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        output: FlexTensor,
+        output_grad: FlexTensor,
+        step: NormStep,
+        wanted: Wanted,
+    ) -> NormGrads<Flex> {
+        let same = [&output, &output_grad].iter().all(|t| t.layout().shape() == x.layout().shape());
+        let tensors = [Some(&x), Some(&gamma), Some(&mean), Some(&variance), Some(&output), Some(&output_grad)];
+        if !same || !per_channel(&x, [&gamma, &mean, &variance]) || !all_f32(tensors) {
+            return reference::batch_norm_train_grads::<Flex>(
+                x,
+                gamma,
+                mean,
+                variance,
+                output,
+                output_grad,
+                step,
+                wanted,
+            );
+        }
+        norm::grads(x, gamma, mean, variance, output, output_grad, step, wanted)
     }
 
     fn conv2d_grads(
@@ -163,6 +210,12 @@ impl Kernels for Flex {
         }
         update::adam(param, grad, moments, mask, clear, step)
     }
+}
+
+/// Whether `x` is `[batch, channels, ...]` and every one of `per_channel` is `[channels]`.
+fn per_channel<const N: usize>(x: &FlexTensor, per_channel: [&FlexTensor; N]) -> bool {
+    norm::geometry(x)
+        .is_some_and(|[_, channels, _]| per_channel.iter().all(|t| t.layout().shape().as_slice() == [channels]))
 }
 
 fn all_f32<const N: usize>(tensors: [Option<&FlexTensor>; N]) -> bool {
@@ -326,8 +379,84 @@ fn gemm_on_one_core(dst: &mut [f32], dst_stride: usize, [m, n, k]: [usize; 3], l
     }
 }
 
+/// A matrix inside a slice, by its row and column strides.
+#[derive(Clone, Copy)]
+struct Strided<'a>(&'a [f32], [usize; 2]);
+
+/// `dst (+)= lhs · rhs`, `lhs` `m × k`, `rhs` `k × n`, `dst` `m × n` with `dst_strides`, each
+/// operand at any strides, on this thread.
+fn product(dst: &mut [f32], dst_strides: [usize; 2], lhs: Strided, rhs: Strided, [m, n, k]: [usize; 3], add: bool) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let last = |[rows, cols]: [usize; 2], [rs, cs]: [usize; 2]| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(last([m, n], dst_strides) < dst.len(), "the product's destination is too short");
+    assert!(last([m, k], lhs.1) < lhs.0.len() && last([k, n], rhs.1) < rhs.0.len(), "a factor is too short");
+    // SAFETY: every index the product reads or writes was checked above to lie inside its slice,
+    // and `dst` is borrowed mutably, so it overlaps neither factor.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_strides[1] as isize,
+            dst_strides[0] as isize,
+            add,
+            lhs.0.as_ptr(),
+            lhs.1[1] as isize,
+            lhs.1[0] as isize,
+            rhs.0.as_ptr(),
+            rhs.1[1] as isize,
+            rhs.1[0] as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// Runs `f` compiled for the widest vector instructions this CPU has. An x86-64 build targets
+/// SSE2, four floats at a time, unless told otherwise, and a build for one CPU would not run on
+/// another; so the elementwise loops of a kernel (BatchNorm's statistics and passes) go through
+/// here and run eight or sixteen floats at a time where AVX2 or AVX-512 exist. The arithmetic is
+/// the same in every case (no fused multiply-add is introduced), so the results are too. `f` and
+/// what it calls must inline into it, hence `#[inline(always)]` on both.
+#[inline(always)]
+fn widest<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has just been found to have every feature the function enables.
+            return unsafe { x86::avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { x86::avx2(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    #[target_feature(enable = "avx512f,avx2")]
+    pub(super) fn avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+}
+
 /// The sum of `values` in eight interleaved partial sums, which vectorize; the order is fixed, so
 /// the result is too.
+#[inline(always)]
 fn sum(values: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = values.chunks_exact(8);

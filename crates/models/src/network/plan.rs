@@ -3,7 +3,9 @@
 //!
 //! A conv, the BatchNorm after it, a residual add and a ReLU run as one call of
 //! [`conv2d_batch_norm`], which in inference folds the norm into the conv and applies the add and
-//! ReLU while each output is in cache; a linear layer and its ReLU run as one call of
+//! ReLU while each output is in cache, and in training normalizes, adds and cuts in one kernel
+//! after the conv; a BatchNorm and its ReLU run as one call of [`batch_norm`]; a linear layer and
+//! its ReLU run as one call of
 //! [`linear`], whose backward pass undoes the ReLU without a mask tensor. Layers join only where
 //! nothing else reads what passes between them, so no value that a tap or another layer needs
 //! is skipped.
@@ -12,7 +14,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use coppice_kernels::{conv2d, conv2d_batch_norm, linear, max_pool2d};
+use coppice_kernels::{batch_norm, conv2d, conv2d_batch_norm, linear, max_pool2d};
 
 use super::{Layer, Network};
 use crate::graph::{Graph, Op, Source};
@@ -34,8 +36,10 @@ enum Step {
         layer: usize,
         relu: bool,
     },
+    /// A BatchNorm that no conv writes into, then optionally a ReLU.
     Norm {
         layer: usize,
+        relu: bool,
     },
     Dropout {
         layer: usize,
@@ -118,7 +122,10 @@ impl Plan {
                     chain.extend(sole_reader(i, |op| matches!(op, Op::Relu), &absorbed));
                     Step::Linear { layer: i, relu: !chain.is_empty() }
                 }
-                Op::BatchNorm { .. } => Step::Norm { layer: i },
+                Op::BatchNorm { .. } => {
+                    chain.extend(sole_reader(i, |op| matches!(op, Op::Relu), &absorbed));
+                    Step::Norm { layer: i, relu: !chain.is_empty() }
+                }
                 Op::Dropout { .. } => Step::Dropout { layer: i },
                 Op::Relu => Step::Relu,
                 Op::MaxPool { kernel, stride, padding } => {
@@ -215,11 +222,11 @@ impl Plan {
                 let Layer::Linear(layer) = module(*layer) else { unreachable!("a linear step has a linear layer") };
                 Activation::Dense(linear(dense(x), layer, *relu))
             }
-            Step::Norm { layer } => {
+            Step::Norm { layer, relu } => {
                 let Layer::BatchNorm(norm) = module(*layer) else { unreachable!("a norm step has a norm") };
                 match x {
-                    Activation::Spatial(x) => Activation::Spatial(norm.forward(x)),
-                    Activation::Dense(x) => Activation::Dense(norm.forward(x)),
+                    Activation::Spatial(x) => Activation::Spatial(batch_norm(x, norm, None, *relu)),
+                    Activation::Dense(x) => Activation::Dense(batch_norm(x, norm, None, *relu)),
                 }
             }
             Step::Dropout { layer } => {

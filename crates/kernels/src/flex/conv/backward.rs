@@ -7,7 +7,8 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-use super::{Geometry, col2im, im2col, with_scratch};
+use super::patches::{col2im, im2col};
+use super::{Geometry, shift, with_scratch};
 use crate::flex::{Mat, contiguous, dims, matmul, tensor, values};
 use crate::{LayerGrads, Wanted};
 
@@ -26,7 +27,15 @@ pub(in crate::flex) fn grads(
     let bias = wanted.bias.then(|| tensor(bias_grad(grad, out_channels, g.positions()), [out_channels]));
     let weight_grad =
         wanted.weight.then(|| tensor(weight_grad(&g, values(&x), grad, batch, out_channels), weight_dims));
-    let input = wanted.input.then(|| tensor(input_grad(&g, values(&weight), grad, batch, out_channels), x_dims));
+    let input = wanted.input.then(|| {
+        let weight = values(&weight);
+        let grad = if shift::pays(&g) {
+            shift::input_grad(&g, weight, grad, batch, out_channels)
+        } else {
+            input_grad(&g, weight, grad, batch, out_channels)
+        };
+        tensor(grad, x_dims)
+    });
     (input, weight_grad, bias)
 }
 
@@ -62,21 +71,23 @@ fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32], batch: usize, out_channels
         .map(|&start| {
             let samples = per_block.min(batch - start);
             let width = samples * positions;
-            let mut cols = vec![0.0; rows * width];
-            // The output gradient of the block as one matrix `[out, samples · positions]`.
-            let mut grads = vec![0.0; out_channels * width];
-            for s in 0..samples {
-                let sample = start + s;
-                im2col(g, &x[sample * image..(sample + 1) * image], &mut cols, width, s * positions);
-                let planes = grad[sample * out_channels * positions..].chunks(positions).take(out_channels);
-                for (channel, plane) in planes.enumerate() {
-                    grads[channel * width + s * positions..][..positions].copy_from_slice(plane);
+            // The block's patches, and its output gradient as one matrix `[out, samples ·
+            // positions]`, both written whole before they are read.
+            with_scratch((rows + out_channels) * width, |scratch| {
+                let (cols, grads) = scratch.split_at_mut(rows * width);
+                for s in 0..samples {
+                    let sample = start + s;
+                    im2col(g, &x[sample * image..(sample + 1) * image], cols, width, s * positions);
+                    let planes = grad[sample * out_channels * positions..].chunks(positions).take(out_channels);
+                    for (channel, plane) in planes.enumerate() {
+                        grads[channel * width + s * positions..][..positions].copy_from_slice(plane);
+                    }
                 }
-            }
-            let mut partial = vec![0.0; rows * out_channels];
-            let (lhs, rhs) = (Mat::row_major(&cols, width), Mat::row_major(&grads, width).transposed());
-            matmul(&mut partial, out_channels, [rows, out_channels, width], lhs, rhs, false, split);
-            partial
+                let mut partial = vec![0.0; rows * out_channels];
+                let (lhs, rhs) = (Mat::row_major(cols, width), Mat::row_major(grads, width).transposed());
+                matmul(&mut partial, out_channels, [rows, out_channels, width], lhs, rhs, false, split);
+                partial
+            })
         })
         .collect();
     let mut partials = partials.into_iter();

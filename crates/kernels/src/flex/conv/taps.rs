@@ -7,7 +7,8 @@
 //! (a ResNet block's first conv keeps half its filters and reads the whole residual stream) pays
 //! for the copy in proportion to the filters it kept instead of to the channels it reads.
 
-use super::{Geometry, add_run, inside, with_scratch};
+use super::patches::{add_run, inside};
+use super::{Geometry, with_scratch};
 use crate::flex::{Mat, matmul};
 
 /// Whether the taps cost less than im2col for this convolution.
