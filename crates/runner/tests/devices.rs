@@ -15,18 +15,6 @@ const PRUNED: &str = "name = \"dp\"\n[data]\ntrain_limit = 2000\ntest_limit = 50
                       [train]\nepochs = 2\nbatch_size = 64\n[prune]\ntarget = 0.8\nschedule = \"iterative\"\nrounds = 2\n\
                       retrain_epochs = 1\n";
 
-/// A CSV without its `seconds` column, which no two runs share.
-fn without_seconds(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let seconds = header.iter().position(|h| *h == "seconds");
-    text.lines()
-        .map(|l| {
-            l.split(',').enumerate().filter(|(i, _)| Some(*i) != seconds).map(|(_, v)| v).collect::<Vec<_>>().join(",")
-        })
-        .collect()
-}
-
 fn run(config: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
     let mut args = vec!["run", config.to_str().unwrap(), "--plain", "--run-dir", dir.to_str().unwrap()];
     args.extend(extra);
@@ -44,18 +32,18 @@ fn several_devices_train_as_one_device_at_the_same_batch() {
     let four =
         run(&config, &dir.join("four"), &["--devices", "flex:0,flex:1,flex:2,flex:3", "--set", "parallel=\"sharded\""]);
     for table in ["metrics.csv", "rounds.csv"] {
-        let expected = without_seconds(&one.join(table));
-        assert_eq!(without_seconds(&two.join(table)), expected, "{table}: two devices");
-        assert_eq!(without_seconds(&four.join(table)), expected, "{table}: four devices, sharded optimizer");
+        let expected = without_timings(&one.join(table));
+        assert_eq!(without_timings(&two.join(table)), expected, "{table}: two devices");
+        assert_eq!(without_timings(&four.join(table)), expected, "{table}: four devices, sharded optimizer");
     }
     // 64 images over 3 devices, parts of 21, 21 and 22: the same network (validation, test), but
     // burn-train averages the training loss over the parts as if they were equal.
     let three = run(&config, &dir.join("three"), &["--devices", "flex:0,flex:1,flex:2"]);
     let validation = |dir: &Path| -> Vec<String> {
-        without_seconds(&dir.join("metrics.csv")).into_iter().filter(|l| !l.contains(",train,")).collect()
+        without_timings(&dir.join("metrics.csv")).into_iter().filter(|l| !l.contains(",train,")).collect()
     };
     assert_eq!(validation(&three), validation(&one), "three uneven parts");
-    assert_eq!(without_seconds(&three.join("rounds.csv")), without_seconds(&one.join("rounds.csv")));
+    assert_eq!(without_timings(&three.join("rounds.csv")), without_timings(&one.join("rounds.csv")));
     let summary = read_summary(&two);
     assert_eq!(summary["devices"], serde_json::json!(["flex:0", "flex:1"]));
     assert!(read_summary(&one).get("devices").is_none(), "one device records none");
@@ -90,7 +78,7 @@ fn a_killed_data_parallel_run_resumes_to_the_uninterrupted_result() {
     child.wait().unwrap();
     assert!(!killed.join("summary.json").exists());
     let resumed = run(&config, &killed, &[]);
-    assert_eq!(without_seconds(&resumed.join("metrics.csv")), without_seconds(&whole.join("metrics.csv")));
+    assert_eq!(without_timings(&resumed.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
     assert_eq!(read_summary(&resumed)["test_accuracy"], read_summary(&whole)["test_accuracy"]);
 }
 

@@ -8,16 +8,6 @@ use std::process::{Child, Command, Output};
 
 use common::*;
 
-/// The rows of a CSV without its `seconds` column, which no two runs share.
-fn csv_without_seconds(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let seconds = header.iter().position(|h| *h == "seconds").unwrap();
-    text.lines()
-        .map(|l| l.split(',').enumerate().filter(|(i, _)| *i != seconds).map(|(_, v)| v).collect::<Vec<_>>().join(","))
-        .collect()
-}
-
 /// `coppice run CONFIG --plain --out OUT`, running.
 fn start(config: &Path, out: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_coppice"))
@@ -128,7 +118,7 @@ fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
     let printed = resume(&killed);
     assert!(printed.contains("resuming after epoch 1"), "{printed}");
     assert!(!printed.contains("epoch 1/3") && printed.contains("epoch 2/3"), "epoch 1 is not trained again: {printed}");
-    assert_eq!(csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
+    assert_eq!(without_timings(&killed.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
     assert_same_summary(&whole, &killed, &["test_accuracy", "test_loss", "epochs"]);
 }
 
@@ -147,7 +137,7 @@ fn a_layerwise_run_killed_at_its_second_layer_resumes_to_the_uninterrupted_resul
     let printed = resume(&killed);
     assert!(!printed.contains("fc1 try") && printed.contains("fc2 try 1"), "fc1 is not pruned again: {printed}");
     for file in ["rounds.csv", "attempts.csv", "metrics.csv"] {
-        assert_eq!(csv_without_seconds(&killed.join(file)), csv_without_seconds(&whole.join(file)), "{file}");
+        assert_eq!(without_timings(&killed.join(file)), without_timings(&whole.join(file)), "{file}");
     }
     assert_same_summary(&whole, &killed, &["test_accuracy", "sparsity", "params_nonzero"]);
 }
@@ -167,11 +157,11 @@ fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
     assert!(!killed.join("summary.json").exists());
 
     assert!(resume(&killed).contains("resuming after round 1"));
-    let rounds: Vec<String> = csv_without_seconds(&killed.join("rounds.csv"));
+    let rounds: Vec<String> = without_timings(&killed.join("rounds.csv"));
     let numbers: Vec<&str> = rounds.iter().skip(1).map(|r| r.split(',').next().unwrap()).collect();
     assert_eq!(numbers, ["0", "1", "2", "3"], "each round exactly once");
-    assert_eq!(rounds, csv_without_seconds(&whole.join("rounds.csv")), "the same rounds as uninterrupted");
-    assert_eq!(csv_without_seconds(&killed.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
+    assert_eq!(rounds, without_timings(&whole.join("rounds.csv")), "the same rounds as uninterrupted");
+    assert_eq!(without_timings(&killed.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
     assert_same_summary(
         &whole,
         &killed,
@@ -221,7 +211,7 @@ fn sigint_is_an_interruption_that_resumes_to_the_uninterrupted_result() {
     assert!(!stopped.join("summary.json").exists() && !stopped.join("model.bpk").exists(), "nothing is finished");
     let printed = resume(&stopped);
     assert!(printed.contains("resuming after epoch"), "{printed}");
-    assert_eq!(csv_without_seconds(&stopped.join("metrics.csv")), csv_without_seconds(&whole.join("metrics.csv")));
+    assert_eq!(without_timings(&stopped.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
     assert_same_summary(&whole, &stopped, &["test_accuracy", "test_loss", "epochs"]);
 }
 

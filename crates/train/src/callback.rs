@@ -16,7 +16,12 @@ pub struct EpochRecord {
     pub valid_accuracy: Option<f64>,
     /// The learning rate at the epoch's first step.
     pub lr: f64,
+    /// The whole epoch: its steps, then validation and checkpoints.
     pub seconds: f64,
+    /// The epoch up to its last step: what the step rate of `coppice bench` becomes once data,
+    /// metrics and running statistics are in (0 in records from before it was kept).
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// Something that takes part in training: pruning strategies are callbacks.

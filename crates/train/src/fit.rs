@@ -133,8 +133,11 @@ pub fn fit_after(
         None => new_train_loader(),
     };
     let use_tui = setup.progress == Progress::Auto && std::io::stdout().is_terminal();
-    let epoch_end = EpochEnd::new(setup, callbacks.clone(), !use_tui && setup.progress != Progress::Quiet, done);
     let interrupter = Interrupter::new();
+    let devices = setup.parallel.as_ref().map_or(1, |p| p.devices.len());
+    let watch = LossWatch::new(interrupter.clone(), devices);
+    let print = !use_tui && setup.progress != Progress::Quiet;
+    let epoch_end = EpochEnd::new(setup, callbacks.clone(), print, done, watch.clone());
     let mut training = SupervisedTraining::new(&setup.artifact_dir, train_loader, valid_loader)
         .with_interrupter(interrupter.clone())
         .metrics((AccuracyMetric::new(), LossMetric::new()))
@@ -158,8 +161,6 @@ pub fn fit_after(
     }
 
     let optim = optimizer(config, &net, callbacks.update_masks().as_ref());
-    let devices = setup.parallel.as_ref().map_or(1, |p| p.devices.len());
-    let watch = LossWatch::new(interrupter.clone(), devices);
     let trainee = Trainee::new(net, callbacks.clone(), watch.clone()).train();
     let schedule = EpochLr::new(config.clone(), steps_per_epoch).after_epochs(resume_after);
     let learner = Learner::new(trainee, optim, schedule);
@@ -241,14 +242,17 @@ struct EpochEndState {
     label: String,
     last: Instant,
     records: Vec<EpochRecord>,
+    /// The steps' loss checks, whose last one ends an epoch's training.
+    watch: LossWatch,
     /// Epochs trained before a resume: burn-train's in-memory metric logger numbers the epochs
     /// it has seen from 1, so epoch `e` of the training is its epoch `e - resumed_after`.
     resumed_after: usize,
 }
 
 impl EpochEnd {
-    fn new(setup: &TrainSetup, callbacks: Callbacks, print: bool, earlier: Vec<EpochRecord>) -> Self {
+    fn new(setup: &TrainSetup, callbacks: Callbacks, print: bool, earlier: Vec<EpochRecord>, watch: LossWatch) -> Self {
         let state = EpochEndState {
+            watch,
             config: setup.config.clone(),
             callbacks,
             print,
@@ -279,6 +283,10 @@ impl EarlyStoppingStrategy for EpochEnd {
             valid_accuracy: metric("Accuracy", Split::Valid).map(|a| a / 100.0),
             lr: lr_at(&state.config, (epoch - 1) as f64),
             seconds: (now - state.last).as_secs_f64(),
+            train_seconds: state
+                .watch
+                .last_step()
+                .map_or(0.0, |end| end.saturating_duration_since(state.last).as_secs_f64()),
         };
         state.last = now;
         if state.print {

@@ -41,11 +41,15 @@ struct WatchState {
     checks: usize,
     /// The training step (counted from 1) and its loss.
     first_non_finite: Option<(usize, f64)>,
+    /// When the latest step's loss was read: where an epoch's training ends and its validation
+    /// begins.
+    last_step: Option<std::time::Instant>,
 }
 
 impl LossWatch {
     pub fn new(interrupter: Interrupter, devices: usize) -> Self {
-        let state = WatchState { interrupter, devices: devices.max(1), checks: 0, first_non_finite: None };
+        let state =
+            WatchState { interrupter, devices: devices.max(1), checks: 0, first_non_finite: None, last_step: None };
         Self { inner: Arc::new(Mutex::new(state)) }
     }
 
@@ -54,11 +58,16 @@ impl LossWatch {
         let value = loss.clone().into_scalar::<f64>();
         let mut state = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         state.checks += 1;
+        state.last_step = Some(std::time::Instant::now());
         if !value.is_finite() && state.first_non_finite.is_none() {
             let step = (state.checks - 1) / state.devices + 1;
             state.first_non_finite = Some((step, value));
             state.interrupter.stop(Some("the loss is not finite"));
         }
+    }
+
+    pub fn last_step(&self) -> Option<std::time::Instant> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).last_step
     }
 
     pub fn first_non_finite(&self) -> Option<(usize, f64)> {

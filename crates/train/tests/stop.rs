@@ -40,7 +40,7 @@ fn setup(tag: &str) -> TrainSetup {
 
 /// An epoch without its wall time, which no two trainings share.
 fn timeless(epochs: &[EpochRecord]) -> Vec<EpochRecord> {
-    epochs.iter().map(|e| EpochRecord { seconds: 0.0, ..e.clone() }).collect()
+    epochs.iter().map(|e| EpochRecord { seconds: 0.0, train_seconds: 0.0, ..e.clone() }).collect()
 }
 
 #[test]

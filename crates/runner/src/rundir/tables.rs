@@ -26,10 +26,11 @@ impl MetricsLog {
 
 /// `metrics.csv`: `round` 0 is dense training, then each pruning round's retraining.
 pub fn metrics_csv(rows: &[(usize, EpochRecord)]) -> String {
-    let mut table = Table::new(["round", "epoch", "split", "loss", "accuracy", "lr", "seconds"]);
+    let mut table = Table::new(["round", "epoch", "split", "loss", "accuracy", "lr", "seconds", "train_seconds"]);
     let number = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     for (round, e) in rows {
         let (lr, secs) = (format!("{:.6}", e.lr), format!("{:.3}", e.seconds));
+        let train_secs = format!("{:.3}", e.train_seconds);
         for (split, loss, accuracy) in
             [("train", Some(e.train_loss), Some(e.train_accuracy)), ("valid", e.valid_loss, e.valid_accuracy)]
         {
@@ -41,6 +42,7 @@ pub fn metrics_csv(rows: &[(usize, EpochRecord)]) -> String {
                 number(accuracy),
                 lr.clone(),
                 secs.clone(),
+                train_secs.clone(),
             ]);
         }
     }

@@ -72,3 +72,16 @@ pub fn only_run(out_dir: &Path) -> PathBuf {
 pub fn read_summary(run_dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap()).unwrap()
 }
+
+/// The rows of a CSV without its timing columns (`seconds`, `train_seconds`), which no two runs
+/// share.
+pub fn without_timings(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let timed: Vec<usize> = (0..header.len()).filter(|&i| header[i].ends_with("seconds")).collect();
+    text.lines()
+        .map(|l| {
+            l.split(',').enumerate().filter(|(i, _)| !timed.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")
+        })
+        .collect()
+}
