@@ -4,7 +4,7 @@
 # same networks and data; one table gives both rates per run and the ratio of their medians.
 # Absolute rates differ from machine to machine; the ratio is what compares.
 #
-#   scripts/bench-vs-torch.sh [--rounds N] [--models lenet300,lenet5] [--batches 64,256]
+#   scripts/bench-vs-torch.sh [--rounds N] [--models lenet300,lenet5,vgg,resnet20] [--batches 64,256]
 #                             [--optimizers sgd,adam] [--no-inference]
 #
 # PyTorch comes from a venv (TORCH_VENV, default ${TMPDIR:-/tmp}/torch-venv; see
@@ -83,7 +83,7 @@ echo
 awk -v rounds="$rounds" '
   function key(model, phase, batch) { return model "|" phase "|" batch }
   FNR == 1 { split(FILENAME, parts, "/"); source = parts[length(parts)]; sub(/-[0-9]+\.txt$/, "", source) }
-  source == "torch" && /^\| lenet/ {
+  source == "torch" && /^\| (lenet|vgg|resnet)/ {
     split($0, f, "|"); for (i in f) gsub(/^ +| +$/, "", f[i])
     phase = (f[3] == "train") ? "train-" f[4] : "infer"
     rate = f[6]; gsub(/,/, "", rate)
