@@ -101,7 +101,7 @@ awk -v rounds="$rounds" '
   }
   function runs(list,   v, m, i, s) {
     m = split(list, v, " "); s = ""
-    for (i = 1; i <= m; i++) s = s (i > 1 ? " / " : "") sprintf("%.1fk", v[i] / 1000)
+    for (i = 1; i <= m; i++) s = s (i > 1 ? " / " : "") (v[i] < 10000 ? sprintf("%d", v[i]) : sprintf("%.1fk", v[i] / 1000))
     return s
   }
   END {

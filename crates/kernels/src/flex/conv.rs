@@ -22,7 +22,7 @@ mod shift;
 mod taps;
 
 pub(super) use backward::grads;
-use patches::im2col;
+use patches::{add_run, im2col};
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -133,8 +133,17 @@ pub(super) fn forward_batch_norm(
 
 /// Below this many filters, a sample's product runs transposed, positions by filters: gemm's
 /// widest tiles are 64 rows high, and with 16 filters as rows (a ResNet's first stage, where most
-/// of its work is) it ran on tiles a quarter as tall.
+/// of its work is) it ran on tiles a quarter as tall. From it on, a block of samples shares one
+/// product, filters by positions.
 const TRANSPOSE_BELOW: usize = 48;
+
+/// Samples per block of a product over several samples: enough columns for an efficient product,
+/// few enough that the block's patches stay in cache. It depends on the sizes alone, so the order
+/// of any sum over blocks, and with it the result, is the same on any number of cores.
+fn samples_per_block(g: &Geometry, batch: usize) -> usize {
+    const BLOCK_VALUES: usize = 1 << 18;
+    (BLOCK_VALUES / (g.rows() * g.positions()).max(1)).clamp(1, batch.max(1))
+}
 
 /// A convolution's weight `[out, channels, kh, kw]`, row-major, and its bias.
 struct Filters<'a> {
@@ -161,27 +170,68 @@ fn forward_with(x: FlexTensor, filters: Filters, epilogue: Epilogue, options: &C
     let Epilogue { residual, relu } = epilogue;
     let tap_rows = taps::pays(&g, out_channels).then(|| taps::tap_rows(weight, filters.dims));
     let mut output = vec![0.0; batch * out_channels * positions];
-    if !output.is_empty() {
-        // A single image (latency) gets every core inside its product instead.
-        let split = batch == 1;
-        let sample_len = out_channels * positions;
-        output.par_chunks_mut(sample_len).enumerate().for_each(|(sample, out)| {
-            if let Some(residual) = residual {
-                out.copy_from_slice(&residual[sample * sample_len..(sample + 1) * sample_len]);
-            }
-            if let Some(bias) = bias {
-                for (plane, &b) in out.chunks_mut(positions).zip(bias) {
-                    match residual {
-                        Some(_) => plane.iter_mut().for_each(|v| *v += b),
-                        None => plane.fill(b),
-                    }
+    let sample_len = out_channels * positions;
+    // A sample's output starts as its residual and bias, and ends in ReLU: a select, which
+    // vectorizes, and not `max`, which would turn a NaN (a diverged network) into 0.
+    let prefill = |sample: usize, out: &mut [f32]| {
+        if let Some(residual) = residual {
+            out.copy_from_slice(&residual[sample * sample_len..(sample + 1) * sample_len]);
+        }
+        if let Some(bias) = bias {
+            for (plane, &b) in out.chunks_mut(positions).zip(bias) {
+                match residual {
+                    Some(_) => plane.iter_mut().for_each(|v| *v += b),
+                    None => plane.fill(b),
                 }
             }
+        }
+    };
+    let finish = |out: &mut [f32]| {
+        if relu {
+            out.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+        }
+    };
+    let accumulate = bias.is_some() || residual.is_some();
+    // A single image (latency) gets every core inside its product instead.
+    let split = batch == 1;
+    let blocked = tap_rows.is_none() && !split && out_channels >= TRANSPOSE_BELOW;
+    let shape = [batch, out_channels, g.out[0], g.out[1]];
+    if output.is_empty() {
+        return tensor(output, shape);
+    }
+    if blocked {
+        // Many filters over few positions (a ResNet's later stages): one product for a block of
+        // samples, filters by the block's positions, whose packed weight serves every sample
+        // of the block; each sample's share is then added into its output.
+        let per_block = samples_per_block(&g, batch);
+        output.par_chunks_mut(per_block * sample_len).enumerate().for_each(|(block, outs)| {
+            let (first, samples) = (block * per_block, outs.len() / sample_len);
+            let width = samples * positions;
+            with_scratch((rows + out_channels) * width, |scratch| {
+                let (cols, products) = scratch.split_at_mut(rows * width);
+                for s in 0..samples {
+                    let sample = first + s;
+                    im2col(&g, &x[sample * image..(sample + 1) * image], cols, width, s * positions);
+                }
+                let (w, c) = (Mat::row_major(weight, rows), Mat::row_major(cols, width));
+                matmul(products, width, [out_channels, width, rows], w, c, false, false);
+                for (s, out) in outs.chunks_mut(sample_len).enumerate() {
+                    prefill(first + s, out);
+                    for (f, plane) in out.chunks_mut(positions).enumerate() {
+                        let product = &products[f * width + s * positions..][..positions];
+                        if accumulate { add_run(plane, product) } else { plane.copy_from_slice(product) }
+                    }
+                    finish(out);
+                }
+            })
+        });
+    } else {
+        output.par_chunks_mut(sample_len).enumerate().for_each(|(sample, out)| {
+            prefill(sample, out);
             let image = &x[sample * image..(sample + 1) * image];
-            let accumulate = bias.is_some() || residual.is_some();
             match &tap_rows {
                 Some(tap_rows) => taps::add_convolution(&g, tap_rows, image, out, out_channels, split),
-                None if !split && out_channels < TRANSPOSE_BELOW => with_scratch(rows * positions, |cols| {
+                None if !split => with_scratch(rows * positions, |cols| {
                     im2col(&g, image, cols, positions, 0);
                     // `outᵀ = colsᵀ · weightᵀ`, written in `out`'s own layout.
                     let (lhs, rhs) = (Strided(cols, [1, positions]), Strided(weight, [1, rows]));
@@ -193,12 +243,8 @@ fn forward_with(x: FlexTensor, filters: Filters, epilogue: Epilogue, options: &C
                     matmul(out, positions, [out_channels, positions, rows], w, c, accumulate, split);
                 }),
             }
-            // A select, which vectorizes, and not `max`, which would turn a NaN (a diverged
-            // network) into 0.
-            if relu {
-                out.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
-            }
+            finish(out);
         });
     }
-    tensor(output, [batch, out_channels, g.out[0], g.out[1]])
+    tensor(output, shape)
 }

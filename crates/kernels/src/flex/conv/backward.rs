@@ -8,7 +8,7 @@ use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
 use super::patches::{col2im, im2col};
-use super::{Geometry, shift, with_scratch};
+use super::{Geometry, samples_per_block, shift, with_scratch};
 use crate::flex::{Mat, contiguous, dims, matmul, tensor, values};
 use crate::{LayerGrads, Wanted};
 
@@ -48,14 +48,6 @@ fn bias_grad(grad: &[f32], channels: usize, positions: usize) -> Vec<f32> {
         }
     }
     sums
-}
-
-/// Samples per block of the weight gradient: enough columns for an efficient product, few enough
-/// that the block's patches stay in cache. It depends on the sizes alone, so the order of the
-/// sum over blocks, and with it the result, is the same on any number of cores.
-fn samples_per_block(g: &Geometry, batch: usize) -> usize {
-    const BLOCK_VALUES: usize = 1 << 18;
-    (BLOCK_VALUES / (g.rows() * g.positions()).max(1)).clamp(1, batch.max(1))
 }
 
 /// `Σ over samples of grad[sample] · patches[sample]ᵀ`, block by block. Each block computes the
