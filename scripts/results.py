@@ -137,7 +137,7 @@ README_LINES = [
     ("neuron-lenet300", {}, "strategies-lenet300", "neuron-lenet300", "300-100 -> 150-50 neurons by L1, 3 epochs"),
     ("layerwise-lenet300", {}, "strategies-lenet300", "layerwise-lenet300",
      "layer by layer, each layer's target from its sensitivity (differs by seed, see RESULTS.md)"),
-    ("han-lenet5", {}, "strategies-lenet5", "han-lenet5", "Han et al. per layer, 5 rounds"),
+    ("han-lenet5", {}, "strategies-lenet5", "han-lenet5", "Han et al. per layer, 4 rounds"),
     ("li-lenet5", {"prune.criterion": "l1"}, "strategies-lenet5", "li-lenet5: criterion l1",
      "20-50 -> 10-25 filters by L1, 2 epochs"),
     ("layerwise-lenet5", {}, "strategies-lenet5", "layerwise-lenet5", "layer by layer conv1 -> fc2, 2 epochs each"),
