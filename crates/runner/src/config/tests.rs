@@ -88,3 +88,30 @@ fn resolved_config_round_trips() {
     let path = write("resolved.toml", &text);
     assert_eq!(Config::load(&path, &[]).unwrap(), config);
 }
+
+/// Every key serde accepts, read from its own "expected one of" list so that a new field cannot
+/// slip past, is in docs/config.md.
+#[test]
+fn every_key_the_config_accepts_is_documented() {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md")).unwrap();
+    let sections = ["", "data", "model", "train", "prune"];
+    let mut missing = Vec::new();
+    for section in sections {
+        let text = match section {
+            "" => format!("zzz = 1\n{MINIMAL}"),
+            "model" => format!("{MINIMAL}zzz = 1\n"),
+            _ => format!("{MINIMAL}[{section}]\nzzz = 1\n"),
+        };
+        let message = load_err(&format!("keys{section}.toml"), &text, &[]);
+        let (_, expected) = message.split_once("expected one of ").expect("serde lists the fields");
+        let fields: Vec<&str> = expected.split(';').next().unwrap().split(", ").map(|f| f.trim_matches('`')).collect();
+        assert!(fields.len() >= 7, "[{section}] has fields {fields:?}");
+        for field in fields.into_iter().filter(|f| !(section.is_empty() && sections.contains(f))) {
+            let key = if section.is_empty() { field.to_string() } else { format!("{section}.{field}") };
+            if !docs.contains(&format!("`{key}`")) && !docs.contains(&format!("`{key}.")) {
+                missing.push(key);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/config.md does not document {missing:?}");
+}
