@@ -9,7 +9,7 @@ use coppice_data::ImageDataset;
 use coppice_models::{Network, Prunable};
 use coppice_prune::{
     Completed, DEFAULT_LEVELS, History, PruneConfig, PruneContext, PruneError, Pruning, RoundObserver, RoundsOutcome,
-    StrategyKind, TargetSource, run_rounds,
+    TargetSource, run_rounds,
 };
 use coppice_train::{EpochRecord, Progress, evaluate, resumable_epochs};
 
@@ -181,11 +181,12 @@ pub fn run_experiment(
         rounds: pruning.as_ref().map(|rounds| rounds.len() - 1),
         dense: prune
             .as_ref()
-            .filter(|p| p.strategy == StrategyKind::Neuron)
+            .filter(|p| p.removes_units())
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
         sparse: match &prune {
+            // Weight pruning, on its own or layer by layer, leaves zeros for the engine to skip.
             // The run's own results are saved already; a failed measurement must not fail it.
-            Some(p) if p.strategy == StrategyKind::Weight => sparse::figures(&net, config).unwrap_or_else(|e| {
+            Some(p) if !p.removes_units() => sparse::figures(&net, config).unwrap_or_else(|e| {
                 eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
                 None
             }),
