@@ -47,7 +47,7 @@ EOF
 fi
 
 cargo build --release --quiet -p coppice
-coppice=target/release/coppice
+coppice=${CARGO_TARGET_DIR:-target}/release/coppice
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then coppice="$CARGO_TARGET_DIR/release/coppice"; fi
 
 # Each benchmark in a scheduler group of its own at raised priority, where this user may set

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Reproduces RESULTS.md: every config in configs/paper/ (or the ones named) as a `coppice sweep`,
 # its sweep.csv, per-round table and charts copied to results/<config>/ with the sweep's wall
-# time; then the reports that put sweeps side by side (`coppice report SWEEP_DIR...`: accuracy
-# against parameters and against inference time, measured while nothing else runs) copied to
-# results/<report>/, from the newest sweep of each config under OUT; then the tables of
-# RESULTS.md and the README regenerated from them (scripts/results.py). Environment: JOBS (runs
-# at a time, default 2), OUT (default runs/paper). On 2 cores the whole set takes hours.
+# time, and every point's config.toml, summary.json, metrics.csv and rounds.csv to
+# results/<config>/points/; then the reports that put sweeps side by side (`coppice report
+# SWEEP_DIR...`: accuracy against parameters and against inference time, measured while nothing
+# else runs) copied to results/<report>/, from the newest sweep of each config under OUT; then
+# the tables of RESULTS.md and the README regenerated from them (scripts/results.py).
+# Environment: JOBS (runs at a time, default 2), OUT (default runs/paper). On 2 cores the whole
+# set takes hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 JOBS=${JOBS:-2}
 OUT=${OUT:-runs/paper}
 cargo build --release
-coppice=target/release/coppice
+coppice=${CARGO_TARGET_DIR:-target}/release/coppice
 configs=("$@")
 if [ ${#configs[@]} -eq 0 ]; then
   configs=(configs/paper/*.toml)
@@ -25,6 +27,14 @@ for config in "${configs[@]}"; do
   seconds=$(($(date +%s) - start))
   mkdir -p "results/$name"
   cp "$sweep_dir"/sweep*.csv "$sweep_dir"/sweep*.svg "results/$name/"
+  # Every point's own files (a few KB each), so that each figure traces back to its run.
+  for point in "$sweep_dir"/point-*; do
+    kept="results/$name/points/$(basename "$point")"
+    mkdir -p "$kept"
+    for file in config.toml summary.json metrics.csv rounds.csv; do
+      if [ -f "$point/$file" ]; then cp "$point/$file" "$kept/"; fi
+    done
+  done
   echo "$seconds s with --jobs $JOBS on $(nproc) cores" > "results/$name/wall-time.txt"
 done
 

@@ -7,10 +7,12 @@ error and accuracy, mean and standard deviation over seeds), `<!-- rounds:CONFIG
 `<!-- /tradeoff -->` (from a `coppice report` over sweeps: accuracy, parameters and measured
 time per method) or `<!-- lines:readme -->` / `<!-- lines:wall-times -->` and `<!-- /lines -->`
 (the README's results table, one line per method below, and every sweep's wall time, from the
-same files). Nothing in those blocks is kept by hand.
+same files), or `<!-- lines:sparse-vs-dense -->` (Zhu & Gupta's large sparse networks against small
+dense ones of as many parameters). Nothing in those blocks is kept by hand.
 Standard library only.
 """
 import csv
+import json
 import pathlib
 import re
 
@@ -196,8 +198,39 @@ def wall_times():
     return "\n".join(lines)
 
 
+def sparse_vs_dense():
+    """Each AGP sparsity beside the small dense network closest to it in non-zero parameters.
+    The arms share no network, so their means are compared, with the difference's standard
+    error from both spreads; the small networks' seed range comes from their points' files."""
+    sparse = rows(ROOT / "results" / "zhu-gupta-agp" / "sweep.csv")
+    dense = rows(ROOT / "results" / "small-dense-lenet300" / "sweep.csv")
+    points = {}
+    for summary in sorted((ROOT / "results" / "small-dense-lenet300" / "points").glob("*/summary.json")):
+        record = json.loads(summary.read_text())
+        points.setdefault(record["params_nonzero"], []).append(record["test_accuracy"])
+    header = ["sparsity", "non-zero parameters", "large sparse (%)", "small dense", "parameters",
+              "small dense (%)", "its seeds' range (%)", "difference (points)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in sparse:
+        params = float(row["params_nonzero_mean"])
+        small = min(dense, key=lambda d: abs(float(d["params_nonzero_mean"]) - params))
+        seeds = points.get(int(float(small["params_nonzero_mean"])), [])
+        spread = f"{min(seeds) * 100:.2f} - {max(seeds) * 100:.2f}" if seeds else "-"
+        difference = float(row["test_accuracy_mean"]) - float(small["test_accuracy_mean"])
+        error = (float(row["test_accuracy_std"]) ** 2 / int(row["runs"])
+                 + float(small["test_accuracy_std"]) ** 2 / int(small["runs"])) ** 0.5
+        lines.append("| " + " | ".join([
+            f"{float(row['prune.target']) * 100:.0f} %", f"{params:,.0f}",
+            pm(row["test_accuracy_mean"], row["test_accuracy_std"]),
+            small["model.hidden"].replace(", ", "-").strip("[]"), f"{float(small['params_nonzero_mean']):,.0f}",
+            pm(small["test_accuracy_mean"], small["test_accuracy_std"]), spread,
+            f"{difference * 100:+.2f} ± {error * 100:.2f}",
+        ]) + " |")
+    return "\n".join(lines)
+
+
 def lines_table(name):
-    return {"readme": readme_lines, "wall-times": wall_times}[name]()
+    return {"readme": readme_lines, "wall-times": wall_times, "sparse-vs-dense": sparse_vs_dense}[name]()
 
 
 def fill(path):
