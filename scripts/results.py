@@ -8,7 +8,9 @@ error and accuracy, mean and standard deviation over seeds), `<!-- rounds:CONFIG
 time per method) or `<!-- lines:readme -->` / `<!-- lines:wall-times -->` and `<!-- /lines -->`
 (the README's results table, one line per method below, and every sweep's wall time, from the
 same files), or `<!-- lines:sparse-vs-dense -->` (Zhu & Gupta's large sparse networks against small
-dense ones of as many parameters). Nothing in those blocks is kept by hand.
+dense ones of as many parameters). `<!-- seeds:CONFIG -->` and `<!-- /seeds -->` hold a sweep's
+points seed by seed (from results/CONFIG/points/), the dense and the final test accuracy of each
+run and their paired difference. Nothing in those blocks is kept by hand.
 Standard library only.
 """
 import csv
@@ -229,6 +231,23 @@ def sparse_vs_dense():
     return "\n".join(lines)
 
 
+def seeds_table(name):
+    """Each point's dense and final accuracy: the arms share their dense network seed by seed,
+    so the difference is paired."""
+    records = [json.loads(p.read_text()) for p in (ROOT / "results" / name / "points").glob("*/summary.json")]
+    records.sort(key=lambda r: r["seed"])
+    lines = ["| seed | dense (%) | pruned (%) | difference (points) |", "| --- | ---: | ---: | ---: |"]
+    differences = []
+    for r in records:
+        differences.append((r["test_accuracy"] - r["dense_test_accuracy"]) * 100)
+        lines.append(f"| {r['seed']} | {r['dense_test_accuracy'] * 100:.2f} | {r['test_accuracy'] * 100:.2f} "
+                     f"| {differences[-1]:+.2f} |")
+    mean = sum(differences) / len(differences)
+    std = (sum((d - mean) ** 2 for d in differences) / max(len(differences) - 1, 1)) ** 0.5
+    lines.append(f"| mean of {len(records)} | | | {mean:+.2f} ± {std:.2f} |")
+    return "\n".join(lines)
+
+
 def lines_table(name):
     return {"readme": readme_lines, "wall-times": wall_times, "sparse-vs-dense": sparse_vs_dense}[name]()
 
@@ -236,7 +255,7 @@ def lines_table(name):
 def fill(path):
     text = path.read_text()
     kinds = (("results", results_table), ("rounds", rounds_table), ("tradeoff", tradeoff_table),
-             ("lines", lines_table))
+             ("lines", lines_table), ("seeds", seeds_table))
     for kind, make in kinds:
         pattern = re.compile(rf"(<!-- {kind}:([\w.-]+) -->\n).*?(<!-- /{kind} -->)", re.S)
 
