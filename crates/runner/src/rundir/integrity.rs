@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use coppice_data::checksums::{read_sums, render_sums, sha256_hex, verify};
 
-use super::dir::write_atomic;
+use super::dir::{commit_rename, write_atomic};
 
 pub const SUMS: &str = "SHA256SUMS";
 
@@ -38,8 +38,7 @@ pub fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let mut sums = read_sums(&path)?;
     sums.insert(name.to_string(), sha256_hex(bytes));
     write_atomic(&path, render_sums(&sums).as_bytes())?;
-    let target = dir.join(name);
-    std::fs::rename(&next, &target).with_context(|| format!("{}: cannot rename into place", target.display()))
+    commit_rename(&next, &dir.join(name))
 }
 
 /// Where [`replace`] puts a file's new contents before they take its place.
@@ -56,7 +55,7 @@ pub fn settle(dir: &Path, name: &str) -> Result<()> {
     };
     let committed = read_sums(&dir.join(SUMS))?.get(name).is_some_and(|sum| *sum == sha256_hex(&bytes));
     if committed {
-        std::fs::rename(&next, dir.join(name)).with_context(|| format!("{}: cannot rename into place", next.display()))
+        commit_rename(&next, &dir.join(name))
     } else {
         std::fs::remove_file(&next).with_context(|| format!("{}: cannot remove", next.display()))
     }
