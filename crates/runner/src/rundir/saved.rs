@@ -9,7 +9,7 @@ use burn::tensor::Bytes;
 use coppice_models::{Architecture, Network};
 
 use super::dir::write_atomic;
-use super::integrity;
+use super::{integrity, resources};
 use crate::data::Data;
 
 /// Weights (`model.bpk`) and the sizes that rebuild the network (`architecture.json`), so a
@@ -49,9 +49,11 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
     }
     // The checked bytes are the ones loaded, so nothing can change the file in between.
     let bytes = integrity::read(run_dir, "model.bpk")?;
-    let net = architecture.init(device).map_err(|e| {
-        anyhow!("{}: {e}; fix: restore the file this run wrote (its sum is in SHA256SUMS)", arch_path.display())
-    })?;
+    let restore = "fix: restore the file this run wrote (its sum is in SHA256SUMS)";
+    let size = architecture.size().map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
+    resources::check_saved(size, bytes.len() as u128, resources::available_memory())
+        .map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
+    let net = architecture.init(device).map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes));
     record.and_then(|record| net.try_load_record(record)).map_err(|e| {
         anyhow!(
