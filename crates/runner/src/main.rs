@@ -68,6 +68,8 @@ fn report(error: &anyhow::Error) -> ExitCode {
 }
 
 fn execute(command: Command) -> Result<()> {
+    // Before any work: the kernels themselves cannot report a path the CPU lacks.
+    coppice_simd::Simd::configured().map_err(|e| anyhow!(e))?;
     match command {
         Command::Run { config, resume, run_dir, run } => {
             let (mut options, overrides) = run.options(None)?;
