@@ -207,7 +207,7 @@ fn max_pools_match_burn() {
 
 /// Where a value is NaN.
 fn nans<const D: usize>(t: Tensor<D>) -> Vec<bool> {
-    t.into_data().to_vec::<f32>().unwrap().iter().map(|v| v.is_nan()).collect()
+    t.into_data().try_to_vec::<f32>().unwrap().iter().map(|v| v.is_nan()).collect()
 }
 
 /// A NaN in the input comes out as NaN wherever burn's own layers put one, through ReLU,
