@@ -24,7 +24,7 @@ fn assert_no_null(json: &serde_json::Value, at: &str) {
 /// A run whose steps take long enough that two signals sent one after the other both arrive
 /// while its training runs.
 const SLOW_STEPS: &str = "name = \"promises\"\n[data]\ntrain_limit = 2048\ntest_limit = 200\n[model]\nkind = \"mlp\"\n\
-                          hidden = [1000, 1000]\n[train]\nepochs = 2\nbatch_size = 256\n";
+                          hidden = [1000, 1000]\n[train]\nepochs = 5\nbatch_size = 256\n";
 
 #[test]
 fn a_run_being_written_cannot_be_read_and_a_second_ctrl_c_ends_it_at_once() {
@@ -67,11 +67,14 @@ fn a_run_being_written_cannot_be_read_and_a_second_ctrl_c_ends_it_at_once() {
     let line = format!("interrupted; resume with `coppice run --resume {}`", run_dir.display());
     assert!(stderr.contains(&line) && !stderr.contains("interrupted after epoch"), "at once: {stderr}");
 
-    // What was under way is redone: the run goes on after epoch 1.
+    // What was under way is redone: the run goes on after the last epoch it completed.
+    let done = journalled_epochs(&run_dir);
+    assert!((1..5).contains(&done), "stopped while training, after epoch {done} of 5");
     let resumed = coppice(&["run", config.to_str().unwrap(), "--plain", "--run-dir", path]);
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     let printed = String::from_utf8_lossy(&resumed.stdout);
-    assert!(printed.contains("resuming after epoch 1") && printed.contains("epoch 2/2"), "{printed}");
+    let next = format!("epoch {}/5", done + 1);
+    assert!(printed.contains(&format!("resuming after epoch {done}")) && printed.contains(&next), "{printed}");
     assert_no_null(&read_summary(&run_dir), "summary.json");
 }
 
