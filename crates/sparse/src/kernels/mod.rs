@@ -214,11 +214,12 @@ impl MulAdd for Baseline {
 type Baseline = Fused;
 
 /// ReLU that passes NaN on, as burn's does: `f32::max(v, 0.0)` would turn a NaN into 0 and hide
-/// a broken input behind plausible logits. The same compare and select as `max`, so it costs
-/// nothing more.
+/// a broken input behind plausible logits. Written with `<` so that it is one `maxps(0, v)`,
+/// which returns its second operand when either is NaN (`<=` would make -0.0 a 0.0, and so a
+/// compare and a blend; the two zeros are equal anyway).
 #[inline(always)]
 fn relu(v: f32) -> f32 {
-    if v <= 0.0 { 0.0 } else { v }
+    if v < 0.0 { 0.0 } else { v }
 }
 
 /// A convolution's or pool's window: `[height, width]` each.
