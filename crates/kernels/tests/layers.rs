@@ -204,3 +204,37 @@ fn max_pools_match_burn() {
     // Padding takes burn's own operation.
     check_pool(MaxPool2dConfig::new([3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(), [1, 2, 6, 6]);
 }
+
+/// Where a value is NaN.
+fn nans<const D: usize>(t: Tensor<D>) -> Vec<bool> {
+    t.into_data().try_to_vec::<f32>().unwrap().iter().map(|v| v.is_nan()).collect()
+}
+
+/// A NaN in the input comes out as NaN wherever burn's own layers put one, through ReLU,
+/// max-pool, convolution and linear layers: never as a plausible number (the sparse engine's
+/// `nan_propagates_*` tests hold it to the same).
+#[test]
+fn a_nan_in_the_input_propagates_as_in_burn() {
+    let device = Device::flex();
+    let mut values: Vec<f32> = (0..2 * 6 * 6).map(|i| (i as f32 * 0.37).sin()).collect();
+    values[36 + 2 * 6 + 3] = f32::NAN;
+    let x = Tensor::<4>::from_data(TensorData::new(values, [1, 2, 6, 6]), &device);
+
+    let relu_nans = nans(relu(x.clone()));
+    assert_eq!(relu_nans.iter().filter(|&&n| n).count(), 1, "ReLU keeps the one NaN");
+
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let pooled = nans(max_pool2d(x.clone(), &pool));
+    assert_eq!(pooled, nans(pool.forward(x.clone())));
+    assert_eq!(pooled.iter().filter(|&&n| n).count(), 1, "the one window that holds it");
+
+    let padded = PaddingConfig2d::Explicit(1, 1, 1, 1);
+    let conv = Conv2dConfig::new([2, 3], [3, 3]).with_padding(padded).init(&device);
+    let convolved = nans(relu(conv2d(x.clone(), &conv)));
+    assert_eq!(convolved, nans(relu(conv.forward(x.clone()))));
+    assert_eq!(convolved.iter().filter(|&&n| n).count(), 3 * 9, "every filter, at the 3x3 outputs that see it");
+
+    let layer = LinearConfig::new(72, 4).init(&device);
+    let flat: Tensor<2> = x.reshape([1, 72]);
+    assert!(nans(linear(flat, &layer, true)).iter().all(|&n| n), "every unit reads the NaN");
+}

@@ -73,6 +73,7 @@ fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
         let pruned = strategy.prune(&net, 1, 0).unwrap();
         let before = zero_positions(&pruned, "fc1.weight");
         assert_eq!(before.len(), 36 * 24 / 2);
+        let pruned_values = values_of(&pruned, "fc1.weight").unwrap();
         let outcome = run_rounds(
             pruned,
             &mut strategy,
@@ -86,7 +87,10 @@ fn masks_hold_exactly_through_retraining_with_sgd_momentum_and_adam() {
         let after = zero_positions(&outcome.net, "fc1.weight");
         assert_eq!(before, after, "{optimizer:?}: the same weights are exactly zero");
         let live = values_of(&outcome.net, "fc1.weight").unwrap();
-        assert!(live.iter().filter(|v| **v != 0.0).count() == 36 * 24 / 2, "{optimizer:?}: the others train");
+        assert_eq!(live.iter().filter(|v| **v != 0.0).count(), 36 * 24 / 2, "{optimizer:?}: the others stay");
+        let moved =
+            live.iter().zip(&pruned_values).filter(|(after, before)| **before != 0.0 && after != before).count();
+        assert!(moved * 10 >= 36 * 24 / 2 * 9, "{optimizer:?}: the others train: {moved} of {} moved", 36 * 24 / 2);
     }
 }
 
@@ -248,7 +252,8 @@ fn random_criterion_prunes_the_target_but_not_by_magnitude() {
     let zeros = zero_positions(&pruned, "fc1.weight");
     let biases = zero_positions(&pruned, "fc1.bias");
     assert!(!biases.is_empty(), "include_bias prunes biases too");
-    assert!((zeros.len() + biases.len()) as f64 - 0.5 * (36.0 * 24.0 + 24.0) <= 1.0);
+    let pruned = (zeros.len() + biases.len()) as f64;
+    assert!((pruned - 0.5 * (36.0 * 24.0 + 24.0)).abs() <= 1.0, "{pruned} of {} pruned", 36 * 24 + 24);
     let largest_pruned = zeros.iter().map(|&i| original[i].abs()).fold(0.0f32, f32::max);
     let smallest_kept =
         original.iter().enumerate().filter(|(i, _)| !zeros.contains(i)).map(|(_, v)| v.abs()).fold(f32::MAX, f32::min);

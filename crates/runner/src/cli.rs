@@ -156,6 +156,10 @@ pub enum Command {
         #[arg(long, default_value = "runs")]
         out: PathBuf,
     },
+    /// Record the SHA256SUMS of a run's model, checkpoints and exports again (or of an export
+    /// or checkpoint directory), after you have checked the files: a run whose sums are missing
+    /// or do not list a file is refused until then.
+    Reseal { dir: PathBuf },
     /// Check a config without running it.
     Validate {
         config: PathBuf,

@@ -15,6 +15,7 @@ use burn::tensor::{DType, TensorData};
 use coppice_models::{LayerKind, Network, ParamEditor, Prunable, edit_params, float_params};
 
 use crate::pytorch::{pytorch_name, transpose};
+use crate::rundir::integrity;
 
 /// A tensor of the file, as the network's layout wants it.
 struct Imported {
@@ -82,6 +83,12 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, burn::store::burn_pack::
     let file = path.display();
     if !path.is_file() {
         return Err(anyhow!("{file}: not found; fix: model.weights names a .safetensors, .pt or .pth file"));
+    }
+    // An export (or a folder `coppice reseal` sealed) is checked against its sums; weights from
+    // elsewhere (PyTorch's own files) come without any, as a dataset directory may.
+    let sealed = path.parent().filter(|dir| dir.join(integrity::SUMS).is_file());
+    if let (Some(dir), Some(name)) = (sealed, path.file_name().and_then(|n| n.to_str())) {
+        integrity::read(dir, name)?;
     }
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
     let tensors = match extension {
@@ -223,5 +230,23 @@ mod tests {
         let error = load_weights(tiny(&device), &truncated, &BTreeMap::new()).unwrap_err().to_string();
         assert!(error.contains("not a readable PyTorch state_dict"), "{error}");
         std::fs::remove_file(truncated).ok();
+    }
+
+    #[test]
+    fn weights_beside_sums_are_checked_against_them() {
+        let device = Device::flex();
+        let dir = std::env::temp_dir().join(format!("coppice-sealed-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.safetensors");
+        std::fs::copy(fixture("tiny.safetensors"), &file).unwrap();
+        integrity::record(&dir, &["model.safetensors"]).unwrap();
+        assert!(load_weights(tiny(&device), &file, &BTreeMap::new()).is_ok());
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&file, bytes).unwrap();
+        let error = load_weights(tiny(&device), &file, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(error.contains("model.safetensors") && error.contains("sha256"), "{error}");
+        std::fs::remove_dir_all(dir).ok();
     }
 }

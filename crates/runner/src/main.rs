@@ -68,6 +68,8 @@ fn report(error: &anyhow::Error) -> ExitCode {
 }
 
 fn execute(command: Command) -> Result<()> {
+    // Before any work: the kernels themselves cannot report a path the CPU lacks.
+    coppice_simd::Simd::configured().map_err(|e| anyhow!(e))?;
     match command {
         Command::Run { config, resume, run_dir, run } => {
             let (mut options, overrides) = run.options(None)?;
@@ -124,6 +126,16 @@ fn execute(command: Command) -> Result<()> {
                 }
             };
             println!("{}", dir.display());
+        }
+        Command::Reseal { dir } => {
+            // A run being written would race the new sums; an export directory has no lock.
+            let _writing = match dir.join("config.toml").is_file() {
+                true => Some(rundir::lock::lock(&dir, rundir::lock::Access::Write)?),
+                false => None,
+            };
+            for (sealed, names) in rundir::integrity::reseal(&dir)? {
+                println!("{}: recorded the sums of {}", sealed.display(), names.join(", "));
+            }
         }
         Command::Validate { config, overrides } => {
             let parsed = Config::load(&config, &overrides)?;

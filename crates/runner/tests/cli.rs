@@ -90,6 +90,7 @@ fn eval_of_a_mismatched_checkpoint_is_reported() {
     let arch = r#"{"input":{"channels":1,"height":28,"width":28},"layers":[{"name":"flatten","op":"flatten"},{"name":"fc1","op":"linear","units":32,"bias":true},{"name":"fc1_relu","op":"relu"},{"name":"fc2","op":"linear","units":10,"bias":true}]}"#;
     std::fs::write(run.join("architecture.json"), arch).unwrap();
     std::fs::write(run.join("model.bpk"), b"not a burnpack file").unwrap();
+    assert!(coppice(&["reseal", run.to_str().unwrap()]).status.success(), "the sums are not what is tested here");
     assert_clean_failure(&coppice(&["eval", run.to_str().unwrap()]), &["model.bpk"]);
 }
 
@@ -155,6 +156,7 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     }
     let arch = std::fs::read_to_string(first.join("architecture.json")).unwrap().replace("300", "200");
     std::fs::write(altered.join("architecture.json"), arch).unwrap();
+    assert!(coppice(&["reseal", altered.to_str().unwrap()]).status.success());
     assert_clean_failure(&coppice(&["eval", altered.to_str().unwrap()]), &["model.bpk", "architecture.json"]);
 
     let second = run("b");

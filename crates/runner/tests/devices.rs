@@ -68,18 +68,19 @@ fn a_killed_data_parallel_run_resumes_to_the_uninterrupted_result() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let epoch_one_saved =
-        || ["model", "optim", "scheduler"].iter().all(|k| killed.join(format!("train/checkpoint/{k}-1.bpk")).is_file());
-    while !epoch_one_saved() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    poll_until(&mut child, "epoch 1's checkpoint", || epoch_saved(&killed, 1));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("summary.json").exists());
-    let resumed = run(&config, &killed, &[]);
-    assert_eq!(without_timings(&resumed.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
-    assert_eq!(read_summary(&resumed)["test_accuracy"], read_summary(&whole)["test_accuracy"]);
+    assert_eq!(journalled_epochs(&killed), 1, "killed during epoch 2");
+    let resumed = coppice(&["run", config.to_str().unwrap(), "--plain", "--run-dir", killed.to_str().unwrap()]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let printed = String::from_utf8_lossy(&resumed.stdout);
+    assert!(printed.contains("resuming after epoch 1"), "{printed}");
+    assert!(!printed.contains("epoch 1/3") && printed.contains("epoch 2/3"), "epoch 1 is not trained again: {printed}");
+    assert_eq!(without_timings(&killed.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
+    assert_eq!(read_summary(&killed)["test_accuracy"], read_summary(&whole)["test_accuracy"]);
+    assert_eq!(weight_sums(&killed), weight_sums(&whole), "the same weights, bit for bit");
 }
 
 #[test]

@@ -131,3 +131,66 @@ fn messages_name_the_field_or_flag_at_fault() {
     let report = coppice(&["report", path, "--out", dir.join("reports").to_str().unwrap()]);
     assert_clean_failure(&report, &["summary.json", "test_accuracy"]);
 }
+
+/// Deleting `SHA256SUMS`, or a line of it, must not turn the check off: the run is refused, the
+/// message names the directory and `coppice reseal`, and after a reseal it reads again.
+#[test]
+fn sums_cannot_be_skipped_and_reseal_records_them_again() {
+    let dir = scratch("faults-sums");
+    let config = tiny_setup(&dir, "");
+    let finished = run(&config, &dir.join("runs"), &[]);
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    let run_dir = only_run(&dir.join("runs"));
+    let path = run_dir.to_str().unwrap();
+    let sums = run_dir.join("SHA256SUMS");
+    let original = std::fs::read_to_string(&sums).unwrap();
+
+    std::fs::remove_file(&sums).unwrap();
+    for command in [vec!["eval", path], vec!["export", path]] {
+        assert_clean_failure(&coppice(&command), &[path, "has no SHA256SUMS", "coppice reseal"]);
+    }
+    let without_model: String =
+        original.lines().filter(|l| !l.ends_with("model.bpk")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&sums, without_model).unwrap();
+    assert_clean_failure(&coppice(&["eval", path]), &["model.bpk: not listed in", "coppice reseal"]);
+
+    let resealed = coppice(&["reseal", path]);
+    assert!(resealed.status.success(), "{}", String::from_utf8_lossy(&resealed.stderr));
+    assert!(String::from_utf8_lossy(&resealed.stdout).contains("architecture.json, model.bpk"));
+    assert_eq!(std::fs::read_to_string(&sums).unwrap(), original, "the files were intact: the same sums");
+    assert!(coppice(&["eval", path]).status.success());
+    assert_clean_failure(&coppice(&["reseal", dir.join("data").to_str().unwrap()]), &["holds none of the files"]);
+}
+
+/// The architecture and an export are caught by their sums too; `eval --sparse FILE` checks
+/// the `SHA256SUMS` that `export` wrote beside the file.
+#[test]
+fn a_damaged_architecture_or_export_is_named() {
+    let dir = scratch("faults-export");
+    let config = tiny_setup(&dir, "");
+    let finished = run(&config, &dir.join("runs"), &[]);
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    let run_dir = only_run(&dir.join("runs"));
+    let path = run_dir.to_str().unwrap();
+    let exported = coppice(&["export", path, "--format", "sparse"]);
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    let file = run_dir.join("export/model.sparse.safetensors");
+    let file_arg = file.to_str().unwrap();
+    assert!(coppice(&["eval", path, "--sparse", file_arg]).status.success());
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::write(&file, bytes).unwrap();
+    assert_clean_failure(&coppice(&["eval", path, "--sparse", file_arg]), &["model.sparse.safetensors", "sha256"]);
+
+    let architecture = run_dir.join("architecture.json");
+    let text = std::fs::read_to_string(&architecture).unwrap();
+    std::fs::write(&architecture, text.replacen("32", "33", 1)).unwrap();
+    assert_clean_failure(&coppice(&["eval", path]), &["architecture.json", "sha256"]);
+
+    // Sealed, a huge layer is still refused before anything is allocated.
+    std::fs::write(&architecture, text.replacen("\"units\": 32", "\"units\": 4000000000", 1)).unwrap();
+    assert!(coppice(&["reseal", path]).status.success());
+    assert_clean_failure(&coppice(&["eval", path]), &["architecture.json", "parameters", "more than", "model.bpk"]);
+}

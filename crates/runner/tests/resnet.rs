@@ -68,9 +68,24 @@ fn weight_pruning_masks_a_resnets_bias_free_convs() {
     let out_dir = dir.join("runs");
     let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--plain"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary = read_summary(&only_run(&out_dir));
+    let run = only_run(&out_dir);
+    let summary = read_summary(&run);
+    // report.md's layer table: `| layer | weights | non-zero | ...`, one row per prunable layer.
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let (mut weights, mut nonzero) = (0usize, 0usize);
+    for row in report.lines().skip_while(|l| !l.starts_with("## Layers")).take_while(|l| !l.starts_with("FLOPs")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        if let (Some(Ok(w)), Some(Ok(n))) =
+            (cells.get(2).map(|c| c.parse::<usize>()), cells.get(3).map(|c| c.parse::<usize>()))
+        {
+            (weights, nonzero) = (weights + w, nonzero + n);
+        }
+    }
+    assert!(weights > 0, "{report}");
+    let expected = (0.7 * weights as f64).round() as usize;
+    assert_eq!(weights - nonzero, expected, "exactly 70 % of {weights} prunable weights are zero after retraining");
     let sparsity = summary["sparsity"].as_f64().unwrap();
-    assert!((sparsity - 0.7).abs() < 0.01, "70 % of the prunable weights are zero after retraining: {sparsity}");
+    assert!((sparsity - expected as f64 / weights as f64).abs() < 1e-9, "summary.json: {sparsity}");
     assert!(
         summary["sparse"]["speedup_batch1000"].as_f64().unwrap() > 0.0,
         "the sparse engine runs ResNets: {summary}"

@@ -21,15 +21,9 @@ fn start(config: &Path, out: &Path) -> Child {
 
 /// The run directory of a run started with `--out out`, once `ready(run_dir)`.
 fn wait_for(child: &mut Child, out: &Path, ready: impl Fn(&Path) -> bool) -> PathBuf {
-    loop {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be stopped");
-        if let Some(run_dir) = std::fs::read_dir(out).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path())
-            && ready(&run_dir)
-        {
-            return run_dir;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let run_dir = || std::fs::read_dir(out).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path());
+    poll_until(child, "the point to stop the run at", || run_dir().is_some_and(|dir| ready(&dir)));
+    run_dir().unwrap()
 }
 
 /// Sends `signal` (a name `kill -s` knows) to the child.
@@ -87,14 +81,6 @@ fn last_checkpointed_round(run_dir: &Path) -> Option<u64> {
     progress["rounds"].as_array()?.last()?["round"].as_u64()
 }
 
-/// How many dense epochs a run's `checkpoints/dense-epochs.json` records.
-fn journalled_epochs(run_dir: &Path) -> usize {
-    std::fs::read_to_string(run_dir.join("checkpoints/dense-epochs.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(&text).ok())
-        .map_or(0, |epochs| epochs.len())
-}
-
 /// Training killed with SIGKILL after its first epoch resumes after that epoch, keeps its record,
 /// and ends exactly where the same run ends uninterrupted.
 #[test]
@@ -105,13 +91,6 @@ fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
         "name = \"resume-epochs\"\n[data]\ntrain_limit = 16000\ntest_limit = 2000\n[model]\nkind = \"mlp\"\n\
          [train]\nepochs = 3\n",
     );
-    // Killed once epoch 1 is recorded and burn-train has written its checkpoint in the background.
-    let epoch_one_saved = |run_dir: &Path| {
-        journalled_epochs(run_dir) == 1
-            && ["model", "optim", "scheduler"]
-                .iter()
-                .all(|kind| run_dir.join(format!("train/checkpoint/{kind}-1.bpk")).is_file())
-    };
     let (whole, killed) = run_whole_and_killed(&dir, &config, epoch_one_saved);
     assert_eq!(journalled_epochs(&killed), 1, "killed during epoch 2");
     assert!(!killed.join("summary.json").exists());
@@ -120,6 +99,7 @@ fn a_run_killed_in_epoch_two_resumes_to_the_uninterrupted_result() {
     assert!(!printed.contains("epoch 1/3") && printed.contains("epoch 2/3"), "epoch 1 is not trained again: {printed}");
     assert_eq!(without_timings(&killed.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
     assert_same_summary(&whole, &killed, &["test_accuracy", "test_loss", "epochs"]);
+    assert_eq!(weight_sums(&killed), weight_sums(&whole), "the same weights, bit for bit");
 }
 
 /// A layer-wise run killed while it works on its second layer goes on at that layer after a
@@ -181,12 +161,8 @@ fn a_run_killed_in_round_two_resumes_to_the_uninterrupted_result() {
 const EPOCHS_CONFIG: &str = "name = \"resume-epochs\"\n[data]\ntrain_limit = 16000\ntest_limit = 2000\n\
      [model]\nkind = \"mlp\"\n[train]\nepochs = 3\n";
 
-/// Epoch 1 is recorded, and burn-train has written its checkpoint in the background.
 fn epoch_one_saved(run_dir: &Path) -> bool {
-    journalled_epochs(run_dir) == 1
-        && ["model", "optim", "scheduler"]
-            .iter()
-            .all(|kind| run_dir.join(format!("train/checkpoint/{kind}-1.bpk")).is_file())
+    epoch_saved(run_dir, 1)
 }
 
 /// SIGINT (what Ctrl-C sends, and what the training screen's Ctrl-C sends now) stops training at
@@ -228,8 +204,19 @@ fn sigterm_is_an_interruption_that_resumes() {
     let stderr = String::from_utf8_lossy(&ended.stderr);
     assert_eq!(ended.status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("interrupted") && stderr.contains("coppice run --resume"), "{stderr}");
-    resume(&run_dir);
+    let stopped_after = journalled_epochs(&run_dir);
+    assert!((1..3).contains(&stopped_after), "stopped after epoch {stopped_after} of 3");
+    let printed = resume(&run_dir);
+    assert!(printed.contains(&format!("resuming after epoch {stopped_after}")), "{printed}");
+    for epoch in 1..=stopped_after {
+        assert!(!printed.contains(&format!("epoch {epoch}/3")), "epoch {epoch} is not trained again: {printed}");
+    }
+    assert!(printed.contains("epoch 3/3"), "{printed}");
     assert_eq!(read_summary(&run_dir)["epochs"], 3);
+    let whole = coppice(&["run", config.to_str().unwrap(), "--plain", "--out", dir.join("whole").to_str().unwrap()]);
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    let whole = only_run(&dir.join("whole"));
+    assert_eq!(weight_sums(&run_dir), weight_sums(&whole), "the resumed run's weights are the uninterrupted run's");
 }
 
 /// A loss that is not finite stops training with the epoch and step, and the run goes on at a

@@ -87,13 +87,19 @@ fn a_file_that_is_not_the_runs_network_is_refused() {
     let weights = coppice_sparse::Weights::from_dense(10, 784, vec![0.5; 7840], coppice_sparse::Encoding::Csr);
     let layer = coppice_sparse::Layer::Linear { name: "fc1".into(), weights, bias: vec![0.0; 10], relu: false };
     let other = coppice_sparse::Model::new([1, 1, 784], None, vec![layer]).unwrap();
-    let foreign = dir.join("other.sparse.safetensors");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let foreign = elsewhere.join("other.sparse.safetensors");
     std::fs::write(&foreign, other.to_bytes()).unwrap();
     let out = coppice(&["eval", run.to_str().unwrap(), "--sparse", foreign.to_str().unwrap()]);
-    assert_clean_failure(&out, &["other.sparse.safetensors: holds another network", "fix: export this run"]);
+    assert_clean_failure(&out, &["elsewhere: has no SHA256SUMS", "coppice reseal"]);
 
-    let truncated = dir.join("truncated.sparse.safetensors");
+    let truncated = elsewhere.join("truncated.sparse.safetensors");
     std::fs::write(&truncated, &other.to_bytes()[..100]).unwrap();
+    let sealed = coppice(&["reseal", elsewhere.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&sealed.stdout).contains("other.sparse.safetensors, truncated.sparse.safetensors"));
+    let out = coppice(&["eval", run.to_str().unwrap(), "--sparse", foreign.to_str().unwrap()]);
+    assert_clean_failure(&out, &["other.sparse.safetensors: holds another network", "fix: export this run"]);
     let out = coppice(&["eval", run.to_str().unwrap(), "--sparse", truncated.to_str().unwrap()]);
     assert_clean_failure(&out, &["truncated.sparse.safetensors: not a coppice sparse model", "fix:"]);
 

@@ -15,4 +15,7 @@ pub enum Error {
     Corrupt { tensor: String, problem: String },
     #[error("input: {0}")]
     Input(String),
+    /// A vector instruction path (`COPPICE_SIMD`) that is not one, or that this CPU lacks.
+    #[error("{0}")]
+    Simd(String),
 }

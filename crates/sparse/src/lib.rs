@@ -25,6 +25,7 @@ mod layer;
 mod model;
 mod weights;
 
+pub use coppice_simd::Simd;
 pub use error::Error;
 pub use format::{FORMAT, VERSION};
 pub use graph::Node;

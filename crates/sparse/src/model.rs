@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::graph::{self, Buffers, Node};
-use crate::kernels::{self, TileWidth, WIDE};
+use crate::kernels::{self, Simd, TileWidth, WIDE};
 use crate::layer::Layer;
 use crate::weights::{Encoding, Weights};
 
@@ -108,18 +108,29 @@ impl Model {
 
     /// Logits `[batch, classes]` of normalized images `[batch, channels, height, width]`. Large
     /// batches are split across the cores.
+    /// The kernels run the instructions `COPPICE_SIMD` names, or the widest the CPU has.
     pub fn forward(&self, images: &[f32], batch: usize) -> Result<Vec<f32>, Error> {
-        self.run(images, batch, None)
+        self.run(images, batch, Simd::configured().map_err(Error::Simd)?, None)
+    }
+
+    /// [`Model::forward`] with the kernels compiled for `simd`, which the CPU must have
+    /// ([`Simd::available`]): how tests compare every path on one machine.
+    pub fn forward_on(&self, images: &[f32], batch: usize, simd: Simd) -> Result<Vec<f32>, Error> {
+        self.run(images, batch, simd, None)
     }
 
     /// [`Model::forward`] on one thread, with the time spent in each node.
     pub fn forward_profiled(&self, images: &[f32], batch: usize) -> Result<(Vec<f32>, Vec<Duration>), Error> {
         let mut times = vec![Duration::ZERO; self.nodes.len()];
-        let logits = self.run(images, batch, Some(&mut times))?;
+        let logits = self.run(images, batch, Simd::configured().map_err(Error::Simd)?, Some(&mut times))?;
         Ok((logits, times))
     }
 
-    fn run(&self, images: &[f32], batch: usize, times: Option<&mut [Duration]>) -> Result<Vec<f32>, Error> {
+    fn run(&self, images: &[f32], batch: usize, simd: Simd, times: Option<&mut [Duration]>) -> Result<Vec<f32>, Error> {
+        if !simd.is_available() {
+            // The kernels would run instructions the CPU does not have.
+            return Err(Error::Simd(format!("this CPU lacks {simd}; fix: use one of {:?}", Simd::available())));
+        }
         let shapes = self.shapes()?;
         let pixels = self.pixels();
         if Some(images.len()) != batch.checked_mul(pixels) {
@@ -142,7 +153,7 @@ impl Model {
             Error::Input(format!("{batch} images x {classes} outputs overflow; fix: pass fewer images at a time"))
         })?;
         let mut logits = vec![0.0; outputs];
-        let plan = Plan { model: self, buffers: Buffers::new(&self.nodes, &shapes), shapes: &shapes, width };
+        let plan = Plan { model: self, buffers: Buffers::new(&self.nodes, &shapes), shapes: &shapes, width, simd };
         let run_tile = |t: usize, out: &mut [f32], times: Option<&mut [Duration]>| {
             plan.with_scratch(|scratch| plan.tile(&images[t * tile * pixels..], out, scratch, times))
         };
@@ -184,6 +195,7 @@ struct Plan<'a> {
     shapes: &'a [[usize; 3]],
     buffers: Buffers,
     width: TileWidth,
+    simd: Simd,
 }
 
 impl Plan<'_> {
@@ -215,7 +227,7 @@ impl Plan<'_> {
         if count < tile {
             x.fill(0.0); // the columns past the batch's end
         }
-        transpose_into(images, pixels, count, tile, x);
+        transpose_into(self.simd, images, pixels, count, tile, x);
         for (i, node) in self.model.nodes.iter().enumerate() {
             let start = times.as_ref().map(|_| std::time::Instant::now());
             // Taken out while the node runs, so that its inputs can be borrowed beside it; the
@@ -225,10 +237,18 @@ impl Plan<'_> {
             let first = node.from.first().copied().unwrap_or(i);
             let (layer, input, y_len) = (&node.layer, self.shapes[first], size(i + 1));
             if node.from.len() <= 1 {
-                kernels::layer(layer, input, self.width, &[value(first)], &mut y[..y_len], &mut scratch.padded);
+                kernels::layer(
+                    layer,
+                    input,
+                    self.width,
+                    self.simd,
+                    &[value(first)],
+                    &mut y[..y_len],
+                    &mut scratch.padded,
+                );
             } else {
                 let xs: Vec<&[f32]> = node.from.iter().map(|&v| value(v)).collect();
-                kernels::layer(layer, input, self.width, &xs, &mut y[..y_len], &mut scratch.padded);
+                kernels::layer(layer, input, self.width, self.simd, &xs, &mut y[..y_len], &mut scratch.padded);
             }
             scratch.values[self.buffers.of_value[i + 1]] = y;
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
@@ -246,12 +266,12 @@ impl Plan<'_> {
 
 /// `images` (`count` rows of `pixels`) into `x` as `[pixel][tile]`, in 8 x 8 blocks: each block
 /// reads eight runs and writes eight runs of eight values instead of one value per cache line.
-fn transpose_into(images: &[f32], pixels: usize, count: usize, tile: usize, x: &mut [f32]) {
+fn transpose_into(simd: Simd, images: &[f32], pixels: usize, count: usize, tile: usize, x: &mut [f32]) {
     const B: usize = 8;
     let (full_pixels, full_images) = (pixels / B * B, if tile >= B { count / B * B } else { 0 });
     for p0 in (0..full_pixels).step_by(B) {
         for i0 in (0..full_images).step_by(B) {
-            kernels::transpose8(&images[i0 * pixels + p0..], pixels, &mut x[p0 * tile + i0..], tile);
+            kernels::transpose8(simd, &images[i0 * pixels + p0..], pixels, &mut x[p0 * tile + i0..], tile);
         }
     }
     // What the blocks left: the last images, and the last pixels of every image.

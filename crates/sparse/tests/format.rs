@@ -217,6 +217,18 @@ fn headers_that_describe_impossible_graphs_are_errors() {
     let rows = header.replace(r#""shape":[7,10]"#, &format!(r#""shape":[{},10]"#, usize::MAX));
     let message = error(rows);
     assert!(message.starts_with("fc1: 18446744073709551615 x 10 weights overflow"), "{message}");
+    // channels x kh x kw, with the real numbers in the message rather than a wrapped product.
+    let channels = header.replace(r#""shape":[4,2,3,3]"#, &format!(r#""shape":[4,{huge},3,3]"#));
+    let message = error(channels);
+    assert!(message.starts_with(&format!("conv1: shape [4, {huge}, 3, 3] overflows")), "{message}");
+    let stride = header.replacen(r#""stride":[1,1]"#, r#""stride":[0,1]"#, 1);
+    assert!(error(stride).contains("stride [0, 1] must be positive"));
+    let kernel = header.replacen(r#""op":"max_pool","kernel":[2,2]"#, r#""op":"max_pool","kernel":[99,2]"#, 1);
+    let message = error(kernel);
+    assert!(
+        message.contains("a [99, 2] window does not fit a 4x11x13 input") || message.contains("window"),
+        "{message}"
+    );
 }
 
 #[test]

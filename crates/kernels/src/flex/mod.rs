@@ -419,26 +419,24 @@ fn product(dst: &mut [f32], dst_strides: [usize; 2], lhs: Strided, rhs: Strided,
     }
 }
 
-/// Runs `f` compiled for the widest vector instructions this CPU has. An x86-64 build targets
-/// SSE2, four floats at a time, unless told otherwise, and a build for one CPU would not run on
-/// another; so the elementwise loops of a kernel (BatchNorm's statistics and passes) go through
-/// here and run eight or sixteen floats at a time where AVX2 or AVX-512 exist. The arithmetic is
-/// the same in every case (no fused multiply-add is introduced), so the results are too. `f` and
-/// what it calls must inline into it, hence `#[inline(always)]` on both.
+/// Runs `f` compiled for the widest vector instructions this CPU has, or those `COPPICE_SIMD`
+/// names (see `coppice-simd`). An x86-64 build targets SSE2, four floats at a time, unless told
+/// otherwise, and a build for one CPU would not run on another; so the elementwise loops of a
+/// kernel (BatchNorm's statistics and passes) go through here and run eight or sixteen floats at
+/// a time where AVX2 or AVX-512 exist. The arithmetic is the same in every case (no fused
+/// multiply-add is introduced), so the results are too. `f` and what it calls must inline into
+/// it, hence `#[inline(always)]` on both.
 #[inline(always)]
 fn widest<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has just been found to have every feature the function enables.
-            return unsafe { x86::avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { x86::avx2(f) };
-        }
+    match coppice_simd::Simd::current() {
+        // SAFETY: `Simd::current` gives only a path the CPU has every feature of.
+        #[cfg(target_arch = "x86_64")]
+        coppice_simd::Simd::Avx512 => unsafe { x86::avx512(f) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        coppice_simd::Simd::Avx2 => unsafe { x86::avx2(f) },
+        _ => f(),
     }
-    f()
 }
 
 #[cfg(target_arch = "x86_64")]

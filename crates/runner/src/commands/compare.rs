@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::data::Data;
 use crate::inference::latency::inference_seconds;
 use crate::progress::Steps;
-use crate::rundir::dir::{create_run_dir, write_atomic};
+use crate::rundir::dir::{create_dir_durable, create_run_dir, write_atomic};
 use crate::rundir::saved::{load_model, save_model};
 
 pub struct CompareRow {
@@ -52,7 +52,7 @@ pub fn compare(
     println!("compare {} on {} -> {}", config.name, names(backends), compare_dir.display());
 
     let initial_dir = compare_dir.join("initial");
-    std::fs::create_dir_all(&initial_dir).with_context(|| format!("{}: cannot create", initial_dir.display()))?;
+    create_dir_durable(&initial_dir).with_context(|| format!("{}: cannot create", initial_dir.display()))?;
     let seeded = Device::flex();
     seeded.seed(config.seed);
     let architecture = config

@@ -16,6 +16,7 @@ use crate::data::{Data, evaluate_test};
 use crate::experiment::configured_network;
 use crate::inference::sparse::{normalization, sparse_model};
 use crate::rundir::dir::open_saved_run;
+use crate::rundir::integrity;
 use crate::rundir::saved::load_model;
 
 /// The model of a run directory, or the weights a config file names, on the test set.
@@ -72,7 +73,7 @@ pub fn eval_sparse(run_dir: &Path, file: Option<&PathBuf>) -> Result<SparseEvalu
     let (model, source) = match file {
         None => (own, format!("{} converted in memory", run_dir.join("model.bpk").display())),
         Some(file) => {
-            let model = Model::load(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let model = Model::from_bytes(&read_export(file)?).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             check_same_architecture(&model, &own, file, run_dir)?;
             (model, file.display().to_string())
         }
@@ -105,6 +106,15 @@ pub fn eval_sparse(run_dir: &Path, file: Option<&PathBuf>) -> Result<SparseEvalu
         samples,
         source,
     })
+}
+
+/// An exported file's bytes, checked against the `SHA256SUMS` that `export` wrote beside it.
+fn read_export(file: &Path) -> Result<Vec<u8>> {
+    let name = file.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        anyhow!("{}: not a file name; fix: pass the file that `coppice export --format sparse` wrote", file.display())
+    })?;
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    integrity::read(dir, name)
 }
 
 /// Through the file's bytes and back, so that what is evaluated is what the file holds.

@@ -9,7 +9,7 @@ use safetensors::SafeTensors;
 use crate::config::Config;
 use crate::inference::sparse::{normalization, sparse_model};
 use crate::pytorch::safetensors_bytes;
-use crate::rundir::dir::{open_saved_run, write_atomic};
+use crate::rundir::dir::{create_dir_durable, open_saved_run, write_atomic};
 use crate::rundir::integrity;
 use crate::rundir::saved::load_model;
 
@@ -42,7 +42,7 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
     let _reading = open_saved_run(run_dir)?;
     let net = load_model(run_dir, &burn::prelude::Device::flex())?;
     let out = out.unwrap_or_else(|| run_dir.join("export"));
-    std::fs::create_dir_all(&out)
+    create_dir_durable(&out)
         .with_context(|| format!("{}: cannot create; fix: pass a writable --out", out.display()))?;
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
     write_atomic(&out.join("architecture.json"), architecture.as_bytes())?;

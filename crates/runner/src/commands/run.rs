@@ -20,7 +20,7 @@ use crate::inference::latency::compare_with_dense;
 use crate::inference::sparse;
 use crate::progress::Steps;
 use crate::rundir::checkpoint::{Checkpoint, EpochJournal};
-use crate::rundir::dir::{FAILURE_FILE, discard_if_unused, write_atomic};
+use crate::rundir::dir::{FAILURE_FILE, create_dir_durable, discard_if_unused, write_atomic};
 use crate::rundir::lock::{Access, lock};
 use crate::rundir::saved::{load_model, save_model};
 use crate::rundir::summary::{Summary, report_md};
@@ -45,8 +45,9 @@ pub fn run_in(config_path: &Path, overrides: &[String], options: &RunOptions, di
     if let Err(error) = &result {
         // What `sweep --collect` reports for this run; a directory that `run` discarded gets
         // one of its own.
-        let _ =
-            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(FAILURE_FILE), format!("{error:#}\n")));
+        let _ = create_dir_durable(dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| write_atomic(&dir.join(FAILURE_FILE), format!("{error:#}\n").as_bytes()));
     }
     result
 }

@@ -9,6 +9,7 @@ use coppice_prune::{LayerAttempt, RoundRecord};
 use coppice_train::{Callback, EpochRecord};
 use serde::{Deserialize, Serialize};
 
+use super::dir::create_dir_durable;
 use super::integrity;
 use super::saved::save_model;
 use super::tables::MetricsLog;
@@ -23,7 +24,7 @@ pub struct EpochJournal {
 impl EpochJournal {
     pub fn start(run_dir: &Path, done: Vec<EpochRecord>) -> Result<EpochJournal> {
         let dir = Checkpoint::dir(run_dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        create_dir_durable(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         Ok(EpochJournal { path: dir.join("dense-epochs.json"), epochs: done })
     }
 
@@ -106,7 +107,7 @@ impl Checkpoint {
     ) -> Result<()> {
         let round = rounds.last().map_or(0, |r| r.round);
         let dir = Checkpoint::model_dir(run_dir, round);
-        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        create_dir_durable(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
         save_model(net, &dir)?;
         let progress = Checkpoint {
             rounds: rounds.to_vec(),

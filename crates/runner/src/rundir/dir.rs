@@ -11,7 +11,7 @@ use super::lock::{Access, LOCK_FILE, RunLock, lock};
 /// Creates `<out>/<name>-<UTC timestamp>`, adding `-2`, `-3`, ... if a run started in the
 /// same second already took the name.
 pub fn create_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(out).with_context(|| {
+    create_dir_durable(out).with_context(|| {
         format!("{}: cannot create the output directory; fix: pass a writable --out", out.display())
     })?;
     let stamp = utc_timestamp(SystemTime::now());
@@ -21,7 +21,10 @@ pub fn create_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
             n => out.join(format!("{name}-{stamp}-{n}")),
         };
         match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
+            Ok(()) => {
+                sync_dir(out)?;
+                return Ok(dir);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e).with_context(|| format!("{}: cannot create the run directory", dir.display())),
         }
@@ -32,7 +35,7 @@ pub fn create_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
 /// `dir` as a new run's directory, created if need be: it must be empty, or hold no more than
 /// what a run that failed before training leaves (its config).
 pub fn claim_run_dir(dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| {
+    create_dir_durable(dir).with_context(|| {
         format!("{}: cannot create the run directory; fix: pass a writable --run-dir", dir.display())
     })?;
     let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
@@ -86,11 +89,48 @@ pub fn discard_if_unused<T>(dir: &Path, result: Result<T>) -> Result<T> {
 }
 
 /// Writes through a temporary file and a rename, so a reader or an interrupted run never sees
-/// half a file.
+/// half a file, and flushes both to the disk, so a crash or a power loss after it returns
+/// leaves the new file: without the flushes the rename can reach the disk before the data and
+/// leave an empty or torn file under the final name.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = temporary_path(path);
-    std::fs::write(&tmp, contents).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, contents)?;
+        file.sync_all()
+    });
+    written.with_context(|| format!("{}: cannot write", tmp.display()))?;
+    commit_rename(&tmp, path)
+}
+
+/// Renames a file that is already on the disk into place and flushes its directory, so the
+/// new name survives a power loss: the last step of every write coppice commits.
+pub fn commit_rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).with_context(|| format!("{}: cannot rename into place", to.display()))?;
+    sync_dir(to.parent().unwrap_or(Path::new(".")))
+}
+
+/// Creates `dir` (and what is missing above it) so that it survives a power loss: a file
+/// flushed into a directory whose own entry never reached the disk is lost with it.
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    std::fs::create_dir_all(dir)?;
+    for created in missing {
+        sync_dir(created.parent().unwrap_or(Path::new("."))).map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// Flushes a directory's entries (names created, renamed or removed in it) to the disk. Only
+/// Unix lets a directory be opened and flushed; elsewhere the rename is as durable as the
+/// file system makes it.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("{}: cannot flush the directory to the disk", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// The sibling a file is first written to before it is renamed into place.
@@ -138,6 +178,9 @@ mod tests {
         write_atomic(&a.join("f.txt"), b"hello").unwrap();
         assert_eq!(std::fs::read(a.join("f.txt")).unwrap(), b"hello");
         assert!(!temporary_path(&a.join("f.txt")).exists());
+        create_dir_durable(&a.join("b/c")).unwrap();
+        write_atomic(&a.join("b/c/g.txt"), b"flushed").unwrap();
+        assert_eq!(std::fs::read(a.join("b/c/g.txt")).unwrap(), b"flushed");
         std::fs::remove_dir_all(out).unwrap();
     }
 }

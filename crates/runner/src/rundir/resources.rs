@@ -73,6 +73,32 @@ pub fn check(config: &Config, size: Size, data: &Data, available: Option<u128>) 
     Ok(())
 }
 
+/// A saved network (`architecture.json`) against its weights file and the memory, before it is
+/// built: an edited or foreign file with a huge layer would otherwise abort the process in the
+/// allocator. burnpack stores every parameter as an f32, so the file holds at least 4 bytes per
+/// parameter.
+pub fn check_saved(size: Size, weights_bytes: u128, available: Option<u128>) -> Result<(), String> {
+    let weights = size.parameters.saturating_mul(VALUE);
+    if weights > weights_bytes {
+        return Err(format!(
+            "describes {} parameters ({}), more than the {} of model.bpk",
+            size.parameters,
+            bytes(weights),
+            bytes(weights_bytes)
+        ));
+    }
+    let Some(available) = available else { return Ok(()) };
+    let needed = weights.saturating_add(size.activations_per_sample.saturating_mul(ACTIVATION_COPIES * VALUE));
+    if needed > available {
+        return Err(format!(
+            "needs about {} for its weights and one sample's activations, and {} of memory are available",
+            bytes(needed),
+            bytes(available)
+        ));
+    }
+    Ok(())
+}
+
 /// The memory the kernel says a new allocation can have without swapping (Linux's
 /// `MemAvailable`); `None` elsewhere.
 pub fn available_memory() -> Option<u128> {
@@ -97,6 +123,16 @@ fn bytes(bytes: u128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_network_larger_than_its_weights_or_the_memory_is_refused() {
+        let size = |parameters, activations_per_sample| Size { parameters, activations_per_sample };
+        assert!(check_saved(size(100, 1000), 400, Some(1 << 20)).is_ok());
+        let error = check_saved(size(2_000_000_000, 1000), 400, None).unwrap_err();
+        assert!(error.contains("2000000000 parameters") && error.contains("400 B"), "{error}");
+        let error = check_saved(size(100, u128::MAX / 2), 400, Some(1 << 30)).unwrap_err();
+        assert!(error.contains("1.1 GB of memory are available"), "{error}");
+    }
 
     #[test]
     fn byte_counts_read_as_people_write_them() {

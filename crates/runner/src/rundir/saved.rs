@@ -4,10 +4,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
 use coppice_models::{Architecture, Network};
 
 use super::dir::write_atomic;
-use super::integrity;
+use super::{integrity, resources};
 use crate::data::Data;
 
 /// Weights (`model.bpk`) and the sizes that rebuild the network (`architecture.json`), so a
@@ -15,9 +17,14 @@ use crate::data::Data;
 pub fn save_model(net: &Network, run_dir: &Path) -> Result<()> {
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
     write_atomic(&run_dir.join("architecture.json"), architecture.as_bytes())?;
-    // burn-pack writes through a temporary file and renames it, so this write is atomic too.
+    // Through memory and write_atomic rather than burn's save_file, whose rename is not flushed.
     let path = run_dir.join("model.bpk");
-    net.clone().save_file(&path).map_err(|e| anyhow!("{}: cannot save the model: {e}", path.display()))?;
+    let bytes = net
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow!("{}: cannot save the model: {e}", path.display()))?;
+    write_atomic(&path, &bytes)?;
     integrity::record(run_dir, &["architecture.json", "model.bpk"])
 }
 
@@ -40,12 +47,15 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
     if !model_path.is_file() {
         return Err(anyhow!("{}: not found; fix: pass a run directory that finished training", model_path.display()));
     }
-    // burn reads the file itself; the check reads it once more, which costs little next to a run.
-    integrity::read(run_dir, "model.bpk")?;
-    let net = architecture.init(device).map_err(|e| {
-        anyhow!("{}: {e}; fix: restore the file this run wrote (its sum is in SHA256SUMS)", arch_path.display())
-    })?;
-    net.try_load_file(&model_path).map_err(|e| {
+    // The checked bytes are the ones loaded, so nothing can change the file in between.
+    let bytes = integrity::read(run_dir, "model.bpk")?;
+    let restore = "fix: restore the file this run wrote (its sum is in SHA256SUMS)";
+    let size = architecture.size().map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
+    resources::check_saved(size, bytes.len() as u128, resources::available_memory())
+        .map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
+    let net = architecture.init(device).map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes));
+    record.and_then(|record| net.try_load_record(record)).map_err(|e| {
         anyhow!(
             "{}: does not fit {}: {}; fix: keep model.bpk and architecture.json from the same run",
             model_path.display(),

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 use coppice_data::idx::{IMAGES_MAGIC, LABELS_MAGIC, write_idx};
 
@@ -84,4 +85,51 @@ pub fn without_timings(path: &Path) -> Vec<String> {
             l.split(',').enumerate().filter(|(i, _)| !timed.contains(i)).map(|(_, v)| v).collect::<Vec<_>>().join(",")
         })
         .collect()
+}
+
+/// Polls `ready` until it holds, failing the test when `child` ends first or two minutes pass
+/// (a run that hangs must fail the test, not hold CI until its own time limit).
+pub fn poll_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready() {
+        assert!(child.try_wait().unwrap().is_none(), "the process ended before {what}");
+        assert!(Instant::now() < deadline, "{what}: not within two minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How many dense epochs a run's `checkpoints/dense-epochs.json` records: what a resume goes on
+/// after.
+pub fn journalled_epochs(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("checkpoints/dense-epochs.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Vec<serde_json::Value>>(&text).ok())
+        .map_or(0, |epochs| epochs.len())
+}
+
+/// Epoch `epoch` is recorded in the journal, and burn-train has written its checkpoint in the
+/// background: a kill now resumes after it.
+pub fn epoch_saved(run_dir: &Path, epoch: usize) -> bool {
+    journalled_epochs(run_dir) == epoch
+        && ["model", "optim", "scheduler"]
+            .iter()
+            .all(|kind| run_dir.join(format!("train/checkpoint/{kind}-{epoch}.bpk")).is_file())
+}
+
+/// The SHA-256 of every tensor of a run's network, by name, through `coppice export`: two runs
+/// that agree hold the same weights, bit for bit. (Not `model.bpk`'s own sum: burn stores each
+/// parameter's id, drawn anew in every process, beside its values.)
+pub fn weight_sums(run_dir: &Path) -> Vec<(String, String)> {
+    let out = run_dir.with_extension("weights");
+    let exported = coppice(&["export", run_dir.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut sums: Vec<(String, String)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, coppice_data::checksums::sha256_hex(view.data())))
+        .collect();
+    sums.sort();
+    sums
 }

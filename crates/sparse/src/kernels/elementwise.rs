@@ -1,6 +1,6 @@
 //! Layers that treat each value on its own: a per-channel affine map, sums, ReLU.
 
-use super::{Kernel, MulAdd};
+use super::{Kernel, MulAdd, relu};
 
 pub(super) struct Affine<'a> {
     pub input: [usize; 3],
@@ -21,7 +21,7 @@ impl Kernel for Affine<'_> {
             let (a, b) = (self.scale[c], self.shift[c]);
             for (o, &v) in out.iter_mut().zip(src) {
                 let v = M::mul_add(v, a, b);
-                *o = if self.relu { v.max(0.0) } else { v };
+                *o = if self.relu { relu(v) } else { v };
             }
         }
     }
@@ -37,7 +37,7 @@ pub(super) struct Add<'a> {
 impl Kernel for Add<'_> {
     #[inline(always)]
     fn run<const T: usize, M: MulAdd>(self) {
-        let Add { xs, relu, y } = self;
+        let Add { xs, relu: apply_relu, y } = self;
         for ((o, &a), &b) in y.iter_mut().zip(xs[0]).zip(xs[1]) {
             *o = a + b;
         }
@@ -46,8 +46,8 @@ impl Kernel for Add<'_> {
                 *o += v;
             }
         }
-        if relu {
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
+        if apply_relu {
+            y.iter_mut().for_each(|v| *v = relu(*v));
         }
     }
 }
@@ -61,7 +61,7 @@ impl Kernel for Relu<'_> {
     #[inline(always)]
     fn run<const T: usize, M: MulAdd>(self) {
         for (o, &v) in self.y.iter_mut().zip(self.x) {
-            *o = v.max(0.0);
+            *o = relu(v);
         }
     }
 }

@@ -4,6 +4,8 @@
 //! same loops serve CSR and dense weights; only where the entries come from differs. Every kernel
 //! is compiled once per tile width and once per instruction set (see `with_cpu_features`).
 
+pub use coppice_simd::Simd;
+
 mod elementwise;
 mod pool;
 mod product;
@@ -39,20 +41,22 @@ pub(crate) fn layer(
     layer: &Layer,
     input: [usize; 3],
     width: TileWidth,
+    simd: Simd,
     xs: &[&[f32]],
     y: &mut [f32],
     padded: &mut Vec<f32>,
 ) {
     match width {
-        TileWidth::One => layer_of_width::<1>(layer, input, xs, y, padded),
-        TileWidth::Narrow => layer_of_width::<8>(layer, input, xs, y, padded),
-        TileWidth::Wide => layer_of_width::<32>(layer, input, xs, y, padded),
+        TileWidth::One => layer_of_width::<1>(layer, input, simd, xs, y, padded),
+        TileWidth::Narrow => layer_of_width::<8>(layer, input, simd, xs, y, padded),
+        TileWidth::Wide => layer_of_width::<32>(layer, input, simd, xs, y, padded),
     }
 }
 
 fn layer_of_width<const T: usize>(
     layer: &Layer,
     input: [usize; 3],
+    simd: Simd,
     xs: &[&[f32]],
     y: &mut [f32],
     padded: &mut Vec<f32>,
@@ -65,24 +69,24 @@ fn layer_of_width<const T: usize>(
     };
     match layer {
         Layer::Linear { weights, bias, relu, .. } => {
-            with_cpu_features::<T, _>(product::Linear { weights, bias, relu: *relu, x, y })
+            with_cpu_features::<T, _>(simd, product::Linear { weights, bias, relu: *relu, x, y })
         }
         Layer::Conv { weights, bias, kernel, stride, padding, relu, .. } => {
             let window = window(kernel, stride, padding);
-            with_cpu_features::<T, _>(product::Conv { weights, bias, input, window, relu: *relu, x, y, padded })
+            with_cpu_features::<T, _>(simd, product::Conv { weights, bias, input, window, relu: *relu, x, y, padded })
         }
         Layer::MaxPool { kernel, stride, padding } => {
-            with_cpu_features::<T, _>(pool::Max { input, window: window(kernel, stride, padding), x, y })
+            with_cpu_features::<T, _>(simd, pool::Max { input, window: window(kernel, stride, padding), x, y })
         }
         Layer::AvgPool { kernel, stride, padding } => {
-            with_cpu_features::<T, _>(pool::Average { input, window: window(kernel, stride, padding), x, y })
+            with_cpu_features::<T, _>(simd, pool::Average { input, window: window(kernel, stride, padding), x, y })
         }
-        Layer::GlobalAvgPool => with_cpu_features::<T, _>(pool::GlobalAverage { input, x, y }),
+        Layer::GlobalAvgPool => with_cpu_features::<T, _>(simd, pool::GlobalAverage { input, x, y }),
         Layer::Affine { scale, shift, relu, .. } => {
-            with_cpu_features::<T, _>(elementwise::Affine { input, scale, shift, relu: *relu, x, y })
+            with_cpu_features::<T, _>(simd, elementwise::Affine { input, scale, shift, relu: *relu, x, y })
         }
-        Layer::Add { relu } => with_cpu_features::<T, _>(elementwise::Add { xs, relu: *relu, y }),
-        Layer::Relu => with_cpu_features::<T, _>(elementwise::Relu { x, y }),
+        Layer::Add { relu } => with_cpu_features::<T, _>(simd, elementwise::Add { xs, relu: *relu, y }),
+        Layer::Relu => with_cpu_features::<T, _>(simd, elementwise::Relu { x, y }),
     }
 }
 
@@ -94,29 +98,29 @@ trait Kernel {
     fn run<const T: usize, M: MulAdd>(self);
 }
 
-/// The widest vector instructions this CPU has, chosen at run time, so that one binary runs
-/// everywhere and uses AVX-512 where it exists.
-fn with_cpu_features<const T: usize, K: Kernel>(kernel: K) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has just been found to support every feature the function enables.
-            return unsafe { x86::avx512::<T, K>(kernel) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { x86::avx2::<T, K>(kernel) };
-        }
+/// The kernel compiled for `simd`'s instructions, chosen at run time, so that one binary runs
+/// everywhere and uses AVX-512 where it exists. `simd` must be a path this CPU has
+/// (`Model::run` checks).
+fn with_cpu_features<const T: usize, K: Kernel>(simd: Simd, kernel: K) {
+    debug_assert!(simd.is_available(), "Model::run checks the path");
+    match simd {
+        // SAFETY: `Simd::is_available` found every feature the function enables (`Model::run`
+        // refuses a path it does not).
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { x86::avx512::<T, K>(kernel) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { x86::avx2::<T, K>(kernel) },
+        _ => kernel.run::<T, Baseline>(),
     }
-    kernel.run::<T, Baseline>()
 }
 
 /// Reads 8 rows of 8 values (`src[r * src_stride..][..8]`) and writes them as 8 columns of
 /// `dst` (`dst[c * dst_stride..][..8]`).
-pub(crate) fn transpose8(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+pub(crate) fn transpose8(simd: Simd, src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
     assert!(src.len() >= 7 * src_stride + 8 && dst.len() >= 7 * dst_stride + 8, "an 8 x 8 block fits");
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
+    if simd != Simd::Scalar && std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: AVX is present, and both blocks lie inside their slices (asserted above).
         return unsafe { x86::transpose8(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride) };
     }
@@ -208,6 +212,15 @@ impl MulAdd for Baseline {
 /// FMA is part of aarch64's base instruction set.
 #[cfg(target_arch = "aarch64")]
 type Baseline = Fused;
+
+/// ReLU that passes NaN on, as burn's does: `f32::max(v, 0.0)` would turn a NaN into 0 and hide
+/// a broken input behind plausible logits. Written with `<` so that it is one `maxps(0, v)`,
+/// which returns its second operand when either is NaN (`<=` would make -0.0 a 0.0, and so a
+/// compare and a blend; the two zeros are equal anyway).
+#[inline(always)]
+fn relu(v: f32) -> f32 {
+    if v < 0.0 { 0.0 } else { v }
+}
 
 /// A convolution's or pool's window: `[height, width]` each.
 #[derive(Clone, Copy)]

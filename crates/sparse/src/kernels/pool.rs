@@ -76,9 +76,9 @@ impl Kernel for Max<'_> {
     fn run<const T: usize, M: MulAdd>(self) {
         let fold = |max: &mut [f32; T], src: &[f32]| {
             for (m, &s) in max.iter_mut().zip(src) {
-                // Not f32::max: its NaN rule costs instructions, and the inputs are finite
-                // (weights are checked on load).
-                *m = if s > *m { s } else { *m };
+                // A NaN wins and stays, as in burn's max-pool: an input that went wrong must
+                // not come out as a plausible number. (f32::max would drop it.)
+                *m = if s > *m || s.is_nan() { s } else { *m };
             }
         };
         pool::<T>(self.input, self.window, self.x, self.y, f32::NEG_INFINITY, fold, |_| {});

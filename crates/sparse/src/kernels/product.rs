@@ -1,13 +1,13 @@
 //! Linear and convolution layers: products of the kept weights with the activations.
 
-use super::{Kernel, MulAdd, Window};
+use super::{Kernel, MulAdd, Window, relu};
 use crate::weights::Weights;
 
 #[inline(always)]
-fn finish(out: &mut [f32], bias: f32, relu: bool) {
+fn finish(out: &mut [f32], bias: f32, apply_relu: bool) {
     for v in out {
         let b = *v + bias;
-        *v = if relu { b.max(0.0) } else { b };
+        *v = if apply_relu { relu(b) } else { b };
     }
 }
 
