@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use crate::PruneError;
+use crate::quantize::{QuantizeConfig, quantize_stage};
 use crate::records::{History, LayerAttempt, RoundRecord};
 use crate::report::sparsity_report;
 use crate::strategy::{Retraining, Strategy};
@@ -23,6 +24,8 @@ pub struct Rounds {
     pub batcher: ImageBatcher,
     /// What the survivors of each round's pruning start their retraining from.
     pub rewind: Rewind,
+    /// Quantization after the last round, as a round of its own.
+    pub quantize: Option<QuantizeConfig>,
 }
 
 /// Where a round's surviving weights start their retraining.
@@ -50,7 +53,7 @@ impl Rounds {
         }
     }
 
-    fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
+    pub(crate) fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
         let batch = self.retrain.config.eval_batch_size;
         Ok(evaluate(net, split.clone(), self.batcher.clone(), batch, &self.retrain.device)?)
     }
@@ -88,7 +91,8 @@ impl<F: FnMut(&RoundRecord, &Network)> RoundObserver for F {
     }
 }
 
-/// Round 0, then every round of `strategy`: prune, retrain, evaluate, record. With
+/// Round 0, then every round of `strategy`: prune, retrain, evaluate, record; then, with
+/// `rounds.quantize`, the quantization stage as one more record. With
 /// `completed`, `net` is the network after its last round, and the rounds go on from the
 /// next; the tries of a round that was not accepted yet are made again.
 pub fn run_rounds(
@@ -118,6 +122,7 @@ pub fn run_rounds(
                 pruned: None,
                 seconds: 0.0,
                 epochs: Vec::new(),
+                quantized: None,
             };
             let history = History { rounds: vec![dense], attempts: Vec::new() };
             observer.on_round(&history, &net)?;
@@ -184,12 +189,27 @@ pub fn run_rounds(
             }
             if accepted {
                 let target = strategy.target();
-                history.rounds.push(RoundRecord { round, target, sparsity, test, pruned, seconds, epochs });
+                history.rounds.push(RoundRecord {
+                    round,
+                    target,
+                    sparsity,
+                    test,
+                    pruned,
+                    seconds,
+                    epochs,
+                    quantized: None,
+                });
                 net = candidate;
                 observer.on_round(&history, &net)?;
                 break;
             }
         }
+    }
+    let last = strategy.rounds();
+    if let Some(config) = &rounds.quantize
+        && history.rounds.len() == last + 1
+    {
+        net = quantize_stage(net, config, last + 1, strategy.target(), rounds, &mut history, observer)?;
     }
     Ok(RoundsOutcome { net, history })
 }
