@@ -17,6 +17,7 @@
 //! # Ok::<(), coppice_sparse::Error>(())
 //! ```
 
+mod compressed;
 mod error;
 mod format;
 mod graph;
@@ -25,6 +26,7 @@ mod layer;
 mod model;
 mod weights;
 
+pub use compressed::{COMPRESSED_FORMAT, COMPRESSED_VERSION, CodedLayer, LayerCoding, LayerSize};
 pub use error::Error;
 pub use format::{FORMAT, VERSION};
 pub use graph::Node;

@@ -17,7 +17,7 @@ use super::tables::MetricsLog;
 use crate::config::Config;
 use crate::data::Data;
 use crate::inference::latency::DenseComparison;
-use crate::inference::sparse::SparseFigures;
+use crate::inference::sparse::{CompressedFigures, SparseFigures};
 
 /// `summary.json`: a contract for scripts. The top-level keys named in the README stay.
 #[derive(Serialize)]
@@ -64,6 +64,9 @@ pub struct Summary {
     /// With weight pruning: the sparse engine's file size and speedup over dense flex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseFigures>,
+    /// With `[quantize]`: the compressed file's size, and each layer's bytes stage by stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compressed: Option<CompressedFigures>,
     /// For `coppice finetune`: the run directory it continued from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -147,6 +150,7 @@ impl Summary {
             dense: None,
             quantize: None,
             sparse: None,
+            compressed: None,
             parent: None,
             peak_rss_bytes: peak_rss_bytes(),
             device_memory_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
@@ -269,6 +273,11 @@ pub fn report_md(config: &Config, summary: &Summary, rounds: &[RoundRecord]) -> 
             q.test_accuracy_before_retraining.map_or("-".into(), |a| format!("{:.2} %", a * 100.0)),
             q.test_accuracy * 100.0
         );
+    }
+    if let Some(c) = &summary.compressed {
+        md.push_str("## Deep Compression\n\n```text\n");
+        md.push_str(&c.table());
+        md.push_str("```\n\n");
     }
     md.push_str("## Rounds\n\n| round | sparsity | compression | test accuracy | test loss | seconds |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rounds {
