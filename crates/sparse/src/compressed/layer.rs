@@ -206,3 +206,30 @@ fn counts(symbols: &[u32], alphabet: usize) -> Vec<u64> {
     symbols.iter().for_each(|&s| counts[s as usize] += 1);
     counts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_too_wide_for_its_bits_is_bridged_by_padding_zeros() {
+        // Weights at 0 and 9 of 12; 2-bit gaps reach 3 zeros, so 8 zeros take two paddings.
+        let kept = [(0, 0.5), (9, -0.5)];
+        let (indices, gaps) = entries(&kept, 2, |v| if v > 0.0 { 2 } else { 1 });
+        assert_eq!(indices, vec![2, 0, 0, 1]);
+        assert_eq!(gaps, vec![0, 3, 3, 0]);
+        let (index_counts, gap_counts) = (counts(&indices, 3), counts(&gaps, 4));
+        let (index_lengths, gap_lengths) = (code_lengths(&index_counts), code_lengths(&gap_counts));
+        let layer = CodedLayer {
+            coding: LayerCoding { bits: 2, gap_bits: 2, entries: 4 },
+            codebook: vec![-0.5, 0.5],
+            indices: encode(&indices, &index_lengths),
+            index_lengths,
+            gaps: encode(&gaps, &gap_lengths),
+            gap_lengths,
+        };
+        let mut expected = vec![0.0; 12];
+        (expected[0], expected[9]) = (0.5, -0.5);
+        assert_eq!(layer.decode(3, 4, Encoding::Csr).unwrap().to_dense(), expected);
+    }
+}
