@@ -45,7 +45,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Error;
-use crate::compressed::{COMPRESSED_FORMAT, COMPRESSED_VERSION, Coding, read_coded, read_coding};
 use crate::graph::Node;
 use crate::layer::Layer;
 use crate::model::{Model, Normalization};
@@ -120,6 +119,9 @@ fn unit_stride() -> [usize; 2] {
     [1, 1]
 }
 
+/// Writes a layer's weight matrix as arrays (given the layer's name).
+pub(crate) type WeightsWriter<'a> = &'a mut dyn FnMut(&str, &Weights, &mut Vec<Array>) -> Result<(), Error>;
+
 /// One array of the file: its name, type, shape and little-endian bytes.
 pub(crate) type Array = (String, Dtype, Vec<usize>, Vec<u8>);
 
@@ -143,7 +145,7 @@ impl Model {
         format: &str,
         version: u32,
         metadata: Vec<(String, String)>,
-        weights_arrays: &mut dyn FnMut(&str, &Weights, &mut Vec<Array>) -> Result<(), Error>,
+        weights_arrays: WeightsWriter,
     ) -> Result<Vec<u8>, Error> {
         let mut tensors: Vec<Array> = Vec::new();
         let mut layers = Vec::new();
@@ -199,45 +201,45 @@ impl Model {
             .collect();
         Ok(safetensors::serialize(views, Some(entries)).expect("names are unique (Model::new checks) and sizes match"))
     }
+}
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model, Error> {
-        let file = SafeTensors::deserialize(bytes).map_err(|e| Error::NotSparseModel(format!("safetensors: {e}")))?;
-        let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| Error::NotSparseModel(e.to_string()))?;
-        let metadata = metadata.metadata().clone().unwrap_or_default();
-        let version = metadata.get("version").cloned().unwrap_or_default();
-        let coding = match metadata.get("format").map(String::as_str) {
-            Some(FORMAT) if (1..=VERSION).any(|v| v.to_string() == version) => None,
-            Some(FORMAT) => return Err(Error::Version { found: version, supported: VERSION }),
-            Some(COMPRESSED_FORMAT) if version == COMPRESSED_VERSION.to_string() => Some(read_coding(&metadata)?),
-            Some(COMPRESSED_FORMAT) => return Err(Error::Version { found: version, supported: COMPRESSED_VERSION }),
-            _ => {
-                return Err(Error::NotSparseModel(format!(
-                    "a safetensors file whose metadata lacks format = {FORMAT} or {COMPRESSED_FORMAT} (a dense export is model.safetensors)"
-                )));
-            }
+/// The sparse file's network, of `version` as its metadata says.
+pub(crate) fn read_sparse(
+    file: &SafeTensors,
+    metadata: &HashMap<String, String>,
+    version: &str,
+) -> Result<Model, Error> {
+    if !(1..=VERSION).any(|v| v.to_string() == version) {
+        return Err(Error::Version { found: version.to_string(), supported: VERSION });
+    }
+    read_model(file, metadata, None)
+}
+
+/// Reads a layer's weight matrix from arrays of another file's own (the compressed file's),
+/// given the layer's name, encoding, rows and columns.
+pub(crate) type WeightsReader<'a> = &'a dyn Fn(&Reader, &str, Encoding, usize, usize) -> Result<Weights, Error>;
+
+/// The network a file's `model` header describes, its weights read as the sparse file stores
+/// them, or by `weights` where given.
+pub(crate) fn read_model(
+    file: &SafeTensors,
+    metadata: &HashMap<String, String>,
+    weights: Option<WeightsReader>,
+) -> Result<Model, Error> {
+    let corrupt = |problem: String| Error::Corrupt { tensor: "metadata `model`".into(), problem };
+    let header: Header<Map<String, Value>> =
+        serde_json::from_str(metadata.get("model").map_or("", String::as_str)).map_err(|e| corrupt(e.to_string()))?;
+    let reader = Reader { file, weights };
+    let mut nodes = Vec::with_capacity(header.layers.len());
+    for (i, mut fields) in header.layers.into_iter().enumerate() {
+        let from = match fields.remove("from") {
+            Some(from) => Vec::<usize>::deserialize(from).map_err(|e| corrupt(format!("layer {i}: from: {e}")))?,
+            None => Vec::new(),
         };
-        let corrupt = |problem: String| Error::Corrupt { tensor: "metadata `model`".into(), problem };
-        let header: Header<Map<String, Value>> = serde_json::from_str(metadata.get("model").map_or("", String::as_str))
-            .map_err(|e| corrupt(e.to_string()))?;
-        let reader = Reader { file: &file, coding: coding.as_ref() };
-        let mut nodes = Vec::with_capacity(header.layers.len());
-        for (i, mut fields) in header.layers.into_iter().enumerate() {
-            let from = match fields.remove("from") {
-                Some(from) => Vec::<usize>::deserialize(from).map_err(|e| corrupt(format!("layer {i}: from: {e}")))?,
-                None => Vec::new(),
-            };
-            let layer =
-                LayerHeader::deserialize(Value::Object(fields)).map_err(|e| corrupt(format!("layer {i}: {e}")))?;
-            nodes.push(Node { layer: reader.layer(layer)?, from });
-        }
-        Model::graph(header.input, header.normalization, nodes)
+        let layer = LayerHeader::deserialize(Value::Object(fields)).map_err(|e| corrupt(format!("layer {i}: {e}")))?;
+        nodes.push(Node { layer: reader.layer(layer)?, from });
     }
-
-    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Model, Error> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-        Model::from_bytes(&bytes)
-    }
+    Model::graph(header.input, header.normalization, nodes)
 }
 
 /// A layer's weight arrays in the sparse file.
@@ -260,8 +262,7 @@ fn sparse_arrays(name: &str, weights: &Weights, tensors: &mut Vec<Array>) {
 
 pub(crate) struct Reader<'a> {
     file: &'a SafeTensors<'a>,
-    /// A compressed file's streams, by layer.
-    coding: Option<&'a Coding>,
+    weights: Option<WeightsReader<'a>>,
 }
 
 impl Reader<'_> {
@@ -293,8 +294,8 @@ impl Reader<'_> {
     }
 
     fn weights(&self, name: &str, encoding: Encoding, rows: usize, cols: usize) -> Result<Weights, Error> {
-        if let Some(coding) = self.coding {
-            return read_coded(self, coding, name, encoding, rows, cols);
+        if let Some(read) = self.weights {
+            return read(self, name, encoding, rows, cols);
         }
         let overflow = || Error::Corrupt { tensor: name.into(), problem: format!("{rows} x {cols} weights overflow") };
         if encoding == Encoding::Dense {

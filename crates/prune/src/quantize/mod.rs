@@ -1,11 +1,11 @@
 //! Quantization after pruning (Han, Mao & Dally 2016, "Deep Compression"): each pruned layer's
 //! kept weights take values from a small set, then the network retrains with them held there.
 //! `[quantize]` of a config is [`QuantizeConfig`]; the driver ([`run_rounds`](crate::run_rounds))
-//! runs it once after the last pruning round, as a record of its own.
+//! runs it once after the last pruning round, as a record of its own. A problem found in the
+//! config is its field and what is wrong, as `[prune]`'s are.
 
 mod codebook;
 mod sharing;
-mod stage;
 
 use std::collections::BTreeMap;
 
@@ -14,9 +14,6 @@ use serde::{Deserialize, Serialize};
 
 pub use codebook::{kmeans_codebook, nearest};
 pub use sharing::{LayerCodebook, WeightSharing};
-pub(crate) use stage::quantize_stage;
-
-use crate::config::Problem;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,7 +63,7 @@ impl QuantizeConfig {
 
     /// Range checks; `pruned` says whether the config prunes weights (which quantization needs:
     /// it codes the survivors of pruning).
-    pub fn validate(&self, pruned: bool) -> Result<(), Problem> {
+    pub fn validate(&self, pruned: bool) -> Result<(), (String, String)> {
         let problem = |field: &str, text: String| (format!("quantize.{field}"), text);
         if !pruned {
             return Err(problem(

@@ -2,9 +2,9 @@
 //! as one code length per symbol and a bit stream, most significant bit first. The decoder
 //! checks everything a crafted file could get wrong and says which; it never panics.
 //!
-//! coppice codes these itself: the Huffman crates on crates.io code bytes (256 symbols, where a
-//! codebook of 16 bits needs 65,537) or build their tables with unchecked indexing, and the
-//! engine's crate keeps its dependencies to what coppice already builds.
+//! coppice codes these itself (docs/sparse.md says which crates were weighed and why not): the
+//! one for arbitrary symbols stores no canonical code and decodes damaged bits quietly, the
+//! others code bytes, where a 16-bit codebook needs 65,537 symbols.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

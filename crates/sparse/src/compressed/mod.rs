@@ -21,12 +21,12 @@ mod layer;
 
 use std::collections::{BTreeMap, HashMap};
 
-use safetensors::Dtype;
+use safetensors::{Dtype, SafeTensors};
 
 pub use layer::{CodedLayer, LayerCoding, LayerSize};
 
 use crate::Error;
-use crate::format::{Array, Reader, f32_array};
+use crate::format::{Array, Reader, f32_array, read_model};
 use crate::model::Model;
 use crate::weights::{Encoding, Weights};
 
@@ -34,7 +34,7 @@ pub const COMPRESSED_FORMAT: &str = "coppice-compressed";
 pub const COMPRESSED_VERSION: u32 = 1;
 
 /// Each weighted layer's coding, by name: the metadata entry `coding`.
-pub(crate) type Coding = BTreeMap<String, LayerCoding>;
+type Coding = BTreeMap<String, LayerCoding>;
 
 impl Model {
     /// The compressed file of this model, and what each stage leaves of each weighted layer.
@@ -70,17 +70,25 @@ impl Model {
     }
 }
 
-/// The metadata entry `coding` of a compressed file.
-pub(crate) fn read_coding(metadata: &HashMap<String, String>) -> Result<Coding, Error> {
+/// The compressed file's network, of `version` as its metadata says.
+pub(crate) fn read(file: &SafeTensors, metadata: &HashMap<String, String>, version: &str) -> Result<Model, Error> {
+    if version != COMPRESSED_VERSION.to_string() {
+        return Err(Error::Version { found: version.to_string(), supported: COMPRESSED_VERSION });
+    }
     let text = metadata
         .get("coding")
         .ok_or_else(|| Error::Corrupt { tensor: "metadata `coding`".into(), problem: "is missing".into() })?;
-    serde_json::from_str(text)
-        .map_err(|e| Error::Corrupt { tensor: "metadata `coding`".into(), problem: e.to_string() })
+    let coding: Coding = serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt { tensor: "metadata `coding`".into(), problem: e.to_string() })?;
+    read_model(
+        file,
+        metadata,
+        Some(&|reader, name, encoding, rows, cols| read_coded(reader, &coding, name, encoding, rows, cols)),
+    )
 }
 
 /// The weights of the layer `name` from its coded arrays.
-pub(crate) fn read_coded(
+fn read_coded(
     reader: &Reader,
     coding: &Coding,
     name: &str,
@@ -90,7 +98,7 @@ pub(crate) fn read_coded(
 ) -> Result<Weights, Error> {
     let corrupt = |array: &str, problem: String| Error::Corrupt { tensor: format!("{name}.{array}"), problem };
     let layer_coding = *coding.get(name).ok_or_else(|| Error::Corrupt {
-        tensor: format!("metadata `coding`"),
+        tensor: "metadata `coding`".to_string(),
         problem: format!("has no entry for layer {name}"),
     })?;
     let u8s = |suffix: &str| -> Result<Vec<u8>, Error> {
