@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use coppice_models::Network;
 use safetensors::SafeTensors;
 
@@ -64,6 +64,12 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
         ExportFormat::Sparse => write_sparse(&net, &Config::load(&run_dir.join("config.toml"), &[])?, &out)?,
         ExportFormat::Compressed => {
             let config = Config::load(&run_dir.join("config.toml"), &[])?;
+            if config.quantize.is_none() {
+                return Err(anyhow!(
+                    "{}: its config has no [quantize], so its weights are f32 and a codebook per layer would hold them all; fix: export it with `--format sparse`, or run the config again with a [quantize] section",
+                    run_dir.display()
+                ));
+            }
             let (bytes, figures) =
                 compressed_figures(&net, &config).with_context(|| format!("{}", run_dir.display()))?;
             let path = out.join(COMPRESSED_FILE);
