@@ -16,7 +16,7 @@ pub enum Error {
     )]
     Corrupt { tensor: String, problem: String },
     #[error(
-        "{layer}: {problem}; fix: add a [quantize] section to the run's config and run it again, or export it with `--format sparse`"
+        "{layer}: {problem}; fix: quantize the run with a [quantize] section (method = \"kmeans\") and run it again, or export it with `--format sparse`"
     )]
     NotQuantized { layer: String, problem: String },
     #[error("input: {0}")]

@@ -3,7 +3,10 @@
 /// Lloyd's iterations stop here at the latest; 1-D clusterings of a layer settle in far fewer.
 const MAX_ITERATIONS: usize = 100;
 
-/// Up to `2^bits` shared values for `values` (the kept weights of one layer), sorted, by k-means
+/// Shared values a layer may have: the compressed file indexes them in 16 bits, 0 being the zero.
+const MAX_SHARED: usize = (1 << 16) - 1;
+
+/// Up to `2^bits` shared values (65,535 at 16 bits) for `values` (the kept weights of one layer), sorted, by k-means
 /// from centroids spread evenly between the smallest and the largest value: Han et al. found
 /// this linear initialization best because it keeps centroids on the few large weights, which
 /// density-based initializations leave to be pulled towards the many small ones. A cluster that
@@ -13,7 +16,7 @@ pub fn kmeans_codebook(values: &[f32], bits: u32) -> Vec<f32> {
     else {
         return Vec::new();
     };
-    let k = 1usize << bits.min(16);
+    let k = (1usize << bits.min(16)).min(MAX_SHARED);
     let mut centroids: Vec<f32> = if k == 1 || min == max {
         vec![(min + max) / 2.0]
     } else {

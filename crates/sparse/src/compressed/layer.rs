@@ -72,7 +72,7 @@ impl CodedLayer {
         codebook.dedup_by(|a, b| a.to_bits() == b.to_bits());
         if codebook.len() >= 1 << MAX_BITS {
             return Err(format!(
-                "holds {} distinct weights, a codebook at most {}: it was not quantized",
+                "holds {} distinct weights, more than a codebook's {} (weight sharing, method = \"kmeans\", leaves at most 2^bits)",
                 codebook.len(),
                 (1 << MAX_BITS) - 1
             ));
