@@ -173,3 +173,42 @@ fn edit(net: &Network, path: &str, values: &[f32]) -> Network {
     }
     coppice_models::edit_params(net.clone(), &mut Set(path, values))
 }
+
+#[test]
+fn a_resumed_run_quantizes_once() {
+    let config = QuantizeConfig { fc_bits: 2, retrain_epochs: 1, ..QuantizeConfig::default() };
+    let mut saved: Vec<(RoundRecord, Network)> = Vec::new();
+    run_rounds(
+        tiny_net(),
+        &mut pruner(),
+        &rounds("resume-a", config.clone()),
+        None,
+        &mut |r: &RoundRecord, net: &Network| saved.push((r.clone(), net.clone())),
+    )
+    .unwrap();
+    assert_eq!(saved.len(), 3);
+    let resume = |done: usize, tag: &str| {
+        let completed = Completed {
+            history: History { rounds: saved[..done].iter().map(|(r, _)| r.clone()).collect(), attempts: vec![] },
+            dense: saved[0].1.clone(),
+        };
+        let mut seen = Vec::new();
+        let outcome = run_rounds(
+            saved[done - 1].1.clone(),
+            &mut pruner(),
+            &rounds(tag, config.clone()),
+            Some(completed),
+            &mut |r: &RoundRecord, _: &Network| seen.push(r.round),
+        )
+        .unwrap();
+        (outcome, seen)
+    };
+    // Stopped after the last pruning round: the stage runs, and its record follows.
+    let (outcome, seen) = resume(2, "resume-b");
+    assert_eq!(seen, vec![2]);
+    assert!(outcome.history.rounds[2].quantized.is_some());
+    // Stopped after the stage: nothing runs again.
+    let (outcome, seen) = resume(3, "resume-c");
+    assert!(seen.is_empty(), "{seen:?}");
+    assert_eq!(outcome.history.rounds.len(), 3);
+}
