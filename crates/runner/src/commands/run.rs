@@ -18,7 +18,6 @@ use crate::data::evaluate_test;
 use crate::experiment::{Experiment, RunOptions};
 use crate::inference::latency::compare_with_dense;
 use crate::inference::sparse;
-use crate::inference::sparse::compressed_figures;
 use crate::progress::Steps;
 use crate::rundir::checkpoint::{Checkpoint, EpochJournal};
 use crate::rundir::dir::{FAILURE_FILE, discard_if_unused, write_atomic};
@@ -198,7 +197,7 @@ pub fn run_experiment(
             _ => None,
         },
         compressed: match &config.quantize {
-            Some(_) => compressed_figures(&net, config).map(|(_, figures)| Some(figures)).unwrap_or_else(|e| {
+            Some(_) => sparse::compressed_figures(&net, config).map(|(_, figures)| Some(figures)).unwrap_or_else(|e| {
                 eprintln!("summary.json without `compressed`: coding the network failed: {e:#}");
                 None
             }),
