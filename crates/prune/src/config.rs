@@ -264,6 +264,7 @@ impl PruneConfig {
                 RewindKind::Init => Rewind::Init(initial),
                 RewindKind::Random => Rewind::Random { like: initial, seed: dense_training.seed },
             },
+            quantize: None,
         }
     }
 

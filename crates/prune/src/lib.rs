@@ -11,6 +11,7 @@ mod allocation;
 mod config;
 mod criteria;
 mod mask;
+mod quantize;
 mod records;
 mod report;
 mod rounds;
@@ -26,6 +27,7 @@ pub use config::{
 };
 pub use criteria::Criterion;
 pub use mask::{MaskSet, values_of};
+pub use quantize::{LayerCodebook, QuantizeConfig, QuantizeMethod, Quantized, WeightSharing, kmeans_codebook, nearest};
 pub use records::{History, LayerAttempt, RoundRecord};
 pub use report::{LayerSparsity, SparsityReport, sparsity_report};
 pub use rounds::{Completed, Rewind, RoundObserver, Rounds, RoundsOutcome, run_rounds};

@@ -3,6 +3,7 @@
 use coppice_train::{EpochRecord, Evaluation};
 use serde::{Deserialize, Serialize};
 
+use crate::quantize::Quantized;
 use crate::report::SparsityReport;
 
 /// The seed of one round's random draws, so that any round can be redone on its own.
@@ -24,6 +25,10 @@ pub struct RoundRecord {
     pub seconds: f64,
     /// The retraining epochs of this round.
     pub epochs: Vec<EpochRecord>,
+    /// The quantization stage's record (its `pruned` is then the quantized network before
+    /// retraining); `None` for a pruning round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantized: Option<Quantized>,
 }
 
 /// One try of a method that judges its rounds (layer-wise), accepted or backed off.

@@ -5,12 +5,14 @@
 use std::time::Instant;
 
 use crate::PruneError;
+use crate::mask::MaskSet;
+use crate::quantize::{QuantizeConfig, WeightSharing};
 use crate::records::{History, LayerAttempt, RoundRecord};
 use crate::report::sparsity_report;
 use crate::strategy::{Retraining, Strategy};
 use coppice_data::{ImageBatcher, ImageDataset};
-use coppice_models::Network;
-use coppice_train::{Callbacks, Evaluation, TrainSetup, evaluate, fit};
+use coppice_models::{Network, Prunable};
+use coppice_train::{Callback, Callbacks, Evaluation, TrainConfig, TrainSetup, evaluate, fit};
 
 /// What the rounds train and evaluate on, and how each round retrains.
 pub struct Rounds {
@@ -23,6 +25,8 @@ pub struct Rounds {
     pub batcher: ImageBatcher,
     /// What the survivors of each round's pruning start their retraining from.
     pub rewind: Rewind,
+    /// Quantization after the last round, as a round of its own.
+    pub quantize: Option<QuantizeConfig>,
 }
 
 /// Where a round's surviving weights start their retraining.
@@ -88,7 +92,8 @@ impl<F: FnMut(&RoundRecord, &Network)> RoundObserver for F {
     }
 }
 
-/// Round 0, then every round of `strategy`: prune, retrain, evaluate, record. With
+/// Round 0, then every round of `strategy`: prune, retrain, evaluate, record; then, with
+/// `rounds.quantize`, the quantization stage as one more record. With
 /// `completed`, `net` is the network after its last round, and the rounds go on from the
 /// next; the tries of a round that was not accepted yet are made again.
 pub fn run_rounds(
@@ -118,6 +123,7 @@ pub fn run_rounds(
                 pruned: None,
                 seconds: 0.0,
                 epochs: Vec::new(),
+                quantized: None,
             };
             let history = History { rounds: vec![dense], attempts: Vec::new() };
             observer.on_round(&history, &net)?;
@@ -184,12 +190,93 @@ pub fn run_rounds(
             }
             if accepted {
                 let target = strategy.target();
-                history.rounds.push(RoundRecord { round, target, sparsity, test, pruned, seconds, epochs });
+                history.rounds.push(RoundRecord {
+                    round,
+                    target,
+                    sparsity,
+                    test,
+                    pruned,
+                    seconds,
+                    epochs,
+                    quantized: None,
+                });
                 net = candidate;
                 observer.on_round(&history, &net)?;
                 break;
             }
         }
     }
+    let last = strategy.rounds();
+    if let Some(config) = &rounds.quantize
+        && history.rounds.len() == last + 1
+    {
+        net = quantize_stage(net, config, last + 1, strategy.target(), rounds, &mut history, observer)?;
+    }
     Ok(RoundsOutcome { net, history })
+}
+
+/// Quantizes `net` (the network after the last pruning round, `round - 1`) and retrains it;
+/// its record, round `round`, goes to `history` and `observer`.
+fn quantize_stage(
+    net: Network,
+    config: &QuantizeConfig,
+    round: usize,
+    target: Option<f64>,
+    rounds: &Rounds,
+    history: &mut History,
+    observer: &mut dyn RoundObserver,
+) -> Result<Network, PruneError> {
+    let started = Instant::now();
+    let device = &rounds.retrain.device;
+    let weights: Vec<String> = net.prunable_layers().into_iter().map(|l| l.weight_path).collect();
+    // The optimizer folds these in, so pruned weights get no velocity; the sharing callback
+    // writes them as 0 as well.
+    let masks = MaskSet::from_zeros(&net, &weights, device);
+    let (mut net, sharing) = WeightSharing::quantize(net, config);
+    let quantized = sharing.record();
+    let pruned = Some(rounds.evaluate(&net, &rounds.test)?);
+    let mut epochs = Vec::new();
+    if config.retrain_epochs > 0 {
+        let pruning = &rounds.retrain.config;
+        let setup = TrainSetup {
+            config: TrainConfig {
+                epochs: config.retrain_epochs,
+                lr: pruning.lr * config.retrain_lr_scale,
+                lr_min: pruning.lr_min * config.retrain_lr_scale,
+                ..pruning.clone()
+            },
+            device: device.clone(),
+            artifact_dir: rounds.retrain.artifact_dir.join("quantize"),
+            seed: rounds.retrain.seed.wrapping_add(round as u64),
+            progress: rounds.retrain.progress,
+            label: "quantize".into(),
+            parallel: rounds.retrain.parallel.clone(),
+        };
+        let callbacks: Vec<Box<dyn Callback>> = vec![Box::new(masks), Box::new(sharing)];
+        let trained = fit(
+            net,
+            rounds.train.clone(),
+            rounds.valid.clone(),
+            rounds.batcher.clone(),
+            &setup,
+            &Callbacks::new(callbacks),
+        )?;
+        net = trained.net;
+        epochs = trained.epochs;
+    }
+    let test = rounds.evaluate(&net, &rounds.test)?;
+    let sparsity = sparsity_report(&net);
+    let seconds = started.elapsed().as_secs_f64();
+    history.rounds.push(RoundRecord {
+        round,
+        target,
+        sparsity,
+        test,
+        pruned,
+        seconds,
+        epochs,
+        quantized: Some(quantized),
+    });
+    observer.on_round(history, &net)?;
+    Ok(net)
 }

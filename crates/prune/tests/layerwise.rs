@@ -27,6 +27,7 @@ fn rounds(tag: &str) -> Rounds {
         test: ImageDataset::new(test),
         batcher,
         rewind: Rewind::None,
+        quantize: None,
     }
 }
 

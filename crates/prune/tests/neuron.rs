@@ -247,6 +247,7 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
         test: ImageDataset::new(test),
         batcher,
         rewind: Rewind::None,
+        quantize: None,
     };
     let config = NeuronPruning {
         criterion: Criterion::L2,

@@ -46,6 +46,7 @@ fn rounds(tag: &str, epochs: usize, optimizer: OptimizerKind, rewind: Rewind) ->
         test: ImageDataset::new(test),
         batcher,
         rewind,
+        quantize: None,
     }
 }
 

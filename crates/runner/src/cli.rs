@@ -228,6 +228,10 @@ pub enum Command {
         /// batch 1, 64 and 1000, with per-layer times.
         #[arg(long, value_name = "RUN_DIR")]
         sparse: Option<PathBuf>,
+        /// With --sparse: also this compressed file of the run (`export --format compressed`),
+        /// decoded as the engine loads it.
+        #[arg(long, value_name = "FILE", requires = "sparse")]
+        compressed: Option<PathBuf>,
     },
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendName;
 use crate::devices::ParallelKind;
-use coppice_prune::PruneConfig;
+use coppice_prune::{PruneConfig, QuantizeConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +33,9 @@ pub struct Config {
     /// Absent: train dense only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<PruneConfig>,
+    /// Absent: the pruned weights stay f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<QuantizeConfig>,
 }
 
 fn default_seed() -> u64 {
@@ -105,6 +108,7 @@ impl Config {
             model: ModelConfig::preset(Preset::Mlp),
             train: TrainConfig::default(),
             prune: None,
+            quantize: None,
         }
     }
 
@@ -165,6 +169,15 @@ impl Config {
         self.train.validate().map_err(|e| (e.field.to_string(), format!("{} {}", e.value, e.reason)))?;
         if let Some(prune) = &self.prune {
             prune.validate()?;
+        }
+        if let Some(quantize) = &self.quantize {
+            quantize.validate(self.prune.as_ref().is_some_and(|p| !p.removes_units()))?;
+            if self.prune.as_ref().is_some_and(|p| p.include_bias) {
+                return Err((
+                    "quantize.method".into(),
+                    "quantization codes weights and keeps biases f32, so pruned biases would grow back; fix: prune.include_bias = false".into(),
+                ));
+            }
         }
         crate::devices::check(&self.devices, self.backend, self.train.batch_size)?;
         self.model.check_keys()

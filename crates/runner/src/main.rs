@@ -190,9 +190,11 @@ fn execute(command: Command) -> Result<()> {
             masks,
             plain,
             sparse,
+            compressed,
         } => {
             if let Some(run_dir) = sparse {
-                bench::sparse::print(&run_dir, &bench::sparse::bench_sparse(&run_dir, plain)?);
+                let bench = bench::sparse::bench_sparse(&run_dir, compressed.as_deref(), plain)?;
+                bench::sparse::print(&run_dir, &bench);
                 return Ok(());
             }
             let backends = parse_backends(&backends)?;

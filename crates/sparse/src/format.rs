@@ -119,12 +119,35 @@ fn unit_stride() -> [usize; 2] {
     [1, 1]
 }
 
+/// Writes a layer's weight matrix as arrays (given the layer's name).
+pub(crate) type WeightsWriter<'a> = &'a mut dyn FnMut(&str, &Weights, &mut Vec<Array>) -> Result<(), Error>;
+
+/// One array of the file: its name, type, shape and little-endian bytes.
+pub(crate) type Array = (String, Dtype, Vec<usize>, Vec<u8>);
+
+pub(crate) fn f32_array(name: String, values: &[f32]) -> Array {
+    (name, Dtype::F32, vec![values.len()], values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
 impl Model {
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-        let f32s = |name: String, values: &[f32]| {
-            (name, Dtype::F32, vec![values.len()], values.iter().flat_map(|v| v.to_le_bytes()).collect())
-        };
+        self.serialize(FORMAT, VERSION, Vec::new(), &mut |name, weights, arrays| {
+            sparse_arrays(name, weights, arrays);
+            Ok(())
+        })
+        .expect("writing the sparse arrays cannot fail")
+    }
+
+    /// The file of `format`: the network's header, and each weighted layer's bias with the
+    /// arrays `weights` writes for its matrix; `metadata` adds entries.
+    pub(crate) fn serialize(
+        &self,
+        format: &str,
+        version: u32,
+        metadata: Vec<(String, String)>,
+        weights_arrays: WeightsWriter,
+    ) -> Result<Vec<u8>, Error> {
+        let mut tensors: Vec<Array> = Vec::new();
         let mut layers = Vec::new();
         for node in &self.nodes {
             let (header, weighted) = match &node.layer {
@@ -151,8 +174,8 @@ impl Model {
                 }
                 Layer::GlobalAvgPool => (LayerHeader::GlobalAvgPool {}, None),
                 Layer::Affine { name, scale, shift, relu } => {
-                    tensors.push(f32s(format!("{name}.scale"), scale));
-                    tensors.push(f32s(format!("{name}.shift"), shift));
+                    tensors.push(f32_array(format!("{name}.scale"), scale));
+                    tensors.push(f32_array(format!("{name}.shift"), shift));
                     (LayerHeader::Affine { name: name.clone(), channels: scale.len(), relu: *relu }, None)
                 }
                 Layer::Add { relu } => (LayerHeader::Add { relu: *relu }, None),
@@ -160,76 +183,86 @@ impl Model {
             };
             layers.push(NodeHeader { layer: header, from: &node.from });
             let Some((name, weights, bias)) = weighted else { continue };
-            tensors.push(f32s(format!("{name}.bias"), bias));
-            match weights {
-                Weights::Dense(m) => tensors.push(f32s(format!("{name}.weight"), &m.values)),
-                Weights::Csr(m) => {
-                    tensors.push(f32s(format!("{name}.values"), &m.values));
-                    let columns = if m.cols <= 1 << 16 {
-                        (Dtype::U16, m.columns.iter().flat_map(|&c| (c as u16).to_le_bytes()).collect())
-                    } else {
-                        (Dtype::U32, m.columns.iter().flat_map(|c| c.to_le_bytes()).collect())
-                    };
-                    tensors.push((format!("{name}.columns"), columns.0, vec![m.columns.len()], columns.1));
-                    let offsets = m.row_offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-                    tensors.push((format!("{name}.row_offsets"), Dtype::U32, vec![m.row_offsets.len()], offsets));
-                }
-            }
+            tensors.push(f32_array(format!("{name}.bias"), bias));
+            weights_arrays(name, weights, &mut tensors)?;
         }
         let header = Header { input: self.input, normalization: self.normalization, layers };
-        let metadata = HashMap::from([
-            ("format".to_string(), FORMAT.to_string()),
-            ("version".to_string(), VERSION.to_string()),
+        let mut entries = HashMap::from([
+            ("format".to_string(), format.to_string()),
+            ("version".to_string(), version.to_string()),
             ("model".to_string(), serde_json::to_string(&header).expect("plain data serializes")),
         ]);
+        entries.extend(metadata);
         let views: Vec<(&str, TensorView)> = tensors
             .iter()
             .map(|(name, dtype, shape, bytes)| {
                 (name.as_str(), TensorView::new(*dtype, shape.clone(), bytes).expect("sizes match by construction"))
             })
             .collect();
-        safetensors::serialize(views, Some(metadata)).expect("names are unique (Model::new checks) and sizes match")
-    }
-
-    pub fn from_bytes(bytes: &[u8]) -> Result<Model, Error> {
-        let file = SafeTensors::deserialize(bytes).map_err(|e| Error::NotSparseModel(format!("safetensors: {e}")))?;
-        let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| Error::NotSparseModel(e.to_string()))?;
-        let metadata = metadata.metadata().clone().unwrap_or_default();
-        if metadata.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(Error::NotSparseModel(format!(
-                "a safetensors file whose metadata lacks format = {FORMAT} (a dense export is model.safetensors)"
-            )));
-        }
-        let version = metadata.get("version").cloned().unwrap_or_default();
-        if !(1..=VERSION).any(|v| v.to_string() == version) {
-            return Err(Error::Version { found: version, supported: VERSION });
-        }
-        let corrupt = |problem: String| Error::Corrupt { tensor: "metadata `model`".into(), problem };
-        let header: Header<Map<String, Value>> = serde_json::from_str(metadata.get("model").map_or("", String::as_str))
-            .map_err(|e| corrupt(e.to_string()))?;
-        let reader = Reader { file: &file };
-        let mut nodes = Vec::with_capacity(header.layers.len());
-        for (i, mut fields) in header.layers.into_iter().enumerate() {
-            let from = match fields.remove("from") {
-                Some(from) => Vec::<usize>::deserialize(from).map_err(|e| corrupt(format!("layer {i}: from: {e}")))?,
-                None => Vec::new(),
-            };
-            let layer =
-                LayerHeader::deserialize(Value::Object(fields)).map_err(|e| corrupt(format!("layer {i}: {e}")))?;
-            nodes.push(Node { layer: reader.layer(layer)?, from });
-        }
-        Model::graph(header.input, header.normalization, nodes)
-    }
-
-    pub fn load(path: impl AsRef<std::path::Path>) -> Result<Model, Error> {
-        let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
-        Model::from_bytes(&bytes)
+        Ok(safetensors::serialize(views, Some(entries)).expect("names are unique (Model::new checks) and sizes match"))
     }
 }
 
-struct Reader<'a> {
+/// The sparse file's network, of `version` as its metadata says.
+pub(crate) fn read_sparse(
+    file: &SafeTensors,
+    metadata: &HashMap<String, String>,
+    version: &str,
+) -> Result<Model, Error> {
+    if !(1..=VERSION).any(|v| v.to_string() == version) {
+        return Err(Error::Version { found: version.to_string(), supported: VERSION });
+    }
+    read_model(file, metadata, None)
+}
+
+/// Reads a layer's weight matrix from arrays of another file's own (the compressed file's),
+/// given the layer's name, encoding, rows and columns.
+pub(crate) type WeightsReader<'a> = &'a dyn Fn(&Reader, &str, Encoding, usize, usize) -> Result<Weights, Error>;
+
+/// The network a file's `model` header describes, its weights read as the sparse file stores
+/// them, or by `weights` where given.
+pub(crate) fn read_model(
+    file: &SafeTensors,
+    metadata: &HashMap<String, String>,
+    weights: Option<WeightsReader>,
+) -> Result<Model, Error> {
+    let corrupt = |problem: String| Error::Corrupt { tensor: "metadata `model`".into(), problem };
+    let header: Header<Map<String, Value>> =
+        serde_json::from_str(metadata.get("model").map_or("", String::as_str)).map_err(|e| corrupt(e.to_string()))?;
+    let reader = Reader { file, weights };
+    let mut nodes = Vec::with_capacity(header.layers.len());
+    for (i, mut fields) in header.layers.into_iter().enumerate() {
+        let from = match fields.remove("from") {
+            Some(from) => Vec::<usize>::deserialize(from).map_err(|e| corrupt(format!("layer {i}: from: {e}")))?,
+            None => Vec::new(),
+        };
+        let layer = LayerHeader::deserialize(Value::Object(fields)).map_err(|e| corrupt(format!("layer {i}: {e}")))?;
+        nodes.push(Node { layer: reader.layer(layer)?, from });
+    }
+    Model::graph(header.input, header.normalization, nodes)
+}
+
+/// A layer's weight arrays in the sparse file.
+fn sparse_arrays(name: &str, weights: &Weights, tensors: &mut Vec<Array>) {
+    match weights {
+        Weights::Dense(m) => tensors.push(f32_array(format!("{name}.weight"), &m.values)),
+        Weights::Csr(m) => {
+            tensors.push(f32_array(format!("{name}.values"), &m.values));
+            let columns = if m.cols <= 1 << 16 {
+                (Dtype::U16, m.columns.iter().flat_map(|&c| (c as u16).to_le_bytes()).collect())
+            } else {
+                (Dtype::U32, m.columns.iter().flat_map(|c| c.to_le_bytes()).collect())
+            };
+            tensors.push((format!("{name}.columns"), columns.0, vec![m.columns.len()], columns.1));
+            let offsets = m.row_offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+            tensors.push((format!("{name}.row_offsets"), Dtype::U32, vec![m.row_offsets.len()], offsets));
+        }
+    }
+}
+
+pub(crate) struct Reader<'a> {
     file: &'a SafeTensors<'a>,
+    weights: Option<WeightsReader<'a>>,
 }
 
 impl Reader<'_> {
@@ -261,6 +294,9 @@ impl Reader<'_> {
     }
 
     fn weights(&self, name: &str, encoding: Encoding, rows: usize, cols: usize) -> Result<Weights, Error> {
+        if let Some(read) = self.weights {
+            return read(self, name, encoding, rows, cols);
+        }
         let overflow = || Error::Corrupt { tensor: name.into(), problem: format!("{rows} x {cols} weights overflow") };
         if encoding == Encoding::Dense {
             let values = self.f32s(&format!("{name}.weight"), rows.checked_mul(cols).ok_or_else(overflow)?)?;
@@ -274,7 +310,7 @@ impl Reader<'_> {
         Ok(Weights::Csr(Csr { rows, cols, row_offsets, columns, values }))
     }
 
-    fn tensor(&self, name: &str, dtypes: &[Dtype], len: Option<usize>) -> Result<TensorView<'_>, Error> {
+    pub(crate) fn tensor(&self, name: &str, dtypes: &[Dtype], len: Option<usize>) -> Result<TensorView<'_>, Error> {
         let corrupt = |problem: String| Error::Corrupt { tensor: name.to_string(), problem };
         let view = self.file.tensor(name).map_err(|_| corrupt("is missing".into()))?;
         if !dtypes.contains(&view.dtype()) {
@@ -287,7 +323,7 @@ impl Reader<'_> {
         Ok(view)
     }
 
-    fn f32s(&self, name: &str, len: usize) -> Result<Vec<f32>, Error> {
+    pub(crate) fn f32s(&self, name: &str, len: usize) -> Result<Vec<f32>, Error> {
         let view = self.tensor(name, &[Dtype::F32], Some(len))?;
         let values: Vec<f32> =
             view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();

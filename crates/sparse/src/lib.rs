@@ -1,6 +1,7 @@
 //! coppice's sparse inference engine: loads a weight-pruned network exported with
-//! `coppice export RUN_DIR --format sparse` and runs its forward pass, with the pruned weights
-//! skipped instead of multiplied by zero. It needs neither burn nor autodiff.
+//! `coppice export RUN_DIR --format sparse` (or a quantized one's `--format compressed`, decoded
+//! once into the same weights) and runs its forward pass, with the pruned weights skipped
+//! instead of multiplied by zero. It needs neither burn nor autodiff.
 //!
 //! A network is a [`Model`]: a list of [`Node`]s in topological order, each a [`Layer`] reading
 //! earlier values (value 0 is the image, value `i` the output of node `i - 1`), so chains
@@ -17,14 +18,17 @@
 //! # Ok::<(), coppice_sparse::Error>(())
 //! ```
 
+mod compressed;
 mod error;
 mod format;
 mod graph;
 mod kernels;
 mod layer;
+mod load;
 mod model;
 mod weights;
 
+pub use compressed::{COMPRESSED_FORMAT, COMPRESSED_VERSION, CodedLayer, LayerCoding, LayerSize};
 pub use coppice_simd::Simd;
 pub use error::Error;
 pub use format::{FORMAT, VERSION};

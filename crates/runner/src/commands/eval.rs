@@ -127,7 +127,7 @@ fn argmax(values: &[f32]) -> usize {
 }
 
 /// A file of another network would give numbers that mean nothing for this run.
-fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Path) -> Result<()> {
+pub(crate) fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Path) -> Result<()> {
     let describe = |m: &Model| -> Result<String> {
         let shapes = m.shapes()?;
         let names: Vec<String> = m.layers().map(Layer::name).collect();
@@ -136,7 +136,7 @@ fn check_same_architecture(model: &Model, own: &Model, file: &Path, run_dir: &Pa
     let (theirs, ours) = (describe(model)?, describe(own)?);
     if model.input != own.input || theirs != ours {
         return Err(anyhow!(
-            "{}: holds another network ({:?} in: {theirs}) than {} ({:?} in: {ours}); fix: export this run with `coppice export {} --format sparse` and pass that file",
+            "{}: holds another network ({:?} in: {theirs}) than {} ({:?} in: {ours}); fix: export this run with `coppice export {} --format sparse` (or `compressed`) and pass that file",
             file.display(),
             model.input,
             run_dir.display(),

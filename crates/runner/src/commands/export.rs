@@ -2,18 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use coppice_models::Network;
 use safetensors::SafeTensors;
 
 use crate::config::Config;
-use crate::inference::sparse::{normalization, sparse_model};
+use crate::inference::sparse::{compressed_figures, normalization, sparse_model};
 use crate::pytorch::safetensors_bytes;
 use crate::rundir::dir::{create_dir_durable, open_saved_run, write_atomic};
 use crate::rundir::integrity;
 use crate::rundir::saved::load_model;
 
 pub const SPARSE_FILE: &str = "model.sparse.safetensors";
+pub const COMPRESSED_FILE: &str = "model.compressed.safetensors";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -21,6 +22,8 @@ pub enum ExportFormat {
     Safetensors,
     /// The sparse engine's file (`coppice-sparse`).
     Sparse,
+    /// Deep Compression's: codebooks and Huffman-coded indices and gaps (a quantized run's).
+    Compressed,
 }
 
 impl std::str::FromStr for ExportFormat {
@@ -31,7 +34,8 @@ impl std::str::FromStr for ExportFormat {
             "bpk" => Ok(ExportFormat::Bpk),
             "safetensors" => Ok(ExportFormat::Safetensors),
             "sparse" => Ok(ExportFormat::Sparse),
-            other => Err(format!("unknown format {other:?}; fix: use safetensors, sparse or bpk")),
+            "compressed" => Ok(ExportFormat::Compressed),
+            other => Err(format!("unknown format {other:?}; fix: use safetensors, sparse, compressed or bpk")),
         }
     }
 }
@@ -58,6 +62,21 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
             path
         }
         ExportFormat::Sparse => write_sparse(&net, &Config::load(&run_dir.join("config.toml"), &[])?, &out)?,
+        ExportFormat::Compressed => {
+            let config = Config::load(&run_dir.join("config.toml"), &[])?;
+            if config.quantize.is_none() {
+                return Err(anyhow!(
+                    "{}: its config has no [quantize], so its weights are f32 and a codebook per layer would hold them all; fix: export it with `--format sparse`, or run the config again with a [quantize] section",
+                    run_dir.display()
+                ));
+            }
+            let (bytes, figures) =
+                compressed_figures(&net, &config).with_context(|| format!("{}", run_dir.display()))?;
+            let path = out.join(COMPRESSED_FILE);
+            write_atomic(&path, &bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+            print!("{}", figures.table());
+            path
+        }
     };
     let name = path.file_name().and_then(|n| n.to_str()).expect("a file name of ours");
     integrity::record(&out, &["architecture.json", name])?;

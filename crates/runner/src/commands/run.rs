@@ -23,7 +23,7 @@ use crate::rundir::checkpoint::{Checkpoint, EpochJournal};
 use crate::rundir::dir::{FAILURE_FILE, create_dir_durable, discard_if_unused, write_atomic};
 use crate::rundir::lock::{Access, lock};
 use crate::rundir::saved::{load_model, save_model};
-use crate::rundir::summary::{Summary, report_md};
+use crate::rundir::summary::{QuantizeSummary, Summary, report_md};
 use crate::rundir::tables::{MetricsLog, attempts_csv, round_line, rounds_csv};
 
 /// Runs a config end to end and returns the run directory.
@@ -174,12 +174,16 @@ pub fn run_experiment(
     };
     save_model(&net, run_dir)?;
     let last = pruning.as_ref().map(|rounds| rounds.last().expect("round 0 exists").sparsity.clone());
+    // The quantization stage's record follows the pruning rounds'.
+    let quantized = pruning.as_ref().and_then(|rounds| QuantizeSummary::of(rounds.last()?));
+    let pruning_rounds = pruning.as_ref().map(|rounds| &rounds[..rounds.len() - usize::from(quantized.is_some())]);
     let summary = Summary {
         sparsity: last.as_ref().map(|r| r.sparsity),
         compression_ratio: last.as_ref().map(|r| r.compression_ratio),
         dense_test_accuracy: pruning.as_ref().map(|rounds| rounds[0].test.accuracy),
-        pruned_test_accuracy: pruning.as_ref().and_then(|rounds| rounds.last()?.pruned).map(|e| e.accuracy),
-        rounds: pruning.as_ref().map(|rounds| rounds.len() - 1),
+        pruned_test_accuracy: pruning_rounds.and_then(|rounds| rounds.last()?.pruned).map(|e| e.accuracy),
+        rounds: pruning_rounds.map(|rounds| rounds.len() - 1),
+        quantize: quantized,
         dense: prune
             .as_ref()
             .filter(|p| p.removes_units())
@@ -192,6 +196,13 @@ pub fn run_experiment(
                 None
             }),
             _ => None,
+        },
+        compressed: match &config.quantize {
+            Some(_) => sparse::compressed_figures(&net, config).map(|(_, figures)| Some(figures)).unwrap_or_else(|e| {
+                eprintln!("summary.json without `compressed`: coding the network failed: {e:#}");
+                None
+            }),
+            None => None,
         },
         ..Summary::basic(config, &net, &test, &metrics, data, device, started)
     };
@@ -246,7 +257,8 @@ fn prune_rounds(
     }
     let dense_training = experiment.train_setup(options, "");
     let splits = [&data.train, &data.valid, &data.test].map(|set| ImageDataset::new(set.clone()));
-    let rounds = prune.rounds(&dense_training, splits, data.batcher.clone(), initial);
+    let mut rounds = prune.rounds(&dense_training, splits, data.batcher.clone(), initial);
+    rounds.quantize = config.quantize.clone();
     writer.total = strategy.rounds();
     Ok(run_rounds(net, strategy.as_mut(), &rounds, completed, writer)?)
 }

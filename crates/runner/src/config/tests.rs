@@ -94,7 +94,7 @@ fn resolved_config_round_trips() {
 #[test]
 fn every_key_the_config_accepts_is_documented() {
     let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md")).unwrap();
-    let sections = ["", "data", "model", "train", "prune"];
+    let sections = ["", "data", "model", "train", "prune", "quantize"];
     let mut missing = Vec::new();
     for section in sections {
         let text = match section {
@@ -105,7 +105,7 @@ fn every_key_the_config_accepts_is_documented() {
         let message = load_err(&format!("keys{section}.toml"), &text, &[]);
         let (_, expected) = message.split_once("expected one of ").expect("serde lists the fields");
         let fields: Vec<&str> = expected.split(';').next().unwrap().split(", ").map(|f| f.trim_matches('`')).collect();
-        assert!(fields.len() >= 7, "[{section}] has fields {fields:?}");
+        assert!(fields.len() >= 5, "[{section}] has fields {fields:?}");
         for field in fields.into_iter().filter(|f| !(section.is_empty() && sections.contains(f))) {
             let key = if section.is_empty() { field.to_string() } else { format!("{section}.{field}") };
             if !docs.contains(&format!("`{key}`")) && !docs.contains(&format!("`{key}.")) {
@@ -114,4 +114,21 @@ fn every_key_the_config_accepts_is_documented() {
         }
     }
     assert!(missing.is_empty(), "docs/config.md does not document {missing:?}");
+}
+
+#[test]
+fn quantize_needs_weight_pruning_and_bits_in_range() {
+    let pruned = format!("{MINIMAL}[prune]\ntarget = 0.9\n[quantize]\n");
+    Config::load(&write("quantize.toml", &pruned), &[]).unwrap();
+    let message = load_err("quantize-alone.toml", &format!("{MINIMAL}[quantize]\nfc_bits = 5\n"), &[]);
+    assert!(message.contains("quantize.method") && message.contains("[prune]"), "{message}");
+    for bits in ["0", "17"] {
+        let message = load_err("quantize-bits.toml", &pruned, &[&format!("quantize.fc_bits={bits}")]);
+        assert!(message.contains("quantize.fc_bits") && message.contains("1..=16"), "{message}");
+    }
+    let message = load_err("quantize-linear.toml", &pruned, &["quantize.method=linear", "quantize.conv_bits=9"]);
+    assert!(message.contains("quantize.conv_bits") && message.contains("2..=8"), "{message}");
+    let neuron = format!("{MINIMAL}[prune]\nstrategy = \"neuron\"\ncriterion = \"l1\"\ntarget = 0.5\n[quantize]\n");
+    let message = load_err("quantize-neuron.toml", &neuron, &[]);
+    assert!(message.contains("quantize.method"), "{message}");
 }

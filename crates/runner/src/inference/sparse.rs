@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow};
 use burn::module::Module;
 use burn::prelude::Device;
 use coppice_models::{InputShape, Network, Op, Source, float_params};
-use coppice_sparse::{Layer, Model, Node, Normalization, Weights};
+use coppice_sparse::{Layer, LayerSize, Model, Node, Normalization, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -25,6 +25,66 @@ pub struct SparseFigures {
     /// Dense flex time / sparse engine time, median of alternating passes.
     pub speedup_batch1: f64,
     pub speedup_batch1000: f64,
+}
+
+/// summary.json's `compressed`, and what `export --format compressed` prints: the bytes each
+/// stage of Deep Compression leaves, per layer (weights only) and for whole files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompressedFigures {
+    /// The compressed file.
+    pub bytes: usize,
+    /// The sparse file of the same network.
+    pub sparse_bytes: usize,
+    /// The dense safetensors export.
+    pub dense_bytes: usize,
+    pub layers: Vec<LayerSize>,
+}
+
+impl CompressedFigures {
+    /// Per layer and in total: dense, after pruning, after quantization, after coding.
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "layer      weights  kept      bits  gap  dense B    pruned B   quantized B  coded B    (ratio to dense)\n",
+        );
+        let mut line = |name: &str, weights: usize, kept: usize, bits: String, gap: String, sizes: [usize; 4]| {
+            let ratio = sizes[0] as f64 / sizes[3].max(1) as f64;
+            out.push_str(&format!(
+                "{name:<10} {weights:<8} {kept:<9} {bits:<5} {gap:<4} {:<10} {:<10} {:<12} {:<10} ({ratio:.1}x)\n",
+                sizes[0], sizes[1], sizes[2], sizes[3]
+            ));
+        };
+        for l in &self.layers {
+            let sizes = [l.dense_bytes, l.sparse_bytes, l.quantized_bytes, l.coded_bytes];
+            line(&l.name, l.weights, l.nonzero, l.bits.to_string(), l.gap_bits.to_string(), sizes);
+        }
+        let sum = |f: fn(&LayerSize) -> usize| self.layers.iter().map(f).sum::<usize>();
+        let sizes =
+            [sum(|l| l.dense_bytes), sum(|l| l.sparse_bytes), sum(|l| l.quantized_bytes), sum(|l| l.coded_bytes)];
+        line("weights", sum(|l| l.weights), sum(|l| l.nonzero), "-".into(), "-".into(), sizes);
+        out.push_str(&format!(
+            "files: dense safetensors {} B, sparse {} B ({:.1}x), compressed {} B ({:.1}x)\n",
+            self.dense_bytes,
+            self.sparse_bytes,
+            self.dense_bytes as f64 / self.sparse_bytes.max(1) as f64,
+            self.bytes,
+            self.dense_bytes as f64 / self.bytes.max(1) as f64
+        ));
+        out
+    }
+}
+
+/// The compressed file of a quantized network and its figures.
+pub fn compressed_figures(net: &Network, config: &Config) -> Result<(Vec<u8>, CompressedFigures)> {
+    let model = sparse_model(net, Some(normalization(config)))?;
+    let (bytes, layers) = model.to_compressed_bytes()?;
+    let architecture = serde_json::to_string_pretty(&net.architecture())?;
+    let figures = CompressedFigures {
+        bytes: bytes.len(),
+        sparse_bytes: model.to_bytes().len(),
+        dense_bytes: safetensors_bytes(net, &architecture)?.len(),
+        layers,
+    };
+    Ok((bytes, figures))
 }
 
 /// The network as the sparse engine runs it: each weighted layer as CSR when fewer than half

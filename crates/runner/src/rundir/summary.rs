@@ -1,5 +1,6 @@
 //! `summary.json` and `report.md`: what a run reports.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -7,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use burn::module::Module;
 use coppice_models::{Architecture, Network, Prunable, count_nonzero};
-use coppice_prune::RoundRecord;
+use coppice_prune::{QuantizeMethod, RoundRecord};
 use coppice_train::Evaluation;
 use serde::Serialize;
 
@@ -16,7 +17,7 @@ use super::tables::MetricsLog;
 use crate::config::Config;
 use crate::data::Data;
 use crate::inference::latency::DenseComparison;
-use crate::inference::sparse::SparseFigures;
+use crate::inference::sparse::{CompressedFigures, SparseFigures};
 
 /// `summary.json`: a contract for scripts. The top-level keys named in the README stay.
 #[derive(Serialize)]
@@ -57,9 +58,15 @@ pub struct Summary {
     /// With neuron pruning: the network before pruning, and measured inference latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dense: Option<DenseComparison>,
+    /// With `[quantize]`: the bits of each layer and the accuracy before and after retraining.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<QuantizeSummary>,
     /// With weight pruning: the sparse engine's file size and speedup over dense flex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseFigures>,
+    /// With `[quantize]`: the compressed file's size, and each layer's bytes stage by stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compressed: Option<CompressedFigures>,
     /// For `coppice finetune`: the run directory it continued from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -70,6 +77,31 @@ pub struct Summary {
     /// its pools keep what the run's peak needed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_memory_bytes: Option<u64>,
+}
+
+/// summary.json's `quantize`.
+#[derive(Serialize)]
+pub struct QuantizeSummary {
+    pub method: QuantizeMethod,
+    /// By layer name.
+    pub bits: BTreeMap<String, u32>,
+    /// The quantized network on the test set before its retraining.
+    pub test_accuracy_before_retraining: Option<f64>,
+    /// After its retraining: the run's `test_accuracy`.
+    pub test_accuracy: f64,
+}
+
+impl QuantizeSummary {
+    /// The summary of the quantization stage's record; `None` for any other record.
+    pub fn of(record: &RoundRecord) -> Option<QuantizeSummary> {
+        let quantized = record.quantized.as_ref()?;
+        Some(QuantizeSummary {
+            method: quantized.method,
+            bits: quantized.bits.clone(),
+            test_accuracy_before_retraining: record.pruned.map(|e| e.accuracy),
+            test_accuracy: record.test.accuracy,
+        })
+    }
 }
 
 /// The path of the first null in `json`, where serde_json wrote a non-finite float.
@@ -116,7 +148,9 @@ impl Summary {
             pruned_test_accuracy: None,
             rounds: None,
             dense: None,
+            quantize: None,
             sparse: None,
+            compressed: None,
             parent: None,
             peak_rss_bytes: peak_rss_bytes(),
             device_memory_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
@@ -228,6 +262,22 @@ pub fn report_md(config: &Config, summary: &Summary, rounds: &[RoundRecord]) -> 
             );
         }
         md.push('\n');
+    }
+    if let Some(q) = &summary.quantize {
+        let bits: Vec<String> = q.bits.iter().map(|(layer, bits)| format!("{layer} {bits}")).collect();
+        let _ = writeln!(
+            md,
+            "## Quantization\n\n{:?}, bits per layer: {}. Test accuracy {} before retraining, {:.2} % after.\n",
+            q.method,
+            bits.join(", "),
+            q.test_accuracy_before_retraining.map_or("-".into(), |a| format!("{:.2} %", a * 100.0)),
+            q.test_accuracy * 100.0
+        );
+    }
+    if let Some(c) = &summary.compressed {
+        md.push_str("## Deep Compression\n\n```text\n");
+        md.push_str(&c.table());
+        md.push_str("```\n\n");
     }
     md.push_str("## Rounds\n\n| round | sparsity | compression | test accuracy | test loss | seconds |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rounds {

@@ -80,6 +80,18 @@ pub fn attempts_csv(attempts: &[LayerAttempt]) -> String {
 
 /// The line a round prints when it ends.
 pub fn round_line(r: &RoundRecord, total: usize) -> String {
+    if let Some(q) = &r.quantized {
+        let bits: Vec<String> = q.bits.iter().map(|(layer, bits)| format!("{layer} {bits}")).collect();
+        return format!(
+            "quantize ({:?}, bits {}): test acc {} before retraining, {:.2}% after, loss {:.4} | {:.1}s",
+            q.method,
+            bits.join(", "),
+            r.pruned.map_or("-".into(), |e| format!("{:.2}%", e.accuracy * 100.0)),
+            r.test.accuracy * 100.0,
+            r.test.loss,
+            r.seconds
+        );
+    }
     let target = r.target.map_or("-".into(), |t| format!("{:.2}%", t * 100.0));
     format!(
         "round {}/{total}: target {target}, sparsity {:.2}%, compression {:.2}x | test acc {:.2}% loss {:.4} | {:.1}s",
@@ -99,8 +111,16 @@ pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
     let mut header = vec!["round".to_string(), "target".into(), "sparsity".into()];
     header.extend(layer_names.iter().map(|name| format!("sparsity_{name}")));
     header.extend(
-        ["params_nonzero", "compression_ratio", "pruned_test_accuracy", "test_accuracy", "test_loss", "seconds"]
-            .map(String::from),
+        [
+            "params_nonzero",
+            "compression_ratio",
+            "pruned_test_accuracy",
+            "test_accuracy",
+            "test_loss",
+            "seconds",
+            "stage",
+        ]
+        .map(String::from),
     );
     let mut table = Table::new(header);
     for r in rounds {
@@ -114,10 +134,22 @@ pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
             format!("{:.6}", r.test.accuracy),
             format!("{:.6}", r.test.loss),
             format!("{:.3}", r.seconds),
+            stage(r).into(),
         ]);
         table.push(row);
     }
     table.to_csv()
+}
+
+/// What a record of `rounds.csv` is: the network before pruning, a pruning round, or the
+/// quantization after the last round (whose `pruned_test_accuracy` is then the quantized
+/// network's before its retraining).
+fn stage(r: &RoundRecord) -> &'static str {
+    match (r.round, &r.quantized) {
+        (_, Some(_)) => "quantize",
+        (0, None) => "dense",
+        _ => "prune",
+    }
 }
 
 /// `sensitivity.csv`.
@@ -153,6 +185,7 @@ mod tests {
             pruned: None,
             seconds: 1.0,
             epochs: Vec::new(),
+            quantized: None,
         };
         let csv = rounds_csv(&[record(0), record(1), record(2), record(3)]);
         assert!(csv.starts_with("round,target,sparsity,sparsity_fc1,sparsity_fc2,sparsity_fc3,params_nonzero"));

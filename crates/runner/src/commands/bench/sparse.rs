@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use burn::prelude::Device;
 use coppice_sparse::{Encoding, Model};
 
+use crate::commands::eval::check_same_architecture;
 use crate::config::Config;
 use crate::inference::latency::{median, median_seconds};
 use crate::inference::sparse::{normalization, sparse_model};
@@ -24,6 +25,8 @@ pub struct SparseBench {
     pub kept: usize,
     pub bytes: usize,
     pub dense_bytes: usize,
+    /// The compressed file's size, when one was given.
+    pub compressed_bytes: Option<usize>,
     pub rows: Vec<BatchTimes>,
     /// Per layer at batch 1 and at batch 1000, on one thread.
     pub layers: Vec<LayerTimes>,
@@ -35,6 +38,8 @@ pub struct BatchTimes {
     pub flex: f64,
     pub engine_dense: f64,
     pub sparse: f64,
+    /// The compressed file's model, decoded.
+    pub compressed: Option<f64>,
     pub torch: Option<f64>,
 }
 
@@ -48,19 +53,31 @@ pub struct LayerTimes {
     pub sparse: [f64; 2],
 }
 
-pub fn bench_sparse(run_dir: &Path, plain: bool) -> Result<SparseBench> {
+pub fn bench_sparse(run_dir: &Path, compressed: Option<&Path>, plain: bool) -> Result<SparseBench> {
     let _reading = open_saved_run(run_dir)?;
     let config = Config::load(&run_dir.join("config.toml"), &[])?;
     let net = load_model(run_dir, &Device::flex())?;
     let sparse = sparse_model(&net, Some(normalization(&config)))?;
     let dense = sparse.with_encoding(Encoding::Dense);
+    let compressed = match compressed {
+        Some(file) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| anyhow!("{}: cannot read ({e}); fix: check the path", file.display()))?;
+            let model = Model::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            check_same_architecture(&model, &sparse, file, run_dir)?;
+            Some((model, bytes.len()))
+        }
+        None => None,
+    };
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
     let dense_file = safetensors_bytes(&net, &architecture)?;
     let torch = torch_milliseconds(&dense_file, &architecture)?;
     let steps = Steps::start("bench --sparse", BATCHES.len() + 1, plain);
     let mut rows = Vec::new();
     for batch in BATCHES {
-        let seconds = median_seconds(&net, &[&dense, &sparse], batch, repeats(batch))?;
+        let mut models = vec![&dense, &sparse];
+        models.extend(compressed.as_ref().map(|(model, _)| model));
+        let seconds = median_seconds(&net, &models, batch, repeats(batch))?;
         let ms = |s: f64| s * 1e3;
         let torch = torch.as_ref().and_then(|t| t.iter().find(|(b, _)| *b == batch).map(|(_, ms)| *ms));
         rows.push(BatchTimes {
@@ -68,6 +85,7 @@ pub fn bench_sparse(run_dir: &Path, plain: bool) -> Result<SparseBench> {
             flex: ms(seconds[0]),
             engine_dense: ms(seconds[1]),
             sparse: ms(seconds[2]),
+            compressed: seconds.get(3).map(|s| ms(*s)),
             torch,
         });
         steps.show(&format!(
@@ -93,7 +111,15 @@ pub fn bench_sparse(run_dir: &Path, plain: bool) -> Result<SparseBench> {
         .collect();
     let weights = sparse.layers().filter_map(|l| l.weights()).map(|w| w.rows() * w.cols()).sum();
     let kept = sparse.layers().filter_map(|l| l.weights()).map(|w| w.nonzero()).sum();
-    Ok(SparseBench { weights, kept, bytes: sparse.to_bytes().len(), dense_bytes: dense_file.len(), rows, layers })
+    Ok(SparseBench {
+        weights,
+        kept,
+        bytes: sparse.to_bytes().len(),
+        dense_bytes: dense_file.len(),
+        compressed_bytes: compressed.map(|(_, bytes)| bytes),
+        rows,
+        layers,
+    })
 }
 
 fn repeats(batch: usize) -> usize {
@@ -157,12 +183,21 @@ pub fn print(run_dir: &Path, b: &SparseBench) {
         b.dense_bytes,
         b.dense_bytes as f64 / b.bytes.max(1) as f64
     );
+    if let Some(bytes) = b.compressed_bytes {
+        println!(
+            "compressed file {bytes} bytes ({:.1}x smaller than dense), decoded once into the engine's weights",
+            b.dense_bytes as f64 / bytes.max(1) as f64
+        );
+    }
     println!("ms per forward pass, median of alternating passes (engine dense: the engine with every weight stored)");
-    println!("batch  flex dense  engine dense     sparse  sparse samples/s  vs flex  vs engine dense  pytorch dense");
+    println!(
+        "batch  flex dense  engine dense     sparse  compressed  sparse samples/s  vs flex  vs engine dense  pytorch dense"
+    );
     for r in &b.rows {
         let torch = r.torch.map_or("-".to_string(), |t| format!("{t:.3}"));
+        let compressed = r.compressed.map_or("-".to_string(), |t| format!("{t:.3}"));
         println!(
-            "{:>5}  {:>10.3}  {:>12.3}  {:>9.3}  {:>16.0}  {:>6.1}x  {:>14.1}x  {torch:>13}",
+            "{:>5}  {:>10.3}  {:>12.3}  {:>9.3}  {compressed:>10}  {:>16.0}  {:>6.1}x  {:>14.1}x  {torch:>13}",
             r.batch,
             r.flex,
             r.engine_dense,
