@@ -2,6 +2,7 @@
 //! batches, folders of PNG and JPEG images sorted by class, deterministic splits, synthetic sets for tests, and burn
 //! `Dataset`/`Batcher` adapters.
 
+pub mod augment;
 pub mod checksums;
 pub mod cifar;
 pub mod dataset;
@@ -13,7 +14,8 @@ pub mod split;
 pub mod synthetic;
 pub mod table;
 
-pub use cifar::{CIFAR_PIXELS, CIFAR_RECORD, CifarSplit, load_cifar10, write_cifar_batch};
+pub use augment::Augment;
+pub use cifar::{CIFAR_PIXELS, CIFAR_RECORD, CIFAR10_CLASSES, CifarSplit, load_cifar10, write_cifar_batch};
 pub use dataset::{ImageBatch, ImageBatcher, ImageDataset, ImageItem, Normalization};
 pub use error::{DataError, Result};
 pub use folder::{FolderData, FolderOptions, load_folder, write_image_folder};

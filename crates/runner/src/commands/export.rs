@@ -11,7 +11,8 @@ use crate::inference::sparse::{normalization, sparse_model};
 use crate::pytorch::safetensors_bytes;
 use crate::rundir::dir::{open_saved_run, write_atomic};
 use crate::rundir::integrity;
-use crate::rundir::saved::load_model;
+use crate::rundir::saved::{data_record, load_model};
+use coppice_data::Normalization;
 
 pub const SPARSE_FILE: &str = "model.sparse.safetensors";
 
@@ -41,6 +42,7 @@ impl std::str::FromStr for ExportFormat {
 pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Result<PathBuf> {
     let _reading = open_saved_run(run_dir)?;
     let net = load_model(run_dir, &burn::prelude::Device::flex())?;
+    let (classes, norm) = data_record(run_dir, &Config::load(&run_dir.join("config.toml"), &[])?)?;
     let out = out.unwrap_or_else(|| run_dir.join("export"));
     std::fs::create_dir_all(&out)
         .with_context(|| format!("{}: cannot create; fix: pass a writable --out", out.display()))?;
@@ -54,10 +56,12 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
         }
         ExportFormat::Safetensors => {
             let path = out.join("model.safetensors");
-            write_atomic(&path, &safetensors_bytes(&net, &architecture)?)?;
+            let metadata =
+                [("classes", serde_json::to_string(&classes)?), ("normalization", serde_json::to_string(&norm)?)];
+            write_atomic(&path, &safetensors_bytes(&net, &architecture, &metadata)?)?;
             path
         }
-        ExportFormat::Sparse => write_sparse(&net, &Config::load(&run_dir.join("config.toml"), &[])?, &out)?,
+        ExportFormat::Sparse => write_sparse(&net, classes, &norm, &out)?,
     };
     let name = path.file_name().and_then(|n| n.to_str()).expect("a file name of ours");
     integrity::record(&out, &["architecture.json", name])?;
@@ -65,9 +69,9 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
 }
 
 /// The sparse engine's file of the network.
-fn write_sparse(net: &Network, config: &Config, out: &Path) -> Result<PathBuf> {
+fn write_sparse(net: &Network, classes: Vec<String>, norm: &Normalization, out: &Path) -> Result<PathBuf> {
     let path = out.join(SPARSE_FILE);
-    let model = sparse_model(net, Some(normalization(config)))?;
+    let model = sparse_model(net, Some(normalization(norm)))?.with_classes(classes)?;
     write_atomic(&path, &model.to_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(path)
 }

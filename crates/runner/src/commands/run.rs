@@ -185,10 +185,12 @@ pub fn run_experiment(
             .map(|_| compare_with_dense(&dense_net, &net, data.input(), device)),
         sparse: match &prune {
             // The run's own results are saved already; a failed measurement must not fail it.
-            Some(p) if p.strategy == StrategyKind::Weight => sparse::figures(&net, config).unwrap_or_else(|e| {
-                eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
-                None
-            }),
+            Some(p) if p.strategy == StrategyKind::Weight => {
+                sparse::figures(&net, &data.batcher.norm).unwrap_or_else(|e| {
+                    eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
+                    None
+                })
+            }
             _ => None,
         },
         ..Summary::basic(config, &net, &test, &metrics, data, device, started)
@@ -243,7 +245,7 @@ fn prune_rounds(
         write_atomic(&run_dir.join("attempts.csv"), attempts_csv(&[]).as_bytes())?;
     }
     let dense_training = experiment.train_setup(options, "");
-    let splits = [&data.train, &data.valid, &data.test].map(|set| ImageDataset::new(set.clone()));
+    let splits = [data.train_dataset(), ImageDataset::new(data.valid.clone()), ImageDataset::new(data.test.clone())];
     let rounds = prune.rounds(&dense_training, splits, data.batcher.clone(), initial);
     writer.total = strategy.rounds();
     Ok(run_rounds(net, strategy.as_mut(), &rounds, completed, writer)?)

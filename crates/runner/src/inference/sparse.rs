@@ -10,7 +10,6 @@ use coppice_models::{InputShape, Network, Op, Source, float_params};
 use coppice_sparse::{Layer, Model, Node, Normalization, Weights};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::inference::latency::median_seconds;
 use crate::pytorch::{safetensors_bytes, transpose};
 
@@ -147,16 +146,17 @@ fn norm_affine<'a>(
     Ok((scale, shift))
 }
 
-pub fn normalization(config: &Config) -> Normalization {
-    Normalization { mean: config.data.mean, std: config.data.std }
+/// The sparse file's record of what the images were normalized with.
+pub fn normalization(norm: &coppice_data::Normalization) -> Normalization {
+    Normalization { mean: norm.mean.clone(), std: norm.std.clone() }
 }
 
 /// The file sizes of both exports and the engine's speedup over dense flex at batch 1 and 1000;
 /// `None` for a network the engine does not run.
-pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> {
+pub fn figures(net: &Network, norm: &coppice_data::Normalization) -> Result<Option<SparseFigures>> {
     let flex = Device::flex();
     let net = net.clone().to_device(&flex);
-    let model = sparse_model(&net, Some(normalization(config)))?;
+    let model = sparse_model(&net, Some(normalization(norm)))?;
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
     let speedup = |batch: usize| -> Result<f64> {
         let times = median_seconds(&net, &[&model], batch, 11.max(1001 / batch.max(1)))?;
@@ -164,7 +164,7 @@ pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> 
     };
     Ok(Some(SparseFigures {
         bytes: model.to_bytes().len(),
-        dense_bytes: safetensors_bytes(&net, &architecture)?.len(),
+        dense_bytes: safetensors_bytes(&net, &architecture, &[])?.len(),
         speedup_batch1: speedup(1)?,
         speedup_batch1000: speedup(1000)?,
     }))
