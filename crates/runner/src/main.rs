@@ -161,7 +161,7 @@ fn execute(command: Command) -> Result<()> {
             );
             print!("{}", confusion::table(&classes.confusion, &classes.class_names));
             if let Some(csv) = classes.csv {
-                println!("wrote {}", csv.display());
+                println!("wrote {} and confusion.svg beside it", csv.display());
             }
         }
         Command::Compare { config, backends, epochs, out, mut overrides, plain } => {

@@ -38,6 +38,11 @@ pub fn safetensors_bytes(net: &Network, architecture: &str, extra: &[(&str, Stri
     Ok(safetensors::serialize(views, Some(metadata))?)
 }
 
+/// The metadata an export adds to the architecture: the outputs' names and the normalization.
+pub fn data_metadata(classes: &[String], norm: &coppice_data::Normalization) -> Result<Vec<(&'static str, String)>> {
+    Ok(vec![("classes", serde_json::to_string(classes)?), ("normalization", serde_json::to_string(norm)?)])
+}
+
 /// PyTorch's name of a parameter: BatchNorm's `gamma` and `beta` are its `weight` and `bias`.
 pub fn pytorch_name(path: &str) -> String {
     match path.rsplit_once('.') {

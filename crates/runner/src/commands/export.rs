@@ -8,7 +8,7 @@ use safetensors::SafeTensors;
 
 use crate::config::Config;
 use crate::inference::sparse::{normalization, sparse_model};
-use crate::pytorch::safetensors_bytes;
+use crate::pytorch::{data_metadata, safetensors_bytes};
 use crate::rundir::dir::{open_saved_run, write_atomic};
 use crate::rundir::integrity;
 use crate::rundir::saved::{data_record, load_model};
@@ -56,9 +56,7 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
         }
         ExportFormat::Safetensors => {
             let path = out.join("model.safetensors");
-            let metadata =
-                [("classes", serde_json::to_string(&classes)?), ("normalization", serde_json::to_string(&norm)?)];
-            write_atomic(&path, &safetensors_bytes(&net, &architecture, &metadata)?)?;
+            write_atomic(&path, &safetensors_bytes(&net, &architecture, &data_metadata(&classes, &norm)?)?)?;
             path
         }
         ExportFormat::Sparse => write_sparse(&net, classes, &norm, &out)?,

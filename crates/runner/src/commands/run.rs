@@ -186,7 +186,7 @@ pub fn run_experiment(
         sparse: match &prune {
             // The run's own results are saved already; a failed measurement must not fail it.
             Some(p) if p.strategy == StrategyKind::Weight => {
-                sparse::figures(&net, &data.batcher.norm).unwrap_or_else(|e| {
+                sparse::figures(&net, &data.batcher.norm, &data.class_names).unwrap_or_else(|e| {
                     eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
                     None
                 })
