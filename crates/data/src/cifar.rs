@@ -17,6 +17,10 @@ pub const CIFAR_PIXELS: usize = CHANNELS * SIDE * SIDE;
 /// Bytes of one record: the label, then the pixels.
 pub const CIFAR_RECORD: usize = 1 + CIFAR_PIXELS;
 
+/// The names of labels 0 to 9, from the dataset's `batches.meta.txt`.
+pub const CIFAR10_CLASSES: [&str; CLASSES] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
 const TRAIN_FILES: [&str; 5] =
     ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 const TEST_FILES: [&str; 1] = ["test_batch.bin"];

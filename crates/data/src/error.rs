@@ -83,6 +83,72 @@ pub enum DataError {
         path.display()
     )]
     RecordLength { path: PathBuf, actual_bytes: u64, record_bytes: usize },
+
+    #[error(
+        "{}: not a folder; fix: with data.dataset = \"folder\", data.dir must hold train/<class>/ and \
+         test/<class>/ folders of .png or .jpg images (and optionally valid/<class>/)",
+        path.display()
+    )]
+    FolderMissing { path: PathBuf },
+
+    #[error(
+        "{}: holds no class folders; fix: put each class's images in a folder named after the class, \
+         e.g. {}/cat/1.png",
+        path.display(), path.display()
+    )]
+    NoClasses { path: PathBuf },
+
+    #[error(
+        "{}: the class folder holds no .png, .jpg or .jpeg images; fix: add images or remove the folder",
+        path.display()
+    )]
+    EmptyClass { path: PathBuf },
+
+    #[error(
+        "{}: class {class:?} is not among the training classes ({known}); fix: add {class}/ to the \
+         training folder or remove it here",
+        path.display()
+    )]
+    UnknownClass { path: PathBuf, class: String, known: String },
+
+    #[error(
+        "{}: {count} class folders, and labels are one byte; fix: at most 256 classes",
+        path.display()
+    )]
+    TooManyClasses { path: PathBuf, count: usize },
+
+    #[error(
+        "{}: cannot decode the image ({detail}); fix: replace or delete the file, or set \
+         data.skip_bad_images = true to skip bad images with a warning",
+        path.display()
+    )]
+    BadImage { path: PathBuf, detail: String },
+
+    #[error(
+        "{}: {width}x{height} pixels, but {} is {first_width}x{first_height}; fix: set data.size = \
+         [height, width], e.g. [{first_height}, {first_width}], to resize every image",
+        path.display(), first.display()
+    )]
+    MixedSizes { path: PathBuf, width: u32, height: u32, first: PathBuf, first_width: u32, first_height: u32 },
+
+    #[error(
+        "{}: {what} need about {needed_bytes} bytes of memory and {available_bytes} are available; \
+         fix: a smaller data.size, fewer images, or a machine with more memory",
+        path.display()
+    )]
+    TooLarge { path: PathBuf, what: String, needed_bytes: u128, available_bytes: u128 },
+
+    #[error(
+        "{}: a symbolic link back to {}, which is already being read (a loop); fix: remove the link",
+        path.display(), target.display()
+    )]
+    SymlinkLoop { path: PathBuf, target: PathBuf },
+
+    #[error(
+        "{}: a symbolic link that leads nowhere or to itself ({source}); fix: remove or repair the link",
+        path.display()
+    )]
+    BrokenLink { path: PathBuf, source: io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;

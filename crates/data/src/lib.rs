@@ -1,20 +1,24 @@
 //! Data loading for coppice: MNIST from IDX files, CIFAR-10 from its binary
-//! batches, deterministic splits, synthetic sets for tests, and burn
+//! batches, folders of PNG and JPEG images sorted by class, deterministic splits, synthetic sets for tests, and burn
 //! `Dataset`/`Batcher` adapters.
 
+pub mod augment;
 pub mod checksums;
 pub mod cifar;
 pub mod dataset;
 pub mod error;
+pub mod folder;
 pub mod idx;
 pub mod images;
 pub mod split;
 pub mod synthetic;
 pub mod table;
 
-pub use cifar::{CIFAR_PIXELS, CIFAR_RECORD, CifarSplit, load_cifar10, write_cifar_batch};
+pub use augment::Augment;
+pub use cifar::{CIFAR_PIXELS, CIFAR_RECORD, CIFAR10_CLASSES, CifarSplit, load_cifar10, write_cifar_batch};
 pub use dataset::{ImageBatch, ImageBatcher, ImageDataset, ImageItem, Normalization};
 pub use error::{DataError, Result};
+pub use folder::{FolderData, FolderOptions, load_folder, write_image_folder};
 pub use idx::{IMAGES_MAGIC, IdxArray, LABELS_MAGIC, read_idx, write_idx};
 pub use images::{ImageSet, MnistSplit, load_mnist};
 pub use split::{SplitMix64, shuffled_indices, train_valid_split};

@@ -168,7 +168,7 @@ fn resnet_channel_removal_is_exact_for_inner_and_residual_groups() {
 
 fn calibration(net_input: (usize, usize), count: usize) -> Vec<ImageBatch> {
     let set = synthetic_images(64, 4, 1, net_input.0, net_input.1, 2);
-    let batcher = ImageBatcher::for_set(&set, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&set, Normalization::uniform(0.5, 0.5));
     let dataset = ImageDataset::new(set);
     (0..count)
         .map(|b| {
@@ -231,7 +231,7 @@ fn data_driven_criteria_need_data_and_floors_must_be_met() {
 fn neuron_rounds_shrink_the_network_and_retrain_it() {
     let all = synthetic_images(384, 4, 1, 6, 6, 7);
     let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
-    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     let rounds = Rounds {
         retrain: TrainSetup {
             config: TrainConfig { epochs: 2, batch_size: 16, lr: 0.02, ..TrainConfig::default() },

@@ -21,7 +21,7 @@ fn tiny_net() -> Network {
 fn rounds(tag: &str, quantize: QuantizeConfig) -> Rounds {
     let all = synthetic_images(384, 4, 1, 6, 6, 7);
     let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
-    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     Rounds {
         retrain: TrainSetup {
             config: TrainConfig {

@@ -38,7 +38,7 @@ fn setup(tag: &str, epochs: usize, optimizer: OptimizerKind) -> TrainSetup {
 
 fn rounds(tag: &str, epochs: usize, optimizer: OptimizerKind, rewind: Rewind) -> Rounds {
     let (train, test) = data();
-    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     Rounds {
         retrain: setup(tag, epochs, optimizer),
         train: ImageDataset::new(train),
@@ -158,7 +158,7 @@ fn agp_raises_sparsity_by_the_formula_during_training() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let callbacks = Callbacks::new(vec![Box::new(strategy.clone()), Box::new(Observer { seen: seen.clone() })]);
     let (train, test) = data();
-    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     // 320 samples / 16 = 20 steps per epoch, 2 epochs = 40 steps.
     fit(
         tiny_net(),

@@ -1,4 +1,4 @@
-//! The C allocator's settings for training.
+//! The C allocator's settings for training, and the memory left to allocate.
 //!
 //! glibc serves an allocation above its mmap threshold (128 KiB at first, raised up to 32 MiB as
 //! such blocks are freed) with fresh pages from the kernel, and hands free memory at the top of
@@ -21,3 +21,12 @@ pub fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn keep_freed_memory() {}
+
+/// The memory the kernel says a new allocation can have without swapping (Linux's
+/// `MemAvailable`); `None` elsewhere.
+pub fn available_memory() -> Option<u128> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

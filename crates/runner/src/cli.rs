@@ -221,6 +221,13 @@ pub enum Command {
         /// Also measure training with 90 % weight masks held through every step.
         #[arg(long)]
         masks: bool,
+        /// Build each training batch from the samples inside the timed step, as training does.
+        #[arg(long)]
+        loader: bool,
+        /// As --loader, with the samples augmented: a random crop of 4 pixels of padding and a
+        /// random horizontal flip.
+        #[arg(long)]
+        augment: bool,
         /// A line per measurement even in a terminal, instead of a progress bar.
         #[arg(long)]
         plain: bool,

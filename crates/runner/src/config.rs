@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use coppice_data::Augment;
 use coppice_models::{Architecture, InputShape, ModelConfig, Preset};
 use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,8 @@ pub enum DatasetKind {
     Mnist,
     /// The CIFAR-10 binary version (`data_batch_1.bin` ... `test_batch.bin`); not bundled.
     Cifar10,
+    /// PNG and JPEG images in `train/<class>/` and `test/<class>/` (and optionally `valid/`).
+    Folder,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,9 +70,21 @@ pub struct DataConfig {
     pub train_limit: usize,
     /// Use only this many test samples; 0 means all.
     pub test_limit: usize,
-    /// Pixels are scaled to [0, 1], then normalized as (x - mean) / std.
-    pub mean: f32,
-    pub std: f32,
+    /// Pixels are scaled to [0, 1], then normalized as (x - mean) / std, per channel.
+    pub mean: Statistic,
+    pub std: Statistic,
+    /// Folders only: 1 or 3; absent: 3 if any training image has colour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+    /// Folders only: `[height, width]` every image is resized to; absent: the images' own size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<[usize; 2]>,
+    /// Folders only: skip unreadable images with a warning instead of stopping.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skip_bad_images: bool,
+    /// Training images only, drawn anew each epoch.
+    #[serde(skip_serializing_if = "Augment::is_none")]
+    pub augment: Augment,
 }
 
 impl Default for DataConfig {
@@ -80,9 +95,44 @@ impl Default for DataConfig {
             valid_fraction: 0.1,
             train_limit: 0,
             test_limit: 0,
-            mean: 0.1307,
-            std: 0.3081,
+            mean: Statistic::value(0.1307),
+            std: Statistic::value(0.3081),
+            channels: None,
+            size: None,
+            skip_bad_images: false,
+            augment: Augment::default(),
         }
+    }
+}
+
+/// The largest side `data.size` takes: beyond it one image's activations outgrow any network here.
+const MAX_SIDE: usize = 4096;
+
+impl DataConfig {
+    fn validate_folder_keys(&self) -> Result<(), (String, String)> {
+        let folder_only = [
+            ("data.channels", self.channels.is_some()),
+            ("data.size", self.size.is_some()),
+            ("data.skip_bad_images", self.skip_bad_images),
+        ];
+        if self.dataset != DatasetKind::Folder
+            && let Some((field, _)) = folder_only.iter().find(|(_, set)| *set)
+        {
+            return Err((
+                (*field).into(),
+                "applies to image folders only; fix: remove it, or set data.dataset = \"folder\"".into(),
+            ));
+        }
+        if let Some(channels) = self.channels.filter(|c| !matches!(c, 1 | 3)) {
+            return Err(("data.channels".into(), format!("{channels} must be 1 (grayscale) or 3 (RGB)")));
+        }
+        if let Some(size) = self.size.filter(|s| s.iter().any(|&side| side == 0 || side > MAX_SIDE)) {
+            return Err((
+                "data.size".into(),
+                format!("{size:?} must be [height, width], each in 1..={MAX_SIDE}, e.g. [28, 28]"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -160,12 +210,23 @@ impl Config {
         if !(data.valid_fraction > 0.0 && data.valid_fraction < 1.0) {
             return Err(("data.valid_fraction".into(), format!("{} must be in (0, 1), e.g. 0.1", data.valid_fraction)));
         }
-        if !data.mean.is_finite() {
-            return Err(("data.mean".into(), format!("{} must be a finite number, e.g. 0.1307 for MNIST", data.mean)));
+        if let Statistic::Values(mean) = &data.mean
+            && !mean.iter().all(|m| m.is_finite())
+        {
+            return Err((
+                "data.mean".into(),
+                format!("{mean:?} must be finite numbers, e.g. 0.1307 for MNIST, or \"auto\""),
+            ));
         }
-        if !(data.std.is_finite() && data.std > 0.0) {
-            return Err(("data.std".into(), format!("{} must be finite and > 0, e.g. 0.3081 for MNIST", data.std)));
+        if let Statistic::Values(std) = &data.std
+            && !std.iter().all(|s| s.is_finite() && *s > 0.0)
+        {
+            return Err((
+                "data.std".into(),
+                format!("{std:?} must be finite and > 0, e.g. 0.3081 for MNIST, or \"auto\""),
+            ));
         }
+        data.validate_folder_keys()?;
         self.train.validate().map_err(|e| (e.field.to_string(), format!("{} {}", e.value, e.reason)))?;
         if let Some(prune) = &self.prune {
             prune.validate()?;
@@ -212,6 +273,9 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), Strin
     current.insert(last.to_string(), value);
     Ok(())
 }
+
+mod statistic;
+pub use statistic::Statistic;
 
 #[cfg(test)]
 mod tests;

@@ -3,13 +3,14 @@
 use anyhow::{Context, Result, anyhow};
 use burn::data::dataloader::batcher::Batcher;
 use coppice_data::{
-    CifarSplit, ImageBatch, ImageBatcher, ImageDataset, ImageItem, ImageSet, MnistSplit, Normalization, load_cifar10,
-    load_mnist, train_valid_split,
+    Augment, CIFAR10_CLASSES, CifarSplit, FolderOptions, ImageBatch, ImageBatcher, ImageDataset, ImageItem, ImageSet,
+    MnistSplit, Normalization, load_cifar10, load_folder, load_mnist, train_valid_split,
 };
 use coppice_models::{InputShape, Network};
 use coppice_train::{Evaluation, evaluate};
 
-use crate::config::{Config, DatasetKind};
+use crate::alloc::available_memory;
+use crate::config::{Config, DatasetKind, Statistic};
 
 /// The splits of one experiment, after the seeded split and any limits.
 pub struct Data {
@@ -17,21 +18,43 @@ pub struct Data {
     pub valid: ImageSet,
     pub test: ImageSet,
     pub batcher: ImageBatcher,
+    /// The name of each label: a folder's class folders, CIFAR-10's names, MNIST's digits.
+    pub class_names: Vec<String>,
+    augment: Augment,
+    seed: u64,
 }
 
 impl Data {
     pub fn load(config: &Config) -> Result<Data> {
         let d = &config.data;
         let context = || format!("data.dir = {:?}", d.dir.display().to_string());
-        let (full, mut test) = match d.dataset {
+        let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let (full, mut test, own_valid, class_names) = match d.dataset {
             DatasetKind::Mnist => (
                 load_mnist(&d.dir, MnistSplit::Train).with_context(context)?,
                 load_mnist(&d.dir, MnistSplit::Test).with_context(context)?,
+                None,
+                names(&["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),
             ),
             DatasetKind::Cifar10 => (
                 load_cifar10(&d.dir, CifarSplit::Train).with_context(context)?,
                 load_cifar10(&d.dir, CifarSplit::Test).with_context(context)?,
+                None,
+                names(&CIFAR10_CLASSES),
             ),
+            DatasetKind::Folder => {
+                let options = FolderOptions {
+                    channels: d.channels,
+                    size: d.size,
+                    skip_bad_images: d.skip_bad_images,
+                    available_memory: available_memory(),
+                };
+                let folder = load_folder(&d.dir, &options).with_context(context)?;
+                for warning in &folder.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                (folder.train, folder.test, folder.valid, folder.class_names)
+            }
         };
         let shape = |set: &ImageSet| (set.channels, set.height, set.width);
         if shape(&full) != shape(&test) {
@@ -42,7 +65,12 @@ impl Data {
                 context()
             ));
         }
-        let (mut train, valid) = train_valid_split(&full, d.valid_fraction, config.seed);
+        let full_len = full.len();
+        // A folder's own valid/ replaces the split.
+        let (mut train, valid) = match own_valid {
+            Some(valid) => (full, valid),
+            None => train_valid_split(&full, d.valid_fraction, config.seed),
+        };
         if d.train_limit > 0 {
             train = train.take(d.train_limit);
         }
@@ -54,14 +82,27 @@ impl Data {
             return Err(anyhow!(
                 "data.valid_fraction: {} of the {} training images leaves no {split} images; fix: a valid_fraction that leaves some to both, e.g. 0.1",
                 d.valid_fraction,
-                full.len()
+                full_len
             ));
         }
         if test.is_empty() {
             return Err(anyhow!("{}: the test files hold no images; fix: point data.dir at a full dataset", context()));
         }
-        let batcher = ImageBatcher::for_set(&train, Normalization { mean: d.mean, std: d.std });
-        Ok(Data { train, valid, test, batcher })
+        let batcher = ImageBatcher::for_set(&train, normalization(config, &train)?);
+        if d.augment.crop >= train.height.min(train.width) {
+            return Err(anyhow!(
+                "data.augment.crop: {} pixels of padding for {}x{} images would crop some to black alone; fix: less than the shorter side, e.g. 4",
+                d.augment.crop,
+                train.height,
+                train.width
+            ));
+        }
+        Ok(Data { train, valid, test, batcher, class_names, augment: d.augment, seed: config.seed })
+    }
+
+    /// The training split as training reads it: augmented with `[data.augment]`.
+    pub fn train_dataset(&self) -> ImageDataset {
+        ImageDataset::augmented(self.train.clone(), self.augment, self.seed)
     }
 
     pub fn input(&self) -> InputShape {
@@ -105,6 +146,25 @@ impl Data {
             })
             .collect()
     }
+}
+
+/// `data.mean` and `data.std` for the training split's channels; `"auto"` measures them on the
+/// training split alone, after the validation images are held out.
+fn normalization(config: &Config, train: &ImageSet) -> Result<Normalization> {
+    let measured = Normalization::measure(train);
+    let channels = train.channels;
+    let resolve = |field: &str, statistic: &Statistic, measured: Vec<f32>| match statistic {
+        Statistic::Auto => Ok(measured),
+        Statistic::Values(values) if values.len() == 1 || values.len() == channels => Ok(values.clone()),
+        Statistic::Values(values) => Err(anyhow!(
+            "{field}: {} values for images of {channels} channels; fix: one value, {channels} values, or \"auto\"",
+            values.len()
+        )),
+    };
+    Ok(Normalization {
+        mean: resolve("data.mean", &config.data.mean, measured.mean)?,
+        std: resolve("data.std", &config.data.std, measured.std)?,
+    })
 }
 
 pub fn evaluate_test(

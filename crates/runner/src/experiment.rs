@@ -104,7 +104,7 @@ impl Experiment {
                 let net = load_model(dir, &device)
                     .with_context(|| format!("{}: prune.from / --from", config_path.display()))?;
                 check_input(&net.architecture(), &data, dir)?;
-                resources::check(&config, net.graph().size(), &data, resources::available_memory())
+                resources::check(&config, net.graph().size(), &data, crate::alloc::available_memory())
                     .map_err(in_config)?;
                 net
             }
@@ -171,7 +171,7 @@ impl Experiment {
             return Ok(start_net);
         }
         let setup = self.train_setup(options, label);
-        let train = ImageDataset::new(self.data.train.clone());
+        let train = self.data.train_dataset();
         let valid = ImageDataset::new(self.data.valid.clone());
         let journal = EpochJournal::start(&self.run_dir, done.clone())?;
         let callbacks = Callbacks::new(vec![Box::new(journal)]);
@@ -187,7 +187,7 @@ pub fn configured_network(config: &Config, config_path: &Path, data: &Data, devi
     let in_config = |(field, problem): (String, String)| anyhow!("{}: {field}: {problem}", config_path.display());
     let architecture = config.architecture(data.input(), data.classes()).map_err(in_config)?;
     let size = architecture.size().map_err(|e| in_config(("model".into(), e.to_string())))?;
-    resources::check(config, size, data, resources::available_memory()).map_err(in_config)?;
+    resources::check(config, size, data, crate::alloc::available_memory()).map_err(in_config)?;
     match &config.model.init {
         None => {
             let net = architecture.init(device).map_err(|e| in_config(("model".into(), e.to_string())))?;

@@ -6,6 +6,7 @@ mod child;
 mod cli;
 mod commands;
 mod config;
+mod confusion;
 mod data;
 mod devices;
 mod experiment;
@@ -160,7 +161,8 @@ fn execute(command: Command) -> Result<()> {
             );
         }
         Command::Eval { run_dir, backend, sparse: None } => {
-            let result = eval::eval(&run_dir, parse_backend(backend)?)?;
+            let classes = eval::eval(&run_dir, parse_backend(backend)?)?;
+            let result = classes.evaluation;
             let right = (result.accuracy * result.samples as f64).round();
             println!(
                 "{}: test accuracy {:.2}% ({right} of {} samples; loss {:.4})",
@@ -169,6 +171,10 @@ fn execute(command: Command) -> Result<()> {
                 result.samples,
                 result.loss
             );
+            print!("{}", confusion::table(&classes.confusion, &classes.class_names));
+            if let Some(csv) = classes.csv {
+                println!("wrote {} and confusion.svg beside it", csv.display());
+            }
         }
         Command::Compare { config, backends, epochs, out, mut overrides, plain } => {
             let backends = parse_backends(&backends)?;
@@ -188,6 +194,8 @@ fn execute(command: Command) -> Result<()> {
             steps,
             data,
             masks,
+            loader,
+            augment,
             plain,
             sparse,
             compressed,
@@ -214,6 +222,8 @@ fn execute(command: Command) -> Result<()> {
                 steps_per_window: steps,
                 masks,
                 plain,
+                loader: loader || augment,
+                augment: if augment { coppice_data::Augment { crop: 4, flip: true } } else { Default::default() },
             };
             bench::print_header(&options);
             bench::bench(&loaded, &options, bench::row_line)?;

@@ -12,8 +12,9 @@ use safetensors::tensor::TensorView;
 /// The weights as a safetensors file, written by the `safetensors` crate. Tensors are laid out
 /// as PyTorch keeps them, so a `state_dict` maps by name: Linear weights are transposed to
 /// `[out, in]` (burn stores `[in, out]`), and BatchNorm's `gamma` / `beta` are named `weight` /
-/// `bias`. The metadata holds the architecture.
-pub fn safetensors_bytes(net: &Network, architecture: &str) -> Result<Vec<u8>> {
+/// `bias`. The metadata holds the architecture and `extra`'s keys (an export's class names and
+/// normalization).
+pub fn safetensors_bytes(net: &Network, architecture: &str, extra: &[(&str, String)]) -> Result<Vec<u8>> {
     let linear_weights: Vec<String> =
         net.prunable_layers().into_iter().filter(|l| l.kind == LayerKind::Linear).map(|l| l.weight_path).collect();
     let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
@@ -28,12 +29,18 @@ pub fn safetensors_bytes(net: &Network, architecture: &str) -> Result<Vec<u8>> {
         .iter()
         .map(|(name, (shape, bytes))| Ok((name.as_str(), TensorView::new(Dtype::F32, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("architecture".to_string(), architecture.to_string()),
         ("producer".to_string(), "coppice".to_string()),
     ]);
+    metadata.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     Ok(safetensors::serialize(views, Some(metadata))?)
+}
+
+/// The metadata an export adds to the architecture: the outputs' names and the normalization.
+pub fn data_metadata(classes: &[String], norm: &coppice_data::Normalization) -> Result<Vec<(&'static str, String)>> {
+    Ok(vec![("classes", serde_json::to_string(classes)?), ("normalization", serde_json::to_string(norm)?)])
 }
 
 /// PyTorch's name of a parameter: BatchNorm's `gamma` and `beta` are its `weight` and `bias`.

@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use coppice_data::Table;
 use coppice_data::idx::{LABELS_MAGIC, write_idx};
 
 #[test]
@@ -147,6 +148,13 @@ fn small_mnist_run_trains_saves_evaluates_and_repeats() {
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
     let printed = String::from_utf8_lossy(&eval.stdout);
     assert!(printed.contains(&format!("{:.2}%", accuracy * 100.0)), "eval reproduces the run's accuracy: {printed}");
+    let confusion = Table::from_csv(&std::fs::read_to_string(first.join("confusion.csv")).unwrap()).unwrap();
+    assert_eq!(confusion.rows.len(), 10, "a row per digit");
+    let counts: u64 = confusion.rows.iter().flat_map(|r| r[4..].iter()).map(|c| c.parse::<u64>().unwrap()).sum();
+    assert_eq!(counts, 1000, "every test sample is counted once");
+    let right: u64 = confusion.rows.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert_eq!(right as f64 / 1000.0, accuracy, "the diagonal is the accuracy");
+    assert!(printed.contains("per class") && printed.contains("confusion"), "{printed}");
 
     // A checkpoint of another shape: the weights of 300 hidden units under an architecture of 200.
     let altered = dir.join("altered");

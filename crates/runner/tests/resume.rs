@@ -248,3 +248,47 @@ fn divergence_is_an_error_and_the_run_resumes_at_a_lower_rate() {
     assert!(summary["test_accuracy"].as_f64().unwrap() > 0.5 && summary["test_loss"].is_number(), "{summary}");
     assert!(std::fs::read_to_string(run_dir.join("config.toml")).unwrap().contains("lr = 0.05"));
 }
+
+/// With `[data.augment]` each sample's crop and flip come from (seed, epoch, sample), so a run
+/// killed in epoch two resumes to the uninterrupted run's weights, bit for bit.
+#[test]
+fn an_augmented_run_killed_in_epoch_two_resumes_to_the_same_weights() {
+    let dir = scratch("resume-augment");
+    let config = config_in(&dir, &format!("{EPOCHS_CONFIG}[data.augment]\ncrop = 4\nflip = true\n"));
+    let (whole, killed) = run_whole_and_killed(&dir, &config, epoch_one_saved);
+    assert_eq!(journalled_epochs(&killed), 1, "killed during epoch 2");
+    resume(&killed);
+    assert_eq!(without_timings(&killed.join("metrics.csv")), without_timings(&whole.join("metrics.csv")));
+    // model.bpk also holds burn's random parameter ids: compare the exported tensors instead.
+    let weights = |run: &Path| {
+        let out = coppice(&["export", run.to_str().unwrap(), "--out", run.join("weights").to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(run.join("weights/model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: Vec<(String, Vec<u8>)> =
+            file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect();
+        tensors.sort();
+        tensors
+    };
+    let (resumed, uninterrupted) = (weights(&killed), weights(&whole));
+    assert_eq!(resumed.len(), 6, "LeNet-300-100's weights and biases");
+    assert!(resumed == uninterrupted, "the resumed run's weights equal the uninterrupted one's, bit for bit");
+
+    // The augmentation is in effect: without it the first epoch trains otherwise.
+    let plain = dir.join("plain");
+    let out = coppice(&[
+        "run",
+        config.to_str().unwrap(),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.augment.crop=0",
+        "--set",
+        "data.augment.flip=false",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first_row = |run: &Path| without_timings(&run.join("metrics.csv"))[1].clone();
+    assert_ne!(first_row(&only_run(&plain)), first_row(&whole));
+}

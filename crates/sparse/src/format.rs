@@ -1,6 +1,8 @@
 //! The file: a safetensors container (so any safetensors reader can list and load its arrays)
-//! whose metadata says `format = coppice-sparse`, the format's `version` (2; version 1 files,
-//! chains without strides or padded pools, still load), and the network as JSON under `model`.
+//! whose metadata says `format = coppice-sparse`, the format's `version` (2, or 3 when the
+//! normalization has one value per channel; version 1 files, chains without strides or padded
+//! pools, still load), the network as JSON under `model`, and optionally `classes`, a JSON list
+//! of the outputs' names.
 //!
 //! Each weighted layer `NAME` stores `NAME.bias` (f32) and either `NAME.values` (f32),
 //! `NAME.columns` (u16, or u32 when a row has more than 65,536 inputs) and `NAME.row_offsets`
@@ -8,7 +10,7 @@
 //! layer stores `NAME.scale` and `NAME.shift` (f32, one per channel).
 //!
 //! The `model` JSON holds `input` (`[channels, height, width]`), `normalization` (`{"mean",
-//! "std"}` or null) and `layers`, the nodes in order. Each is an object with an `op`:
+//! "std"}`, each a number or (v3) a list of one per channel, or null) and `layers`, the nodes in order. Each is an object with an `op`:
 //!
 //! | `op` | fields |
 //! |---|---|
@@ -51,7 +53,7 @@ use crate::model::{Model, Normalization};
 use crate::weights::{Csr, Dense, Encoding, Weights};
 
 pub const FORMAT: &str = "coppice-sparse";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// `L` is a node as written ([`NodeHeader`]) or as read: a JSON object, so that `from` can be
 /// taken out before the rest is read strictly (serde's `flatten` would let unknown fields pass).
@@ -131,7 +133,9 @@ pub(crate) fn f32_array(name: String, values: &[f32]) -> Array {
 
 impl Model {
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.serialize(FORMAT, VERSION, Vec::new(), &mut |name, weights, arrays| {
+        // Version 2 readers read every file without per-channel values.
+        let version = if self.normalization.as_ref().is_some_and(Normalization::per_channel) { VERSION } else { 2 };
+        self.serialize(FORMAT, version, Vec::new(), &mut |name, weights, arrays| {
             sparse_arrays(name, weights, arrays);
             Ok(())
         })
@@ -186,12 +190,15 @@ impl Model {
             tensors.push(f32_array(format!("{name}.bias"), bias));
             weights_arrays(name, weights, &mut tensors)?;
         }
-        let header = Header { input: self.input, normalization: self.normalization, layers };
+        let header = Header { input: self.input, normalization: self.normalization.clone(), layers };
         let mut entries = HashMap::from([
             ("format".to_string(), format.to_string()),
             ("version".to_string(), version.to_string()),
             ("model".to_string(), serde_json::to_string(&header).expect("plain data serializes")),
         ]);
+        if !self.classes.is_empty() {
+            entries.insert("classes".into(), serde_json::to_string(&self.classes).expect("strings serialize"));
+        }
         entries.extend(metadata);
         let views: Vec<(&str, TensorView)> = tensors
             .iter()
@@ -239,7 +246,14 @@ pub(crate) fn read_model(
         let layer = LayerHeader::deserialize(Value::Object(fields)).map_err(|e| corrupt(format!("layer {i}: {e}")))?;
         nodes.push(Node { layer: reader.layer(layer)?, from });
     }
-    Model::graph(header.input, header.normalization, nodes)
+    let classes = match metadata.get("classes") {
+        Some(json) => serde_json::from_str(json).map_err(|e| Error::Corrupt {
+            tensor: "metadata `classes`".into(),
+            problem: format!("not a list of names: {e}"),
+        })?,
+        None => Vec::new(),
+    };
+    Model::graph(header.input, header.normalization, nodes)?.with_classes(classes)
 }
 
 /// A layer's weight arrays in the sparse file.

@@ -21,12 +21,56 @@ pub struct Model {
     pub normalization: Option<Normalization>,
     /// In topological order; the last node's output is the logits.
     pub nodes: Vec<Node>,
+    /// The name of each output, when the training data named its classes; else empty.
+    pub classes: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// One value for every channel, or one per channel; a file written before per-channel values
+/// holds plain numbers, which read as one value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
-    pub mean: f32,
-    pub std: f32,
+    #[serde(with = "one_or_many")]
+    pub mean: Vec<f32>,
+    #[serde(with = "one_or_many")]
+    pub std: Vec<f32>,
+}
+
+impl Normalization {
+    pub fn per_channel(&self) -> bool {
+        self.mean.len() > 1 || self.std.len() > 1
+    }
+
+    /// Mean and std of channel `c`.
+    pub fn channel(&self, c: usize) -> (f32, f32) {
+        let pick = |v: &[f32]| if v.len() == 1 { v[0] } else { v[c] };
+        (pick(&self.mean), pick(&self.std))
+    }
+}
+
+/// A plain number for one value, so that files of one value stay readable by version 2 readers.
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(f32),
+        Many(Vec<f32>),
+    }
+
+    pub fn serialize<S: Serializer>(values: &[f32], serializer: S) -> Result<S::Ok, S::Error> {
+        match values {
+            [one] => one.serialize(serializer),
+            many => many.serialize(serializer),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        })
+    }
 }
 
 /// Multiply-adds in a batch above which its tiles are spread over the cores (about half a
@@ -49,13 +93,33 @@ impl Model {
     /// layers' names are unique, and every size fits in memory arithmetic. Build models here (or
     /// with [`Model::new`], or load them): `forward` relies on these checks.
     pub fn graph(input: [usize; 3], normalization: Option<Normalization>, nodes: Vec<Node>) -> Result<Model, Error> {
-        let model = Model { input, normalization, nodes };
+        let model = Model { input, normalization, nodes, classes: Vec::new() };
         graph::check(model.input, &model.nodes)?;
-        if let Some(n) = normalization.filter(|n| !(n.mean.is_finite() && n.std.is_finite() && n.std > 0.0)) {
-            let problem = format!("mean {} and std {} must be finite, std > 0", n.mean, n.std);
-            return Err(Error::Corrupt { tensor: "normalization".into(), problem });
+        if let Some(n) = &model.normalization {
+            let sized = |v: &[f32]| v.len() == 1 || v.len() == input[0];
+            let fine = sized(&n.mean)
+                && sized(&n.std)
+                && n.mean.iter().all(|m| m.is_finite())
+                && n.std.iter().all(|s| s.is_finite() && *s > 0.0);
+            if !fine {
+                let problem = format!(
+                    "mean {:?} and std {:?} must be finite, std > 0, one value or one per channel ({})",
+                    n.mean, n.std, input[0]
+                );
+                return Err(Error::Corrupt { tensor: "normalization".into(), problem });
+            }
         }
         Ok(model)
+    }
+
+    /// Names the outputs; `classes` must be empty or hold one name per output.
+    pub fn with_classes(mut self, classes: Vec<String>) -> Result<Model, Error> {
+        if !classes.is_empty() && classes.len() != self.classes() {
+            let problem = format!("{} class names for {} outputs", classes.len(), self.classes());
+            return Err(Error::Corrupt { tensor: "metadata `classes`".into(), problem });
+        }
+        self.classes = classes;
+        Ok(self)
     }
 
     /// The shape of every value: the input's, then each node's output.
@@ -101,8 +165,12 @@ impl Model {
 
     /// Applies the training's normalization to pixels scaled to [0, 1], in place.
     pub fn normalize(&self, pixels: &mut [f32]) {
-        if let Some(n) = self.normalization {
-            pixels.iter_mut().for_each(|p| *p = (*p - n.mean) / n.std);
+        if let Some(n) = &self.normalization {
+            let [channels, height, width] = self.input;
+            for (i, p) in pixels.iter_mut().enumerate() {
+                let (mean, std) = n.channel(i / (height * width) % channels);
+                *p = (*p - mean) / std;
+            }
         }
     }
 

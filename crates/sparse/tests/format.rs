@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::every_kind;
-use coppice_sparse::{Encoding, Error, Layer, Model, Weights};
+use coppice_sparse::{Encoding, Error, Layer, Model, Normalization, Weights};
 use safetensors::{Dtype, tensor::TensorView};
 
 fn error_of(bytes: &[u8]) -> String {
@@ -266,4 +266,36 @@ fn the_residual_block_in_the_format_docs_loads() {
     let loaded = with_header(&model, header).unwrap();
     assert_eq!(loaded, model);
     assert_eq!(loaded.classes(), 10);
+}
+
+#[test]
+fn per_channel_normalization_and_class_names_round_trip() {
+    let plain = every_kind(3, 0.3);
+    let metadata = |bytes: &[u8]| safetensors::SafeTensors::read_metadata(bytes).unwrap().1.metadata().clone().unwrap();
+    // One value: written as the plain numbers of version 2, which older readers read.
+    let one = Normalization { mean: vec![0.5], std: vec![0.25] };
+    let model = Model::new(plain.input, Some(one), plain.layers().cloned().collect()).unwrap();
+    let bytes = model.to_bytes();
+    assert_eq!(metadata(&bytes)["version"], "2");
+    assert!(metadata(&bytes)["model"].contains(r#""normalization":{"mean":0.5,"std":0.25}"#));
+    assert_eq!(Model::from_bytes(&bytes).unwrap(), model);
+
+    let two = Normalization { mean: vec![0.5, 0.0], std: vec![0.25, 2.0] };
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).into();
+    let model = Model::new(plain.input, Some(two), plain.layers().cloned().collect())
+        .unwrap()
+        .with_classes(names.clone())
+        .unwrap();
+    let bytes = model.to_bytes();
+    assert_eq!(metadata(&bytes)["version"], "3");
+    let loaded = Model::from_bytes(&bytes).unwrap();
+    assert_eq!((loaded.classes.clone(), loaded), (names, model.clone()));
+    let mut pixels = vec![1.0; 2 * 11 * 13];
+    model.normalize(&mut pixels);
+    assert_eq!((pixels[0], pixels[11 * 13]), (2.0, 0.5), "each channel by its own mean and std");
+
+    let three = Normalization { mean: vec![0.5; 3], std: vec![1.0] };
+    let err = Model::new(plain.input, Some(three), plain.layers().cloned().collect()).unwrap_err();
+    assert!(err.to_string().contains("one per channel (2)"), "{err}");
+    assert!(model.with_classes(vec!["a".into()]).is_err(), "one name per output");
 }

@@ -30,6 +30,54 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation, TrainError> {
+    evaluate_into(net, dataset, batcher, batch_size, device, None)
+}
+
+/// How often each class was taken for each: `counts[truth * classes + predicted]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confusion {
+    pub classes: usize,
+    pub counts: Vec<u64>,
+}
+
+impl Confusion {
+    pub fn new(classes: usize) -> Self {
+        Confusion { classes, counts: vec![0; classes * classes] }
+    }
+
+    /// Samples of class `truth` taken for `predicted`.
+    pub fn count(&self, truth: usize, predicted: usize) -> u64 {
+        self.counts[truth * self.classes + predicted]
+    }
+
+    /// Samples of class `truth`, and how many of them were right.
+    pub fn class_totals(&self, truth: usize) -> (u64, u64) {
+        let row = &self.counts[truth * self.classes..(truth + 1) * self.classes];
+        (row.iter().sum(), row[truth])
+    }
+}
+
+/// [`evaluate`], also counting each (true, predicted) pair.
+pub fn evaluate_confusion(
+    net: &Network,
+    dataset: ImageDataset,
+    batcher: ImageBatcher,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(Evaluation, Confusion), TrainError> {
+    let mut confusion = Confusion::new(dataset.set().classes);
+    let evaluation = evaluate_into(net, dataset, batcher, batch_size, device, Some(&mut confusion))?;
+    Ok((evaluation, confusion))
+}
+
+fn evaluate_into(
+    net: &Network,
+    dataset: ImageDataset,
+    batcher: ImageBatcher,
+    batch_size: usize,
+    device: &Device,
+    mut confusion: Option<&mut Confusion>,
+) -> Result<Evaluation, TrainError> {
     let net = net.clone().valid();
     let batch_size = evaluation_batch(batch_size, dataset.set().len());
     let loader = DataLoaderBuilder::new(batcher).batch_size(batch_size).set_device(device.clone()).build(dataset);
@@ -42,6 +90,18 @@ pub fn evaluate(
         let loss = loss_fn.forward(logits.clone(), batch.targets.clone());
         loss_sum += loss.into_scalar::<f64>() * n as f64;
         let predicted = logits.argmax(1).reshape([n]);
+        if let Some(confusion) = confusion.as_deref_mut() {
+            let ints = |t: Tensor<1, Int>| {
+                t.into_data().try_into_vec_as::<i64>().map_err(|e| TrainError::Data(format!("{e:?}")))
+            };
+            let (truth, guess) = (ints(batch.targets.clone())?, ints(predicted.clone())?);
+            for (t, p) in truth.iter().zip(&guess) {
+                let (t, p) = (*t as usize, *p as usize);
+                if t < confusion.classes && p < confusion.classes {
+                    confusion.counts[t * confusion.classes + p] += 1;
+                }
+            }
+        }
         correct += predicted.equal(batch.targets).int().sum().into_scalar::<i64>();
         samples += n;
     }

@@ -105,6 +105,7 @@ pub fn fit_after(
 ) -> Result<TrainOutcome, TrainError> {
     let resume_after = resumable_epochs(&setup.artifact_dir, &done, setup.config.epochs);
     done.truncate(resume_after);
+    train.start_at_epoch(resume_after);
     let config = &setup.config;
     if train.set().is_empty() || valid.set().is_empty() {
         return Err(TrainError::Data("training and validation sets must not be empty".into()));

@@ -19,7 +19,7 @@ mod trainee;
 pub use callback::{Callback, Callbacks, EpochRecord};
 pub use config::{LrScheduleKind, OptimizerKind, TrainConfig, TrainConfigError};
 pub use error::TrainError;
-pub use evaluate::{Evaluation, evaluate};
+pub use evaluate::{Confusion, Evaluation, evaluate, evaluate_confusion};
 pub use fit::{DataParallel, OptimizerPlacement, Progress, TrainOutcome, TrainSetup, fit, fit_after, resumable_epochs};
 pub use lr::lr_at;
 pub use optim::{UpdateMasks, optimizer};

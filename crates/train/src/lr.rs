@@ -8,9 +8,13 @@ use crate::config::{LrScheduleKind, TrainConfig};
 pub fn lr_at(config: &TrainConfig, progress: f64) -> f64 {
     match config.lr_schedule {
         LrScheduleKind::Constant => config.lr,
-        LrScheduleKind::Step => {
+        LrScheduleKind::Step if config.lr_milestones.is_empty() => {
             let drops = (progress / config.lr_step_epochs as f64).floor();
             config.lr * config.lr_gamma.powf(drops)
+        }
+        LrScheduleKind::Step => {
+            let drops = config.lr_milestones.iter().filter(|&&m| progress >= m as f64).count();
+            config.lr * config.lr_gamma.powi(drops as i32)
         }
         LrScheduleKind::Cosine => {
             let t = (progress / config.epochs as f64).clamp(0.0, 1.0);
@@ -79,6 +83,17 @@ mod tests {
         assert_eq!(lr_at(&c, 2.99), 0.1);
         assert_eq!(lr_at(&c, 3.0), 0.05);
         assert_eq!(lr_at(&c, 6.5), 0.025);
+    }
+
+    #[test]
+    fn milestones_drop_at_the_epochs_named() {
+        let c = TrainConfig { lr_milestones: vec![2, 7], ..config(LrScheduleKind::Step) };
+        assert_eq!(lr_at(&c, 1.99), 0.1);
+        assert_eq!(lr_at(&c, 2.0), 0.05);
+        assert_eq!(lr_at(&c, 6.0), 0.05, "the interval of lr_step_epochs is not used");
+        assert_eq!(lr_at(&c, 7.5), 0.025);
+        let unordered = TrainConfig { lr_milestones: vec![7, 2], ..c };
+        assert_eq!(unordered.validate().unwrap_err().field, "train.lr_milestones");
     }
 
     #[test]

@@ -61,7 +61,7 @@ fn a_callback_that_changes_the_model_holds_through_training() {
     let all = synthetic_images(320, 4, 1, 6, 6, 1);
     let train = all.subset(&(0..256).collect::<Vec<_>>());
     let valid = all.subset(&(256..320).collect::<Vec<_>>());
-    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     let device = Device::flex();
     let net = presets::mlp(InputShape { channels: 1, height: 6, width: 6 }, &[16], 4).init(&device).unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -100,7 +100,7 @@ fn a_callback_that_changes_the_model_holds_through_training() {
 #[test]
 fn training_writes_a_checkpoint_per_epoch() {
     let train = synthetic_images(64, 2, 1, 4, 4, 3);
-    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     let net = presets::mlp(InputShape { channels: 1, height: 4, width: 4 }, &[4], 2).init(&Device::flex()).unwrap();
     let setup = setup("ckpt", 2);
     let _ = std::fs::remove_dir_all(&setup.artifact_dir);
@@ -134,7 +134,7 @@ impl Callback for FoldWatch {
 #[test]
 fn fit_folds_the_callbacks_masks_into_every_update() {
     let train = synthetic_images(64, 2, 1, 4, 4, 3);
-    let batcher = ImageBatcher::for_set(&train, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     let net = presets::mlp(InputShape { channels: 1, height: 4, width: 4 }, &[4], 2).init(&Device::flex()).unwrap();
     let masks = UpdateMasks::default();
     masks.set("fc1.weight", Tensor::ones([64], &Device::flex()));

@@ -48,7 +48,7 @@ fn a_stop_through_the_interrupter_is_an_interruption_and_the_training_resumes_to
     let all = synthetic_images(192, 4, 1, 6, 6, 2);
     let train = ImageDataset::new(all.subset(&(0..128).collect::<Vec<_>>()));
     let valid = ImageDataset::new(all.subset(&(128..192).collect::<Vec<_>>()));
-    let batcher = ImageBatcher::for_set(&all, Normalization { mean: 0.5, std: 0.5 });
+    let batcher = ImageBatcher::for_set(&all, Normalization::uniform(0.5, 0.5));
     let net = presets::mlp(InputShape { channels: 1, height: 6, width: 6 }, &[16], 4).init(&Device::flex()).unwrap();
 
     let whole = setup("whole");

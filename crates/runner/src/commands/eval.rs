@@ -6,21 +6,34 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 use burn::prelude::Device;
+use coppice_data::ImageDataset;
 use coppice_models::Classifier;
+use coppice_models::Network;
 use coppice_sparse::{Layer, Model};
-use coppice_train::Evaluation;
+use coppice_train::{Confusion, Evaluation, evaluate_confusion};
 
 use crate::backend::BackendName;
 use crate::config::Config;
-use crate::data::{Data, evaluate_test};
+use crate::confusion::{CONFUSION_CHART, CONFUSION_FILE, svg, write_csv};
+use crate::data::Data;
 use crate::experiment::configured_network;
 use crate::inference::sparse::{normalization, sparse_model};
 use crate::rundir::dir::open_saved_run;
+use crate::rundir::dir::write_atomic;
 use crate::rundir::integrity;
 use crate::rundir::saved::load_model;
 
+/// A test evaluation with its per-class counts.
+pub struct ClassEvaluation {
+    pub evaluation: Evaluation,
+    pub confusion: Confusion,
+    pub class_names: Vec<String>,
+    /// `confusion.csv`, written into the run directory (not for a config's weights).
+    pub csv: Option<PathBuf>,
+}
+
 /// The model of a run directory, or the weights a config file names, on the test set.
-pub fn eval(path: &Path, backend: Option<BackendName>) -> Result<Evaluation> {
+pub fn eval(path: &Path, backend: Option<BackendName>) -> Result<ClassEvaluation> {
     if path.is_file() {
         return eval_config(path, backend);
     }
@@ -32,10 +45,22 @@ pub fn eval(path: &Path, backend: Option<BackendName>) -> Result<Evaluation> {
     let device = config.backend.device()?;
     let net = load_model(path, &device)?;
     let data = Data::load(&config)?;
-    evaluate_test(&net, &data, &config, &device)
+    let mut result = evaluate_classes(&net, &data, &config, &device)?;
+    let csv = path.join(CONFUSION_FILE);
+    write_csv(&csv, &result.confusion, &result.class_names)?;
+    write_atomic(&path.join(CONFUSION_CHART), svg(&result.confusion, &result.class_names).as_bytes())?;
+    result.csv = Some(csv);
+    Ok(result)
 }
 
-fn eval_config(config_path: &Path, backend: Option<BackendName>) -> Result<Evaluation> {
+fn evaluate_classes(net: &Network, data: &Data, config: &Config, device: &Device) -> Result<ClassEvaluation> {
+    let test = ImageDataset::new(data.test.clone());
+    let batch_size = config.train.eval_batch_size;
+    let (evaluation, confusion) = evaluate_confusion(net, test, data.batcher.clone(), batch_size, device)?;
+    Ok(ClassEvaluation { evaluation, confusion, class_names: data.class_names.clone(), csv: None })
+}
+
+fn eval_config(config_path: &Path, backend: Option<BackendName>) -> Result<ClassEvaluation> {
     let mut config = Config::load(config_path, &[])?;
     if config.model.weights.is_none() && config.model.init.is_none() {
         return Err(anyhow!(
@@ -49,7 +74,7 @@ fn eval_config(config_path: &Path, backend: Option<BackendName>) -> Result<Evalu
     let device = config.backend.device()?;
     let data = Data::load(&config)?;
     let net = configured_network(&config, config_path, &data, &device)?;
-    evaluate_test(&net, &data, &config, &device)
+    evaluate_classes(&net, &data, &config, &device)
 }
 
 /// `coppice eval RUN_DIR --sparse [FILE]`: the test set through the sparse engine, next to the
@@ -69,7 +94,8 @@ pub fn eval_sparse(run_dir: &Path, file: Option<&PathBuf>) -> Result<SparseEvalu
     let config = Config::load(&run_dir.join("config.toml"), &[])?;
     let device = Device::flex();
     let net = load_model(run_dir, &device)?;
-    let own = round_trip(&sparse_model(&net, Some(normalization(&config)))?)?;
+    let data = Data::load(&config)?;
+    let own = round_trip(&sparse_model(&net, Some(normalization(&data.batcher.norm)))?)?;
     let (model, source) = match file {
         None => (own, format!("{} converted in memory", run_dir.join("model.bpk").display())),
         Some(file) => {
@@ -78,7 +104,6 @@ pub fn eval_sparse(run_dir: &Path, file: Option<&PathBuf>) -> Result<SparseEvalu
             (model, file.display().to_string())
         }
     };
-    let data = Data::load(&config)?;
     let (mut right, mut dense_right, mut samples, mut max_difference) = (0usize, 0usize, 0usize, 0.0f32);
     for batch in data.test_batches(config.train.eval_batch_size, &device) {
         let targets = batch.targets.into_data().try_into_vec_as::<i64>().map_err(|e| anyhow!("{e:?}"))?;

@@ -8,10 +8,11 @@ use safetensors::SafeTensors;
 
 use crate::config::Config;
 use crate::inference::sparse::{compressed_figures, normalization, sparse_model};
-use crate::pytorch::safetensors_bytes;
+use crate::pytorch::{data_metadata, safetensors_bytes};
 use crate::rundir::dir::{create_dir_durable, open_saved_run, write_atomic};
 use crate::rundir::integrity;
-use crate::rundir::saved::load_model;
+use crate::rundir::saved::{data_record, load_model};
+use coppice_data::Normalization;
 
 pub const SPARSE_FILE: &str = "model.sparse.safetensors";
 pub const COMPRESSED_FILE: &str = "model.compressed.safetensors";
@@ -45,6 +46,7 @@ impl std::str::FromStr for ExportFormat {
 pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Result<PathBuf> {
     let _reading = open_saved_run(run_dir)?;
     let net = load_model(run_dir, &burn::prelude::Device::flex())?;
+    let (classes, norm) = data_record(run_dir, &Config::load(&run_dir.join("config.toml"), &[])?)?;
     let out = out.unwrap_or_else(|| run_dir.join("export"));
     create_dir_durable(&out)
         .with_context(|| format!("{}: cannot create; fix: pass a writable --out", out.display()))?;
@@ -58,10 +60,10 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
         }
         ExportFormat::Safetensors => {
             let path = out.join("model.safetensors");
-            write_atomic(&path, &safetensors_bytes(&net, &architecture)?)?;
+            write_atomic(&path, &safetensors_bytes(&net, &architecture, &data_metadata(&classes, &norm)?)?)?;
             path
         }
-        ExportFormat::Sparse => write_sparse(&net, &Config::load(&run_dir.join("config.toml"), &[])?, &out)?,
+        ExportFormat::Sparse => write_sparse(&net, classes, &norm, &out)?,
         ExportFormat::Compressed => {
             let config = Config::load(&run_dir.join("config.toml"), &[])?;
             if config.quantize.is_none() {
@@ -71,7 +73,7 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
                 ));
             }
             let (bytes, figures) =
-                compressed_figures(&net, &config).with_context(|| format!("{}", run_dir.display()))?;
+                compressed_figures(&net, &norm, &classes).with_context(|| format!("{}", run_dir.display()))?;
             let path = out.join(COMPRESSED_FILE);
             write_atomic(&path, &bytes).with_context(|| format!("{}: cannot write", path.display()))?;
             print!("{}", figures.table());
@@ -84,9 +86,9 @@ pub fn export(run_dir: &Path, format: ExportFormat, out: Option<PathBuf>) -> Res
 }
 
 /// The sparse engine's file of the network.
-fn write_sparse(net: &Network, config: &Config, out: &Path) -> Result<PathBuf> {
+fn write_sparse(net: &Network, classes: Vec<String>, norm: &Normalization, out: &Path) -> Result<PathBuf> {
     let path = out.join(SPARSE_FILE);
-    let model = sparse_model(net, Some(normalization(config)))?;
+    let model = sparse_model(net, Some(normalization(norm)))?.with_classes(classes)?;
     write_atomic(&path, &model.to_bytes()).with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(path)
 }

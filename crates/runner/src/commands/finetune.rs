@@ -65,7 +65,7 @@ pub fn finetune_experiment(
     let weights: Vec<String> = net.prunable_layers().into_iter().map(|l| l.weight_path).collect();
     let masks = MaskSet::from_zeros(&net, &weights, device);
     let setup = experiment.train_setup(options, "finetune");
-    let train = ImageDataset::new(data.train.clone());
+    let train = data.train_dataset();
     let valid = ImageDataset::new(data.valid.clone());
     let callbacks = Callbacks::new(vec![Box::new(masks)]);
     let outcome = fit(net, train, valid, data.batcher.clone(), &setup, &callbacks)?;

@@ -191,17 +191,20 @@ pub fn run_experiment(
         sparse: match &prune {
             // Weight pruning, on its own or layer by layer, leaves zeros for the engine to skip.
             // The run's own results are saved already; a failed measurement must not fail it.
-            Some(p) if !p.removes_units() => sparse::figures(&net, config).unwrap_or_else(|e| {
-                eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
-                None
-            }),
+            Some(p) if !p.removes_units() => sparse::figures(&net, &data.batcher.norm, &data.class_names)
+                .unwrap_or_else(|e| {
+                    eprintln!("summary.json without `sparse`: the sparse engine's figures failed: {e:#}");
+                    None
+                }),
             _ => None,
         },
         compressed: match &config.quantize {
-            Some(_) => sparse::compressed_figures(&net, config).map(|(_, figures)| Some(figures)).unwrap_or_else(|e| {
-                eprintln!("summary.json without `compressed`: coding the network failed: {e:#}");
-                None
-            }),
+            Some(_) => sparse::compressed_figures(&net, &data.batcher.norm, &data.class_names)
+                .map(|(_, figures)| Some(figures))
+                .unwrap_or_else(|e| {
+                    eprintln!("summary.json without `compressed`: coding the network failed: {e:#}");
+                    None
+                }),
             None => None,
         },
         ..Summary::basic(config, &net, &test, &metrics, data, device, started)
@@ -256,7 +259,7 @@ fn prune_rounds(
         write_atomic(&run_dir.join("attempts.csv"), attempts_csv(&[]).as_bytes())?;
     }
     let dense_training = experiment.train_setup(options, "");
-    let splits = [&data.train, &data.valid, &data.test].map(|set| ImageDataset::new(set.clone()));
+    let splits = [data.train_dataset(), ImageDataset::new(data.valid.clone()), ImageDataset::new(data.test.clone())];
     let mut rounds = prune.rounds(&dense_training, splits, data.batcher.clone(), initial);
     rounds.quantize = config.quantize.clone();
     writer.total = strategy.rounds();

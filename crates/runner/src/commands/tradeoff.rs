@@ -21,6 +21,7 @@ use crate::inference::latency::{Timer, engine_timer, medians_in_turns, network_t
 use crate::inference::sparse::{normalization, sparse_model};
 use crate::plot::{SpreadSeries, XAxis, YAxis, spread_chart};
 use crate::rundir::dir::{create_run_dir, open_saved_run, write_atomic};
+use crate::rundir::saved::data_record;
 use crate::rundir::saved::load_model;
 use crate::sweepdir::{SweepPoints, finished_points, mean_std, method_label};
 
@@ -96,7 +97,12 @@ fn gather(sweep_dirs: &[PathBuf]) -> Result<(Vec<Timed>, Vec<Point>, Vec<String>
                     entry.2.entry(seed).or_insert(accuracy);
                 }
                 let pruned_weights = summary["sparsity"].as_f64().is_some_and(|s| s > 0.0);
-                let sparse = if pruned_weights { sparse_model(&net, Some(normalization(&config))).ok() } else { None };
+                let sparse = if pruned_weights {
+                    let norm = data_record(&run, &config)?.1;
+                    sparse_model(&net, Some(normalization(&norm))).ok()
+                } else {
+                    None
+                };
                 point.networks.push(networks.len());
                 networks.push(Timed { net, sparse });
             }

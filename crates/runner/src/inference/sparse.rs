@@ -10,9 +10,8 @@ use coppice_models::{InputShape, Network, Op, Source, float_params};
 use coppice_sparse::{Layer, LayerSize, Model, Node, Normalization, Weights};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::inference::latency::median_seconds;
-use crate::pytorch::{safetensors_bytes, transpose};
+use crate::pytorch::{data_metadata, safetensors_bytes, transpose};
 
 /// summary.json's `sparse`: what the sparse file saves and how much faster the engine runs the
 /// network than burn's flex backend runs it dense, measured in the process that wrote the run.
@@ -74,14 +73,18 @@ impl CompressedFigures {
 }
 
 /// The compressed file of a quantized network and its figures.
-pub fn compressed_figures(net: &Network, config: &Config) -> Result<(Vec<u8>, CompressedFigures)> {
-    let model = sparse_model(net, Some(normalization(config)))?;
+pub fn compressed_figures(
+    net: &Network,
+    norm: &coppice_data::Normalization,
+    classes: &[String],
+) -> Result<(Vec<u8>, CompressedFigures)> {
+    let model = sparse_model(net, Some(normalization(norm)))?.with_classes(classes.to_vec())?;
     let (bytes, layers) = model.to_compressed_bytes()?;
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
     let figures = CompressedFigures {
         bytes: bytes.len(),
         sparse_bytes: model.to_bytes().len(),
-        dense_bytes: safetensors_bytes(net, &architecture)?.len(),
+        dense_bytes: safetensors_bytes(net, &architecture, &data_metadata(classes, norm)?)?.len(),
         layers,
     };
     Ok((bytes, figures))
@@ -207,16 +210,18 @@ fn norm_affine<'a>(
     Ok((scale, shift))
 }
 
-pub fn normalization(config: &Config) -> Normalization {
-    Normalization { mean: config.data.mean, std: config.data.std }
+/// The sparse file's record of what the images were normalized with.
+pub fn normalization(norm: &coppice_data::Normalization) -> Normalization {
+    Normalization { mean: norm.mean.clone(), std: norm.std.clone() }
 }
 
 /// The file sizes of both exports and the engine's speedup over dense flex at batch 1 and 1000;
-/// `None` for a network the engine does not run.
-pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> {
+/// `None` for a network the engine does not run. `norm` and `classes` go into both files as the
+/// exports write them, so that the sizes are the files'.
+pub fn figures(net: &Network, norm: &coppice_data::Normalization, classes: &[String]) -> Result<Option<SparseFigures>> {
     let flex = Device::flex();
     let net = net.clone().to_device(&flex);
-    let model = sparse_model(&net, Some(normalization(config)))?;
+    let model = sparse_model(&net, Some(normalization(norm)))?.with_classes(classes.to_vec())?;
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
     let speedup = |batch: usize| -> Result<f64> {
         let times = median_seconds(&net, &[&model], batch, 11.max(1001 / batch.max(1)))?;
@@ -224,7 +229,7 @@ pub fn figures(net: &Network, config: &Config) -> Result<Option<SparseFigures>> 
     };
     Ok(Some(SparseFigures {
         bytes: model.to_bytes().len(),
-        dense_bytes: safetensors_bytes(&net, &architecture)?.len(),
+        dense_bytes: safetensors_bytes(&net, &architecture, &data_metadata(classes, norm)?)?.len(),
         speedup_batch1: speedup(1)?,
         speedup_batch1000: speedup(1000)?,
     }))

@@ -99,15 +99,6 @@ pub fn check_saved(size: Size, weights_bytes: u128, available: Option<u128>) -> 
     Ok(())
 }
 
-/// The memory the kernel says a new allocation can have without swapping (Linux's
-/// `MemAvailable`); `None` elsewhere.
-pub fn available_memory() -> Option<u128> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// `bytes` for people: 12.6 TB, 20.1 GB, 512 MB.
 fn bytes(bytes: u128) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];

@@ -10,7 +10,9 @@ use coppice_models::{Architecture, Network};
 
 use super::dir::write_atomic;
 use super::{integrity, resources};
+use crate::config::{Config, Statistic};
 use crate::data::Data;
+use coppice_data::Normalization;
 
 /// Weights (`model.bpk`) and the sizes that rebuild the network (`architecture.json`), so a
 /// pruned run loads without its original config.
@@ -51,7 +53,7 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
     let bytes = integrity::read(run_dir, "model.bpk")?;
     let restore = "fix: restore the file this run wrote (its sum is in SHA256SUMS)";
     let size = architecture.size().map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
-    resources::check_saved(size, bytes.len() as u128, resources::available_memory())
+    resources::check_saved(size, bytes.len() as u128, crate::alloc::available_memory())
         .map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
     let net = architecture.init(device).map_err(|e| anyhow!("{}: {e}; {restore}", arch_path.display()))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes));
@@ -63,6 +65,29 @@ pub fn load_model(run_dir: &Path, device: &burn::prelude::Device) -> Result<Netw
             e.to_string().replace('\n', " ")
         )
     })
+}
+
+/// What a finished run recorded of its data in summary.json: the class names and the
+/// normalization its images were trained with. A run written before they were recorded has no
+/// names and its config's values (which could not be `"auto"` then).
+pub fn data_record(run_dir: &Path, config: &Config) -> Result<(Vec<String>, Normalization)> {
+    let path = run_dir.join("summary.json");
+    let summary: serde_json::Value = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{}: not JSON; fix: restore the file the run wrote", path.display()))?,
+        Err(_) => serde_json::Value::Null,
+    };
+    let classes = serde_json::from_value(summary["classes"].clone()).unwrap_or_default();
+    if let Ok(norm) = serde_json::from_value::<Normalization>(summary["normalization"].clone()) {
+        return Ok((classes, norm));
+    }
+    let (Statistic::Values(mean), Statistic::Values(std)) = (&config.data.mean, &config.data.std) else {
+        return Err(anyhow!(
+            "{}: has no normalization, and data.mean or data.std is \"auto\"; fix: pass a run directory that finished",
+            path.display()
+        ));
+    };
+    Ok((classes, Normalization { mean: mean.clone(), std: std.clone() }))
 }
 
 /// A saved model must take the data's images.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use burn::module::Module;
+use coppice_data::Normalization;
 use coppice_models::{Architecture, Network, Prunable, count_nonzero};
 use coppice_prune::{QuantizeMethod, RoundRecord};
 use coppice_train::Evaluation;
@@ -39,6 +40,10 @@ pub struct Summary {
     pub epochs: usize,
     pub train_samples: usize,
     pub test_samples: usize,
+    /// The name of each label, in label order: what exports and `eval` name the outputs by.
+    pub classes: Vec<String>,
+    /// What the images were normalized with, per channel (measured, with `"auto"`).
+    pub normalization: Normalization,
     pub architecture: Architecture,
     /// With `[prune]`: the fraction of prunable weights that are zero.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +146,8 @@ impl Summary {
             epochs: metrics.rows.len(),
             train_samples: data.train.len(),
             test_samples: test.samples,
+            classes: data.class_names.clone(),
+            normalization: data.batcher.norm.clone(),
             architecture: net.architecture(),
             sparsity: None,
             compression_ratio: None,

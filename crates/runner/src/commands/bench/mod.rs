@@ -1,6 +1,7 @@
 //! `coppice bench`: training and inference throughput, the project's speed baseline; `bench
 //! --sparse` is in `sparse.rs`.
 
+mod batches;
 pub(crate) mod sparse;
 
 use std::time::Instant;
@@ -8,7 +9,9 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use coppice_data::ImageBatch;
+use coppice_data::{Augment, ImageDataset};
+
+use self::batches::Batches;
 use coppice_models::{Architecture, Classifier, InputShape, ModelConfig, Network, Preset};
 use coppice_prune::{Allocation, Criterion, MaskSet, Schedule, WeightPruner, WeightPruning};
 use coppice_train::{Callback, Callbacks, OptimizerKind, TrainConfig, optimizer};
@@ -33,6 +36,11 @@ pub struct BenchOptions {
     pub masks: bool,
     /// Plain progress lines even in a terminal.
     pub plain: bool,
+    /// Build each step's batch from the training samples in the timed step, as training's data
+    /// loader does.
+    pub loader: bool,
+    /// With `loader`: augment the samples with this.
+    pub augment: Augment,
 }
 
 /// What a row of the benchmark times.
@@ -89,6 +97,11 @@ pub fn architecture_named(name: &str) -> Result<Architecture> {
 pub fn print_header(options: &BenchOptions) {
     let (windows, steps, warmup) = (options.windows, options.steps_per_window, options.warmup_steps);
     println!("samples/s: median of {windows} windows of {steps} steps after {warmup} warm-up steps");
+    if options.loader {
+        let augment = options.augment;
+        let how = if augment.is_none() { String::new() } else { format!(", augmented ({augment:?})") };
+        println!("train: batches built from the samples in each step{how}");
+    }
     if options.inference {
         println!("infer: median of {windows} passes over the test set after one warm-up pass");
     }
@@ -155,7 +168,13 @@ fn bench_training(
     let device = plain_device.clone().autodiff();
     device.seed(0);
     // Full batches only, so every step times the same amount of work.
-    let batches = data.train_batches(batch_size, (data.train.len() / batch_size).min(32), &device);
+    let count = (data.train.len() / batch_size).min(32);
+    let batches = if options.loader {
+        let dataset = ImageDataset::augmented(data.train.clone(), options.augment, 0);
+        Batches::Loaded { dataset, batcher: data.batcher.clone(), batch_size, count, device: device.clone() }
+    } else {
+        Batches::Fixed(data.train_batches(batch_size, count, &device))
+    };
     if batches.is_empty() {
         return Err(anyhow!("not enough training data for batch size {batch_size}"));
     }
@@ -269,10 +288,10 @@ impl Trainer {
     }
 
     /// Returns the last loss, read back so that lazy backends finish the work being timed.
-    fn steps(&mut self, batches: &[ImageBatch], steps: usize) -> f64 {
+    fn steps(&mut self, batches: &Batches, steps: usize) -> f64 {
         let mut last = None;
         for _ in 0..steps {
-            let batch = &batches[self.cursor % batches.len()];
+            let batch = batches.get(self.cursor);
             self.cursor += 1;
             let net = self.net.take().expect("the network is back after every step");
             let logits = net.forward(batch.images.clone());
@@ -285,7 +304,7 @@ impl Trainer {
         last.map_or(0.0, |l| l.into_scalar::<f64>())
     }
 
-    fn timed_steps(&mut self, batches: &[ImageBatch], steps: usize) -> f64 {
+    fn timed_steps(&mut self, batches: &Batches, steps: usize) -> f64 {
         let start = Instant::now();
         self.steps(batches, steps);
         start.elapsed().as_secs_f64()

@@ -16,6 +16,7 @@ use crate::inference::sparse::{normalization, sparse_model};
 use crate::progress::Steps;
 use crate::pytorch::safetensors_bytes;
 use crate::rundir::dir::open_saved_run;
+use crate::rundir::saved::data_record;
 use crate::rundir::saved::load_model;
 
 pub const BATCHES: [usize; 3] = [1, 64, 1000];
@@ -57,7 +58,7 @@ pub fn bench_sparse(run_dir: &Path, compressed: Option<&Path>, plain: bool) -> R
     let _reading = open_saved_run(run_dir)?;
     let config = Config::load(&run_dir.join("config.toml"), &[])?;
     let net = load_model(run_dir, &Device::flex())?;
-    let sparse = sparse_model(&net, Some(normalization(&config)))?;
+    let sparse = sparse_model(&net, Some(normalization(&data_record(run_dir, &config)?.1)))?;
     let dense = sparse.with_encoding(Encoding::Dense);
     let compressed = match compressed {
         Some(file) => {
@@ -70,7 +71,7 @@ pub fn bench_sparse(run_dir: &Path, compressed: Option<&Path>, plain: bool) -> R
         None => None,
     };
     let architecture = serde_json::to_string_pretty(&net.architecture())?;
-    let dense_file = safetensors_bytes(&net, &architecture)?;
+    let dense_file = safetensors_bytes(&net, &architecture, &[])?;
     let torch = torch_milliseconds(&dense_file, &architecture)?;
     let steps = Steps::start("bench --sparse", BATCHES.len() + 1, plain);
     let mut rows = Vec::new();

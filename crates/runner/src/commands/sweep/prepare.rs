@@ -10,7 +10,8 @@ use crate::rundir::dir::{create_run_dir, write_atomic};
 use crate::sweepdir::{Axis, COMMANDS_FILE, CONFIG_FILE, PLAN_FILE, Plan, point_dir};
 
 /// Keys whose value is a list even in a single run: they sweep only when given a list of lists.
-const LIST_KEYS: [&str; 3] = ["model.hidden", "model.stages", "devices"];
+const LIST_KEYS: [&str; 7] =
+    ["model.hidden", "model.stages", "devices", "data.mean", "data.std", "data.size", "train.lr_milestones"];
 
 /// The list-valued keys of a config file, in file order, and the grid they span.
 pub fn axes(table: &toml::Table) -> Vec<Axis> {
@@ -146,6 +147,10 @@ mod tests {
                        [model.blocks.b]\nlayers = [{ op = \"relu\" }]\n";
         let keys: Vec<String> = super::axes(&toml::from_str(network).unwrap()).into_iter().map(|a| a.key).collect();
         assert_eq!(keys, ["seed"], "a network's layers are not a grid");
+        let data =
+            "[data]\nmean = [0.49, 0.48, 0.45]\nsize = [[28, 28], [32, 32]]\n[train]\nlr_milestones = [82, 123]\n";
+        let keys: Vec<String> = super::axes(&toml::from_str(data).unwrap()).into_iter().map(|a| a.key).collect();
+        assert_eq!(keys, ["data.size"], "per-channel statistics and milestones are values");
     }
 
     fn axes_values(table: &toml::Table) -> Vec<Vec<String>> {
