@@ -12,7 +12,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-use super::{Mat, Strided, contiguous, dims, matmul, product, tensor, values};
+use super::{Mat, contiguous, dims, matmul, product, tensor, values};
 use crate::Norm;
 use burn::backend::Flex;
 
@@ -234,7 +234,7 @@ fn forward_with(x: FlexTensor, filters: Filters, epilogue: Epilogue, options: &C
                 None if !split => with_scratch(rows * positions, |cols| {
                     im2col(&g, image, cols, positions, 0);
                     // `outᵀ = colsᵀ · weightᵀ`, written in `out`'s own layout.
-                    let (lhs, rhs) = (Strided(cols, [1, positions]), Strided(weight, [1, rows]));
+                    let (lhs, rhs) = (Mat::strided(cols, [1, positions]), Mat::strided(weight, [1, rows]));
                     product(out, [1, positions], lhs, rhs, [positions, out_channels, rows], accumulate);
                 }),
                 None => with_scratch(rows * positions, |cols| {

@@ -15,7 +15,7 @@ use burn::backend::{Bytes, DType, Flex};
 use burn::prelude::Shape;
 use burn::tensor::ops::ConvOptions;
 
-use products::{Mat, Strided, matmul, matmul_then, product};
+use products::{Mat, matmul, matmul_then, product};
 
 use crate::{
     AdamStep, Kernels, LayerGrads, Norm, NormGrads, NormStep, Optional, PoolWindow, SgdStep, Wanted, reference,

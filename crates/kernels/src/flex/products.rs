@@ -16,6 +16,11 @@ impl<'a> Mat<'a> {
         Mat { data, row_stride, col_stride: 1 }
     }
 
+    /// Entry `(i, j)` at `i * row_stride + j * col_stride`.
+    pub(super) fn strided(data: &'a [f32], [row_stride, col_stride]: [usize; 2]) -> Self {
+        Mat { data, row_stride, col_stride }
+    }
+
     pub(super) fn transposed(self) -> Self {
         Mat { data: self.data, row_stride: self.col_stride, col_stride: self.row_stride }
     }
@@ -96,54 +101,20 @@ pub(super) fn matmul_then(
 }
 
 /// [`matmul`] after its checks, on the calling thread.
-fn gemm_on_one_core(dst: &mut [f32], dst_stride: usize, [m, n, k]: [usize; 3], lhs: Mat, rhs: Mat, accumulate: bool) {
-    // SAFETY: `matmul` checked that every index the product reads or writes lies inside its
-    // slice, and `dst` is borrowed mutably, so it overlaps neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_stride as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+fn gemm_on_one_core(dst: &mut [f32], dst_stride: usize, mnk: [usize; 3], lhs: Mat, rhs: Mat, accumulate: bool) {
+    product(dst, [dst_stride, 1], lhs, rhs, mnk, accumulate);
 }
-
-/// A matrix inside a slice, by its row and column strides.
-#[derive(Clone, Copy)]
-pub(super) struct Strided<'a>(pub(super) &'a [f32], pub(super) [usize; 2]);
 
 /// `dst (+)= lhs · rhs`, `lhs` `m × k`, `rhs` `k × n`, `dst` `m × n` with `dst_strides`, each
 /// operand at any strides, on this thread.
-pub(super) fn product(
-    dst: &mut [f32],
-    dst_strides: [usize; 2],
-    lhs: Strided,
-    rhs: Strided,
-    [m, n, k]: [usize; 3],
-    add: bool,
-) {
+pub(super) fn product(dst: &mut [f32], dst_strides: [usize; 2], lhs: Mat, rhs: Mat, [m, n, k]: [usize; 3], add: bool) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
     let last = |[rows, cols]: [usize; 2], [rs, cs]: [usize; 2]| (rows - 1) * rs + (cols - 1) * cs;
     assert!(last([m, n], dst_strides) < dst.len(), "the product's destination is too short");
-    assert!(last([m, k], lhs.1) < lhs.0.len() && last([k, n], rhs.1) < rhs.0.len(), "a factor is too short");
+    let fits = |mat: &Mat, shape| last(shape, [mat.row_stride, mat.col_stride]) < mat.data.len();
+    assert!(fits(&lhs, [m, k]) && fits(&rhs, [k, n]), "a factor is too short");
     // SAFETY: every index the product reads or writes was checked above to lie inside its slice,
     // and `dst` is borrowed mutably, so it overlaps neither factor.
     unsafe {
@@ -155,12 +126,12 @@ pub(super) fn product(
             dst_strides[1] as isize,
             dst_strides[0] as isize,
             add,
-            lhs.0.as_ptr(),
-            lhs.1[1] as isize,
-            lhs.1[0] as isize,
-            rhs.0.as_ptr(),
-            rhs.1[1] as isize,
-            rhs.1[0] as isize,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
             1.0,
             1.0,
             false,

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::patches::{add_run, padded_rows, with_padded};
 use super::{Geometry, TRANSPOSE_BELOW, with_scratch};
-use crate::flex::{Strided, product};
+use crate::flex::{Mat, product};
 
 /// Whether a convolution goes by taps on its padded image: stride 1, no dilation, and padding
 /// (LeNet's valid 5x5 convolutions keep their tuned patch matrix) or a 1x1 kernel.
@@ -60,10 +60,12 @@ pub(super) fn input_grad(g: &Geometry, weight: &[f32], grad: &[f32], batch: usiz
                     let (dst, weight) = (&mut padded[shift(g, t)..], &weight[t..]);
                     if channels < TRANSPOSE_BELOW {
                         // Positions by channels, for gemm's tall tiles (see `TRANSPOSE_BELOW`).
-                        let (lhs, rhs) = (Strided(wide_grad, [1, wide]), Strided(weight, [channels * taps, taps]));
+                        let (lhs, rhs) =
+                            (Mat::strided(wide_grad, [1, wide]), Mat::strided(weight, [channels * taps, taps]));
                         product(dst, [1, plane], lhs, rhs, [wide, channels, filters], true);
                     } else {
-                        let (lhs, rhs) = (Strided(weight, [taps, channels * taps]), Strided(wide_grad, [wide, 1]));
+                        let (lhs, rhs) =
+                            (Mat::strided(weight, [taps, channels * taps]), Mat::strided(wide_grad, [wide, 1]));
                         product(dst, [plane, 1], lhs, rhs, [channels, wide, filters], true);
                     }
                 }
