@@ -98,3 +98,25 @@ fn anchors_follow_githubs_rule() {
     assert_eq!(anchor("Frankle & Carbin (2019): the lottery ticket"), "frankle--carbin-2019-the-lottery-ticket");
     assert_eq!(links("see [a](x.md#b) and `[c](not)` [d](y.md)"), vec!["x.md#b", "y.md"]);
 }
+
+/// The README is the front door (#31): short, the two set-up commands in its first code block,
+/// and every page of docs/ reachable from it.
+#[test]
+fn the_readme_is_short_starts_with_the_set_up_and_links_every_page() {
+    let root = root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(lines <= 250, "README.md has {lines} lines; move reference material to docs/");
+    let first_block: Vec<&str> = readme.split("```").nth(1).unwrap().lines().skip(1).collect();
+    assert!(first_block[0].starts_with("cargo run --release -- run configs/"), "{first_block:?}");
+    assert!(first_block[1].starts_with("cargo test --release"), "{first_block:?}");
+    let linked = links(&readme);
+    let mut unlinked = Vec::new();
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") && !linked.iter().any(|l| l.split('#').next() == Some(&format!("docs/{name}"))) {
+            unlinked.push(name);
+        }
+    }
+    assert!(unlinked.is_empty(), "docs/ pages the README does not link: {unlinked:?}");
+}
