@@ -135,3 +135,21 @@ fn every_simd_path_evaluates_alike_and_a_bad_one_is_refused() {
     }
     assert_clean_failure(&eval_with("avx1024"), &["COPPICE_SIMD", "avx1024", "avx512, avx2 or scalar"]);
 }
+
+/// The README's first command on a fresh clone: no `runs/` yet, the default output directory
+/// given as a relative name. Its parent is "", which the durable directory creation once tried
+/// to open and flush, so the main job failed before it started.
+#[test]
+fn a_run_from_a_fresh_clone_creates_the_default_runs_folder() {
+    let dir = scratch("fresh-clone");
+    std::fs::create_dir(dir.join("data")).unwrap();
+    tiny_mnist(&dir.join("data"));
+    config_in(&dir, &format!("{MLP_CONFIG}[data]\ndir = \"data\"\n[train]\nepochs = 1\nbatch_size = 8\n"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_coppice"))
+        .args(["run", "config.toml", "--plain"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(only_run(&dir.join("runs")).join("summary.json").is_file());
+}

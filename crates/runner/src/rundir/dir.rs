@@ -122,8 +122,9 @@ pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
 
 /// Flushes a directory's entries (names created, renamed or removed in it) to the disk. Only
 /// Unix lets a directory be opened and flushed; elsewhere the rename is as durable as the
-/// file system makes it.
+/// file system makes it. The empty path, a relative file's parent, is the current directory.
 pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     #[cfg(unix)]
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -161,6 +162,13 @@ pub fn utc_timestamp(time: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_parent_of_a_relative_name_is_the_current_directory() {
+        // `runs` has the parent "", which `--out runs/x` created and flushed on a fresh clone.
+        assert_eq!(Path::new("runs").parent(), Some(Path::new("")));
+        sync_dir(Path::new("runs").parent().unwrap()).unwrap();
+    }
 
     #[test]
     fn timestamps_are_civil_utc() {

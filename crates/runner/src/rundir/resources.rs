@@ -27,7 +27,7 @@ pub fn check(config: &Config, size: Size, data: &Data, available: Option<u128>) 
         return Err((
             "train.batch_size".into(),
             format!(
-                "{} is more than the {} training samples; fix: at most {}, e.g. 64",
+                "{} is more than the {} training samples; fix: train.batch_size = {} or less, or more training data",
                 train.batch_size,
                 data.train.len(),
                 data.train.len()
