@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::PruneError;
 use crate::mask::MaskSet;
-use crate::quantize::{QuantizeConfig, WeightSharing};
+use crate::quantize::{QuantizeConfig, WeightSharing, to_half_precision};
 use crate::records::{History, LayerAttempt, RoundRecord};
 use crate::report::sparsity_report;
 use crate::strategy::{Retraining, Strategy};
@@ -264,6 +264,7 @@ fn quantize_stage(
         net = trained.net;
         epochs = trained.epochs;
     }
+    let net = to_half_precision(net);
     let test = rounds.evaluate(&net, &rounds.test)?;
     let sparsity = sparsity_report(&net);
     let seconds = started.elapsed().as_secs_f64();

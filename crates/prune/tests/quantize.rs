@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use burn::prelude::*;
+use burn::tensor::f16;
 use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
 use coppice_models::{InputShape, Network, Prunable, presets};
 use coppice_prune::*;
@@ -99,12 +100,26 @@ fn kmeans_retraining_keeps_every_weight_on_its_codebook_and_every_pruned_weight_
         }
         let shared = distinct_nonzero(&after);
         assert!(shared.len() <= 4, "{path}: {} distinct values for 2 bits", shared.len());
-        // Without retraining, the values would be k-means' own on the pruned weights.
+        // Without retraining, the values would be k-means' own on the pruned weights (rounded to
+        // half precision, as the stage ends).
         let kept: Vec<f32> = before.iter().copied().filter(|v| *v != 0.0).collect();
-        let initial: BTreeSet<u32> = kmeans_codebook(&kept, 2).iter().map(|v| v.to_bits()).collect();
+        let initial: BTreeSet<u32> =
+            kmeans_codebook(&kept, 2).iter().map(|v| f16::from_f32(*v).to_f32().to_bits()).collect();
         moved |= !shared.is_subset(&initial);
     }
     assert!(moved, "retraining moved the shared values");
+    // The stage ends in half precision, so that the compressed file stores codebooks and biases
+    // in 2 bytes a value and still holds exactly the network the run measured.
+    for layer in outcome.net.prunable_layers() {
+        for path in std::iter::once(layer.weight_path).chain(layer.bias_path) {
+            let values = values_of(&outcome.net, &path).unwrap();
+            assert!(values.iter().all(|v| f16::from_f32(*v).to_f32() == *v), "{path} is not in half precision");
+            assert!(
+                values_of(&pruned, &path).unwrap().iter().any(|v| f16::from_f32(*v).to_f32() != *v),
+                "{path} was already in half precision before the stage: the check above proves nothing"
+            );
+        }
+    }
     let before = record.pruned.unwrap().accuracy;
     assert!(
         record.test.accuracy > 0.5,

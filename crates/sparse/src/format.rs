@@ -4,7 +4,7 @@
 //! pools, still load), the network as JSON under `model`, and optionally `classes`, a JSON list
 //! of the outputs' names.
 //!
-//! Each weighted layer `NAME` stores `NAME.bias` (f32) and either `NAME.values` (f32),
+//! Each weighted layer `NAME` stores `NAME.bias` (f32; a reader also takes f16) and either `NAME.values` (f32),
 //! `NAME.columns` (u16, or u32 when a row has more than 65,536 inputs) and `NAME.row_offsets`
 //! (u32, one more than rows) for CSR, or `NAME.weight` (f32, row-major) for dense. An affine
 //! layer stores `NAME.scale` and `NAME.shift` (f32, one per channel).
@@ -41,6 +41,7 @@
 
 use std::collections::HashMap;
 
+use half::f16;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
@@ -121,8 +122,8 @@ fn unit_stride() -> [usize; 2] {
     [1, 1]
 }
 
-/// Writes a layer's weight matrix as arrays (given the layer's name).
-pub(crate) type WeightsWriter<'a> = &'a mut dyn FnMut(&str, &Weights, &mut Vec<Array>) -> Result<(), Error>;
+/// Writes a layer's weight matrix and bias as arrays (given the layer's name).
+pub(crate) type WeightsWriter<'a> = &'a mut dyn FnMut(&str, &Weights, &[f32], &mut Vec<Array>) -> Result<(), Error>;
 
 /// One array of the file: its name, type, shape and little-endian bytes.
 pub(crate) type Array = (String, Dtype, Vec<usize>, Vec<u8>);
@@ -131,11 +132,23 @@ pub(crate) fn f32_array(name: String, values: &[f32]) -> Array {
     (name, Dtype::F32, vec![values.len()], values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
+/// The values as f16 where every one of them is a half-precision number (as quantization
+/// leaves codebooks and biases), otherwise as f32: the array reads back exactly either way.
+pub(crate) fn compact_array(name: String, values: &[f32]) -> Array {
+    let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+    if halves.iter().zip(values).all(|(h, v)| h.to_f32().to_bits() == v.to_bits()) {
+        (name, Dtype::F16, vec![values.len()], halves.iter().flat_map(|h| h.to_le_bytes()).collect())
+    } else {
+        f32_array(name, values)
+    }
+}
+
 impl Model {
     pub fn to_bytes(&self) -> Vec<u8> {
         // Version 2 readers read every file without per-channel values.
         let version = if self.normalization.as_ref().is_some_and(Normalization::per_channel) { VERSION } else { 2 };
-        self.serialize(FORMAT, version, Vec::new(), &mut |name, weights, arrays| {
+        self.serialize(FORMAT, version, Vec::new(), &mut |name, weights, bias, arrays| {
+            arrays.push(f32_array(format!("{name}.bias"), bias));
             sparse_arrays(name, weights, arrays);
             Ok(())
         })
@@ -187,8 +200,7 @@ impl Model {
             };
             layers.push(NodeHeader { layer: header, from: &node.from });
             let Some((name, weights, bias)) = weighted else { continue };
-            tensors.push(f32_array(format!("{name}.bias"), bias));
-            weights_arrays(name, weights, &mut tensors)?;
+            weights_arrays(name, weights, bias, &mut tensors)?;
         }
         let header = Header { input: self.input, normalization: self.normalization.clone(), layers };
         let mut entries = HashMap::from([
@@ -337,10 +349,13 @@ impl Reader<'_> {
         Ok(view)
     }
 
+    /// A float array, stored as f32 or (the compressed file's codebooks and biases) f16.
     pub(crate) fn f32s(&self, name: &str, len: usize) -> Result<Vec<f32>, Error> {
-        let view = self.tensor(name, &[Dtype::F32], Some(len))?;
-        let values: Vec<f32> =
-            view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        let view = self.tensor(name, &[Dtype::F32, Dtype::F16], Some(len))?;
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F16 => view.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            _ => view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect(),
+        };
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::Corrupt { tensor: name.to_string(), problem: "holds NaN or infinity".into() });
         }

@@ -206,3 +206,41 @@ fn an_entropy_stream_that_decodes_to_too_many_symbols_is_an_error() {
     let error = error_of(&bad);
     assert!(error.starts_with("big.indices") && error.contains("more than"), "{error}");
 }
+
+/// The dtype of each array of a file, by name.
+fn dtypes(bytes: &[u8]) -> HashMap<String, safetensors::Dtype> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    file.tensors().into_iter().map(|(name, view)| (name, view.dtype())).collect()
+}
+
+#[test]
+fn codebooks_and_biases_in_half_precision_are_stored_in_two_bytes_and_read_back_exactly() {
+    use safetensors::Dtype;
+    // The grid of eighths is half precision; the random biases are not, until rounded.
+    let model = models().pop().unwrap();
+    let f32_bytes = model.to_compressed_bytes().unwrap().0;
+    let types = dtypes(&f32_bytes);
+    assert_eq!((types["big.codebook"], types["big.bias"]), (Dtype::F16, Dtype::F32));
+    let mut halved = model;
+    for node in &mut halved.nodes {
+        if let Layer::Linear { bias, .. } | Layer::Conv { bias, .. } = &mut node.layer {
+            bias.iter_mut().for_each(|b| *b = half::f16::from_f32(*b).to_f32());
+        }
+    }
+    let bytes = halved.to_compressed_bytes().unwrap().0;
+    assert_eq!(dtypes(&bytes)["big.bias"], Dtype::F16);
+    // Two bytes less for each of the 34 bias values; the header's offsets may take a digit less.
+    let saved = f32_bytes.len() - bytes.len();
+    assert!((2 * 34 - 8..=2 * 34 + 8).contains(&saved), "{saved} bytes saved");
+    let loaded = Model::from_bytes(&bytes).unwrap();
+    let x = images(2, &halved, 5);
+    assert_eq!(halved.forward(&x, 5).unwrap(), loaded.forward(&x, 5).unwrap());
+}
+
+#[test]
+fn version_1_files_still_load_and_a_newer_version_is_refused() {
+    let with_version = |v: &str| rewrite(&compressed(), |_, _| {}, |m| drop(m.insert("version".into(), v.into())));
+    Model::from_bytes(&with_version("1")).unwrap();
+    let error = error_of(&with_version("3"));
+    assert!(error.contains('3') && error.contains('2'), "{error}");
+}

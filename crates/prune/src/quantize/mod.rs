@@ -13,7 +13,7 @@ use coppice_models::LayerKind;
 use serde::{Deserialize, Serialize};
 
 pub use codebook::{kmeans_codebook, nearest};
-pub use sharing::{LayerCodebook, WeightSharing};
+pub use sharing::{LayerCodebook, WeightSharing, to_half_precision};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

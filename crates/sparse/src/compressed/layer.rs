@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::huffman::{code_lengths, coded_bits, decode, encode};
+use crate::format::compact_array;
 use crate::weights::{Csr, Encoding, Weights};
 
 /// Widest indices: a codebook holds at most `2^16 - 1` values (index 0 is the zero).
@@ -49,7 +50,8 @@ pub struct LayerSize {
     /// After pruning: what the sparse file stores (CSR: f32 values, u16 or u32 columns, u32 row
     /// offsets; or dense above half the weights kept).
     pub sparse_bytes: usize,
-    /// After quantization: the codebook (f32), and each entry's index and gap bit-packed.
+    /// After quantization: the codebook (f16 where its values are, else f32), and each entry's
+    /// index and gap bit-packed.
     pub quantized_bytes: usize,
     /// After Huffman coding: the codebook, both code-length tables and both coded streams.
     pub coded_bytes: usize,
@@ -105,6 +107,8 @@ impl CodedLayer {
         }
         let (_, layer, packed, padding) = best.expect("at least one gap width is tried");
         let column_bytes = if cols <= 1 << 16 { 2 } else { 4 };
+        // As the file stores it: f16 where every shared value is one.
+        let codebook_bytes = compact_array(String::new(), &codebook).3.len();
         let size = LayerSize {
             name: name.to_string(),
             weights: dense.len(),
@@ -114,8 +118,8 @@ impl CodedLayer {
                 Encoding::Csr => (4 + column_bytes) * kept.len() + 4 * (rows + 1),
                 Encoding::Dense => 4 * dense.len(),
             },
-            quantized_bytes: 4 * codebook.len() + packed,
-            coded_bytes: 4 * codebook.len()
+            quantized_bytes: codebook_bytes + packed,
+            coded_bytes: codebook_bytes
                 + layer.index_lengths.len()
                 + layer.indices.len()
                 + layer.gap_lengths.len()

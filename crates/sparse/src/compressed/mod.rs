@@ -1,13 +1,14 @@
 //! The compressed file, Deep Compression's (Han, Mao & Dally 2016): the sparse file's container
-//! and header (`format = coppice-compressed`, `version` 1), with each weighted layer's matrix
+//! and header (`format = coppice-compressed`, `version` 2; version 1 stored the bias and codebook
+//! as f32 only, and still loads), with each weighted layer's matrix
 //! as a codebook and Huffman-coded index and gap streams instead of f32 CSR (`layer.rs`).
 //! The metadata entry `coding` is a JSON object giving, for each weighted layer, its
 //! [`LayerCoding`]. The layer `NAME` stores:
 //!
 //! | array | type | holds |
 //! |---|---|---|
-//! | `NAME.bias` | f32 | the bias, as in the sparse file |
-//! | `NAME.codebook` | f32 | the shared values; index `i >= 1` is `codebook[i - 1]`, index 0 a zero |
+//! | `NAME.bias` | f16 or f32 | the bias: f16 where every value is a half-precision number |
+//! | `NAME.codebook` | f16 or f32 | the shared values; index `i >= 1` is `codebook[i - 1]`, index 0 a zero |
 //! | `NAME.index_lengths` | u8 | the Huffman code length of each index (0: unused) |
 //! | `NAME.indices` | u8 | the coded indices, most significant bit first |
 //! | `NAME.gap_lengths` | u8 | the code length of each gap, `2^gap_bits` of them |
@@ -26,12 +27,12 @@ use safetensors::{Dtype, SafeTensors};
 pub use layer::{CodedLayer, LayerCoding, LayerSize};
 
 use crate::Error;
-use crate::format::{Array, Reader, f32_array, read_model};
+use crate::format::{Array, Reader, compact_array, read_model};
 use crate::model::Model;
 use crate::weights::{Encoding, Weights};
 
 pub const COMPRESSED_FORMAT: &str = "coppice-compressed";
-pub const COMPRESSED_VERSION: u32 = 1;
+pub const COMPRESSED_VERSION: u32 = 2;
 
 /// Each weighted layer's coding, by name: the metadata entry `coding`.
 type Coding = BTreeMap<String, LayerCoding>;
@@ -53,26 +54,28 @@ impl Model {
             sizes.push(size);
         }
         let metadata = vec![("coding".to_string(), serde_json::to_string(&coding).expect("plain data serializes"))];
-        let bytes = self.serialize(COMPRESSED_FORMAT, COMPRESSED_VERSION, metadata, &mut |name, weights, arrays| {
-            let (coded, _) = CodedLayer::encode(name, weights)
-                .map_err(|problem| Error::NotQuantized { layer: name.to_string(), problem })?;
-            arrays.push(f32_array(format!("{name}.codebook"), &coded.codebook));
-            let u8s = |suffix: &str, bytes: Vec<u8>| -> Array {
-                (format!("{name}.{suffix}"), Dtype::U8, vec![bytes.len()], bytes)
-            };
-            arrays.push(u8s("index_lengths", coded.index_lengths));
-            arrays.push(u8s("indices", coded.indices));
-            arrays.push(u8s("gap_lengths", coded.gap_lengths));
-            arrays.push(u8s("gaps", coded.gaps));
-            Ok(())
-        })?;
+        let bytes =
+            self.serialize(COMPRESSED_FORMAT, COMPRESSED_VERSION, metadata, &mut |name, weights, bias, arrays| {
+                let (coded, _) = CodedLayer::encode(name, weights)
+                    .map_err(|problem| Error::NotQuantized { layer: name.to_string(), problem })?;
+                arrays.push(compact_array(format!("{name}.bias"), bias));
+                arrays.push(compact_array(format!("{name}.codebook"), &coded.codebook));
+                let u8s = |suffix: &str, bytes: Vec<u8>| -> Array {
+                    (format!("{name}.{suffix}"), Dtype::U8, vec![bytes.len()], bytes)
+                };
+                arrays.push(u8s("index_lengths", coded.index_lengths));
+                arrays.push(u8s("indices", coded.indices));
+                arrays.push(u8s("gap_lengths", coded.gap_lengths));
+                arrays.push(u8s("gaps", coded.gaps));
+                Ok(())
+            })?;
         Ok((bytes, sizes))
     }
 }
 
 /// The compressed file's network, of `version` as its metadata says.
 pub(crate) fn read(file: &SafeTensors, metadata: &HashMap<String, String>, version: &str) -> Result<Model, Error> {
-    if version != COMPRESSED_VERSION.to_string() {
+    if !(1..=COMPRESSED_VERSION).any(|v| v.to_string() == version) {
         return Err(Error::Version { found: version.to_string(), supported: COMPRESSED_VERSION });
     }
     let text = metadata
@@ -104,7 +107,8 @@ fn read_coded(
     let u8s = |suffix: &str| -> Result<Vec<u8>, Error> {
         Ok(reader.tensor(&format!("{name}.{suffix}"), &[Dtype::U8], None)?.data().to_vec())
     };
-    let codebook_len = reader.tensor(&format!("{name}.codebook"), &[Dtype::F32], None)?.shape().iter().product();
+    let codebook_len =
+        reader.tensor(&format!("{name}.codebook"), &[Dtype::F32, Dtype::F16], None)?.shape().iter().product();
     let coded = CodedLayer {
         coding: layer_coding,
         codebook: reader.f32s(&format!("{name}.codebook"), codebook_len)?,
