@@ -18,6 +18,7 @@ use crate::allocation::Allocation;
 use crate::criteria::Criterion;
 use crate::rounds::{Rewind, Rounds};
 use crate::schedule::Schedule;
+use crate::scratch::{Scratch, ScratchBudget};
 use crate::sensitivity::DEFAULT_LEVELS;
 use crate::strategy::Strategy;
 use crate::strategy::layerwise::{Granularity, LayerWise, LayerWisePruner, layer_order};
@@ -127,6 +128,10 @@ pub struct PruneConfig {
     pub max_drop: f64,
     /// Layer-wise: back-offs per layer at most.
     pub max_retries: usize,
+    /// After the last round, train the pruned architecture from a fresh initialization (Liu et
+    /// al.'s Scratch-E or Scratch-B); the methods that remove units only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchBudget>,
 }
 
 impl Default for PruneConfig {
@@ -161,6 +166,7 @@ impl Default for PruneConfig {
             freeze_pruned: false,
             max_drop: 0.01,
             max_retries: 2,
+            scratch: None,
         }
     }
 }
@@ -265,6 +271,7 @@ impl PruneConfig {
                 RewindKind::Random => Rewind::Random { like: initial, seed: dense_training.seed },
             },
             quantize: None,
+            scratch: self.scratch.map(|budget| Scratch { budget, dense: dense_training.config.clone() }),
         }
     }
 

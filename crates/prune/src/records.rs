@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::quantize::Quantized;
 use crate::report::SparsityReport;
+use crate::scratch::ScratchRecord;
 
 /// The seed of one round's random draws, so that any round can be redone on its own.
 pub(crate) fn round_seed(seed: u64, round: usize) -> u64 {
@@ -29,6 +30,10 @@ pub struct RoundRecord {
     /// retraining); `None` for a pruning round.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantized: Option<Quantized>,
+    /// The train-from-scratch control's record (its `pruned` is then the pruned architecture at
+    /// its fresh initialization); `None` for any other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchRecord>,
 }
 
 /// One try of a method that judges its rounds (layer-wise), accepted or backed off.

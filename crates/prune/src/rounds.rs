@@ -9,6 +9,7 @@ use crate::mask::MaskSet;
 use crate::quantize::{QuantizeConfig, WeightSharing, to_half_precision};
 use crate::records::{History, LayerAttempt, RoundRecord};
 use crate::report::sparsity_report;
+use crate::scratch::{Scratch, scratch_stage};
 use crate::strategy::{Retraining, Strategy};
 use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::{Network, Prunable};
@@ -27,6 +28,8 @@ pub struct Rounds {
     pub rewind: Rewind,
     /// Quantization after the last round, as a round of its own.
     pub quantize: Option<QuantizeConfig>,
+    /// The pruned architecture trained from scratch after the last round, as a round of its own.
+    pub scratch: Option<Scratch>,
 }
 
 /// Where a round's surviving weights start their retraining.
@@ -54,7 +57,7 @@ impl Rounds {
         }
     }
 
-    fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
+    pub(crate) fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
         let batch = self.retrain.config.eval_batch_size;
         Ok(evaluate(net, split.clone(), self.batcher.clone(), batch, &self.retrain.device)?)
     }
@@ -93,7 +96,8 @@ impl<F: FnMut(&RoundRecord, &Network)> RoundObserver for F {
 }
 
 /// Round 0, then every round of `strategy`: prune, retrain, evaluate, record; then, with
-/// `rounds.quantize`, the quantization stage as one more record. With
+/// `rounds.quantize`, the quantization stage as one more record, or with `rounds.scratch` the
+/// train-from-scratch control. With
 /// `completed`, `net` is the network after its last round, and the rounds go on from the
 /// next; the tries of a round that was not accepted yet are made again.
 pub fn run_rounds(
@@ -124,6 +128,7 @@ pub fn run_rounds(
                 seconds: 0.0,
                 epochs: Vec::new(),
                 quantized: None,
+                scratch: None,
             };
             let history = History { rounds: vec![dense], attempts: Vec::new() };
             observer.on_round(&history, &net)?;
@@ -199,6 +204,7 @@ pub fn run_rounds(
                     seconds,
                     epochs,
                     quantized: None,
+                    scratch: None,
                 });
                 net = candidate;
                 observer.on_round(&history, &net)?;
@@ -211,6 +217,11 @@ pub fn run_rounds(
         && history.rounds.len() == last + 1
     {
         net = quantize_stage(net, config, last + 1, strategy.target(), rounds, &mut history, observer)?;
+    }
+    if let Some(scratch) = &rounds.scratch
+        && history.rounds.len() == last + 1
+    {
+        net = scratch_stage(&net, scratch, last + 1, strategy.target(), rounds, &mut history, observer)?;
     }
     Ok(RoundsOutcome { net, history })
 }
@@ -277,6 +288,7 @@ fn quantize_stage(
         seconds,
         epochs,
         quantized: Some(quantized),
+        scratch: None,
     });
     observer.on_round(history, &net)?;
     Ok(net)

@@ -28,6 +28,7 @@ fn rounds(tag: &str) -> Rounds {
         batcher,
         rewind: Rewind::None,
         quantize: None,
+        scratch: None,
     }
 }
 

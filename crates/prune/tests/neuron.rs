@@ -248,6 +248,7 @@ fn neuron_rounds_shrink_the_network_and_retrain_it() {
         batcher,
         rewind: Rewind::None,
         quantize: None,
+        scratch: None,
     };
     let config = NeuronPruning {
         criterion: Criterion::L2,

@@ -45,6 +45,7 @@ fn rounds(tag: &str, quantize: QuantizeConfig) -> Rounds {
         batcher,
         rewind: Rewind::None,
         quantize: Some(quantize),
+        scratch: None,
     }
 }
 

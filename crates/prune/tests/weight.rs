@@ -47,6 +47,7 @@ fn rounds(tag: &str, epochs: usize, optimizer: OptimizerKind, rewind: Rewind) ->
         batcher,
         rewind,
         quantize: None,
+        scratch: None,
     }
 }
 

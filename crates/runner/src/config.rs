@@ -180,14 +180,18 @@ impl Config {
         for assignment in overrides {
             apply_override(&mut table, assignment).map_err(|problem| error("--set", problem))?;
         }
+        let raw = toml::Value::Table(table.clone());
         let config: Config = serde_path_to_error::deserialize(table).map_err(|e| {
             let field = e.path().to_string();
             let problem = e.inner().message().trim().replace('\n', " ");
+            // A list where one value belongs is a sweep, whatever serde says of it (an enum's
+            // message names no sequence).
+            let list = field.split('.').try_fold(&raw, |v, k| v.get(k));
             let fix = if problem.contains("unknown field") {
                 "; fix: remove or rename the key (docs/config.md lists every key)"
             } else if problem.contains("missing field") {
                 "; fix: add the key (docs/config.md lists every key)"
-            } else if problem.contains("invalid type: sequence") {
+            } else if problem.contains("invalid type: sequence") || list.is_some_and(toml::Value::is_array) {
                 "; fix: a list of values is a sweep: run it with `coppice sweep`"
             } else {
                 ""

@@ -100,6 +100,12 @@ impl PruneConfig {
                 return Err(problem("agp_frequency", "must be at least 1 step".into()));
             }
         }
+        if self.scratch.is_some() && !self.removes_units() {
+            return Err(problem(
+                "scratch",
+                "trains the architecture that pruning found, so the method must remove units; fix: strategy = \"neuron\" (or \"layerwise\" with granularity = \"unit\"), or remove scratch".into(),
+            ));
+        }
         if self.rewind == RewindKind::Init && self.from.is_some() {
             return Err(problem(
                 "rewind",

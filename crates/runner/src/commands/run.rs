@@ -23,7 +23,7 @@ use crate::rundir::checkpoint::{Checkpoint, EpochJournal};
 use crate::rundir::dir::{FAILURE_FILE, create_dir_durable, discard_if_unused, write_atomic};
 use crate::rundir::lock::{Access, lock};
 use crate::rundir::saved::{load_model, save_model};
-use crate::rundir::summary::{QuantizeSummary, Summary, report_md};
+use crate::rundir::summary::{QuantizeSummary, ScratchSummary, Summary, report_md};
 use crate::rundir::tables::{MetricsLog, attempts_csv, round_line, rounds_csv};
 
 /// Runs a config end to end and returns the run directory.
@@ -174,9 +174,12 @@ pub fn run_experiment(
     };
     save_model(&net, run_dir)?;
     let last = pruning.as_ref().map(|rounds| rounds.last().expect("round 0 exists").sparsity.clone());
-    // The quantization stage's record follows the pruning rounds'.
+    // The quantization stage's record, or the train-from-scratch control's, follows the pruning
+    // rounds'.
     let quantized = pruning.as_ref().and_then(|rounds| QuantizeSummary::of(rounds.last()?));
-    let pruning_rounds = pruning.as_ref().map(|rounds| &rounds[..rounds.len() - usize::from(quantized.is_some())]);
+    let scratch = pruning.as_deref().and_then(ScratchSummary::of);
+    let stages = usize::from(quantized.is_some() || scratch.is_some());
+    let pruning_rounds = pruning.as_ref().map(|rounds| &rounds[..rounds.len() - stages]);
     let summary = Summary {
         sparsity: last.as_ref().map(|r| r.sparsity),
         compression_ratio: last.as_ref().map(|r| r.compression_ratio),
@@ -184,6 +187,7 @@ pub fn run_experiment(
         pruned_test_accuracy: pruning_rounds.and_then(|rounds| rounds.last()?.pruned).map(|e| e.accuracy),
         rounds: pruning_rounds.map(|rounds| rounds.len() - 1),
         quantize: quantized,
+        scratch,
         dense: prune
             .as_ref()
             .filter(|p| p.removes_units())

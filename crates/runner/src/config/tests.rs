@@ -132,3 +132,22 @@ fn quantize_needs_weight_pruning_and_bits_in_range() {
     let message = load_err("quantize-neuron.toml", &neuron, &[]);
     assert!(message.contains("quantize.method"), "{message}");
 }
+
+#[test]
+fn scratch_needs_a_method_that_removes_units_and_a_known_budget() {
+    let neuron =
+        format!("{MINIMAL}[prune]\nstrategy = \"neuron\"\ncriterion = \"l1\"\ntarget = 0.5\nscratch = \"compute\"\n");
+    Config::load(&write("scratch.toml", &neuron), &[]).unwrap();
+    let weight = format!("{MINIMAL}[prune]\ntarget = 0.9\nscratch = \"epochs\"\n");
+    let message = load_err("scratch-weight.toml", &weight, &[]);
+    assert!(message.contains("prune.scratch") && message.contains("strategy = \"neuron\""), "{message}");
+    let message = load_err("scratch-budget.toml", &neuron, &["prune.scratch=\"flops\""]);
+    assert!(message.contains("scratch") && message.contains("epochs"), "{message}");
+}
+
+#[test]
+fn a_list_of_enum_values_outside_a_sweep_says_to_sweep_it() {
+    let text = format!("{MINIMAL}[prune]\nstrategy = \"neuron\"\ncriterion = [\"l1\", \"l2\"]\ntarget = 0.5\n");
+    let message = load_err("criteria.toml", &text, &[]);
+    assert!(message.contains("prune.criterion") && message.contains("coppice sweep"), "{message}");
+}

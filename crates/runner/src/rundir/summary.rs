@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use burn::module::Module;
 use coppice_data::Normalization;
 use coppice_models::{Architecture, Network, Prunable, count_nonzero};
-use coppice_prune::{QuantizeMethod, RoundRecord};
+use coppice_prune::{QuantizeMethod, RoundRecord, ScratchBudget};
 use coppice_train::Evaluation;
 use serde::Serialize;
 
@@ -66,6 +66,9 @@ pub struct Summary {
     /// With `[quantize]`: the bits of each layer and the accuracy before and after retraining.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quantize: Option<QuantizeSummary>,
+    /// With `prune.scratch`: the pruned architecture trained from scratch, beside fine-tuning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<ScratchSummary>,
     /// With weight pruning: the sparse engine's file size and speedup over dense flex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseFigures>,
@@ -105,6 +108,34 @@ impl QuantizeSummary {
             bits: quantized.bits.clone(),
             test_accuracy_before_retraining: record.pruned.map(|e| e.accuracy),
             test_accuracy: record.test.accuracy,
+        })
+    }
+}
+
+/// summary.json's `scratch`: Liu et al.'s control against the fine-tuned network of the same run.
+#[derive(Serialize)]
+pub struct ScratchSummary {
+    pub budget: ScratchBudget,
+    pub epochs: usize,
+    /// The pruned architecture at its fresh initialization.
+    pub test_accuracy_at_initialization: Option<f64>,
+    /// After training from scratch: the run's `test_accuracy`, and its saved model.
+    pub test_accuracy: f64,
+    /// The last pruning round's network, fine-tuned from the pruned weights.
+    pub fine_tuned_test_accuracy: f64,
+}
+
+impl ScratchSummary {
+    /// The summary of a run's records whose last is the control's; `None` otherwise.
+    pub fn of(rounds: &[RoundRecord]) -> Option<ScratchSummary> {
+        let [.., fine_tuned, record] = rounds else { return None };
+        let scratch = record.scratch.as_ref()?;
+        Some(ScratchSummary {
+            budget: scratch.budget,
+            epochs: scratch.epochs,
+            test_accuracy_at_initialization: record.pruned.map(|e| e.accuracy),
+            test_accuracy: record.test.accuracy,
+            fine_tuned_test_accuracy: fine_tuned.test.accuracy,
         })
     }
 }
@@ -156,6 +187,7 @@ impl Summary {
             rounds: None,
             dense: None,
             quantize: None,
+            scratch: None,
             sparse: None,
             compressed: None,
             parent: None,

@@ -92,6 +92,17 @@ pub fn round_line(r: &RoundRecord, total: usize) -> String {
             r.seconds
         );
     }
+    if let Some(s) = &r.scratch {
+        return format!(
+            "scratch ({:?}, {} epochs): test acc {} at initialization, {:.2}% trained, loss {:.4} | {:.1}s",
+            s.budget,
+            s.epochs,
+            r.pruned.map_or("-".into(), |e| format!("{:.2}%", e.accuracy * 100.0)),
+            r.test.accuracy * 100.0,
+            r.test.loss,
+            r.seconds
+        );
+    }
     let target = r.target.map_or("-".into(), |t| format!("{:.2}%", t * 100.0));
     format!(
         "round {}/{total}: target {target}, sparsity {:.2}%, compression {:.2}x | test acc {:.2}% loss {:.4} | {:.1}s",
@@ -141,13 +152,15 @@ pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
     table.to_csv()
 }
 
-/// What a record of `rounds.csv` is: the network before pruning, a pruning round, or the
+/// What a record of `rounds.csv` is: the network before pruning, a pruning round, the
 /// quantization after the last round (whose `pruned_test_accuracy` is then the quantized
-/// network's before its retraining).
+/// network's before its retraining), or the train-from-scratch control (whose
+/// `pruned_test_accuracy` is the pruned architecture's at its fresh initialization).
 fn stage(r: &RoundRecord) -> &'static str {
-    match (r.round, &r.quantized) {
-        (_, Some(_)) => "quantize",
-        (0, None) => "dense",
+    match (r.round, &r.quantized, &r.scratch) {
+        (_, Some(_), _) => "quantize",
+        (_, _, Some(_)) => "scratch",
+        (0, None, None) => "dense",
         _ => "prune",
     }
 }
@@ -186,6 +199,7 @@ mod tests {
             seconds: 1.0,
             epochs: Vec::new(),
             quantized: None,
+            scratch: None,
         };
         let csv = rounds_csv(&[record(0), record(1), record(2), record(3)]);
         assert!(csv.starts_with("round,target,sparsity,sparsity_fc1,sparsity_fc2,sparsity_fc3,params_nonzero"));
