@@ -133,8 +133,10 @@ fn an_index_past_the_codebook_is_an_error() {
         },
         |_| {},
     );
+    // The index table holds a length for each shared value, so a codebook too short for it is
+    // refused before any index is read.
     let error = error_of(&bad);
-    assert!(error.starts_with("big.indices") && error.contains("past the codebook"), "{error}");
+    assert!(error.starts_with("big.index_lengths") && error.contains("past the codebook"), "{error}");
 }
 
 #[test]

@@ -94,6 +94,37 @@ pub fn encode(symbols: &[u32], lengths: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The code lengths as the file stores them: two to a byte, the first in the high nibble,
+/// where every length fits in 4 bits (which halves the tables of 8-bit indices and wide gaps);
+/// otherwise one to a byte.
+pub fn pack_lengths(lengths: &[u8]) -> Vec<u8> {
+    if lengths.len() < 2 || lengths.iter().any(|&l| l > 15) {
+        return lengths.to_vec();
+    }
+    lengths.chunks(2).map(|pair| (pair[0] << 4) | pair.get(1).copied().unwrap_or(0)).collect()
+}
+
+/// The `count` code lengths of a stored table: one to a byte when it holds `count` bytes, two
+/// to a byte when it holds half as many (rounded up; an odd count's last nibble is 0).
+pub fn unpack_lengths(stored: &[u8], count: usize) -> Result<Vec<u8>, String> {
+    if stored.len() == count {
+        return Ok(stored.to_vec());
+    }
+    if stored.len() == count.div_ceil(2) {
+        let mut lengths: Vec<u8> = stored.iter().flat_map(|&b| [b >> 4, b & 15]).collect();
+        if lengths.len() > count && lengths[count] != 0 {
+            return Err("the padding nibble after the last length is not 0".into());
+        }
+        lengths.truncate(count);
+        return Ok(lengths);
+    }
+    Err(format!(
+        "has {} bytes where {count} code lengths take {count} (one to a byte) or {} (two)",
+        stored.len(),
+        count.div_ceil(2)
+    ))
+}
+
 /// Bits `lengths` spend on `counts` (for choosing a gap width without coding).
 pub fn coded_bits(counts: &[u64], lengths: &[u8]) -> u64 {
     counts.iter().zip(lengths).map(|(c, l)| c * *l as u64).sum()
@@ -167,6 +198,19 @@ mod tests {
         let stream = encode(&symbols, &lengths);
         assert_eq!(stream.len() as u64, coded_bits(&counts, &lengths).div_ceil(8));
         assert_eq!(decode(&stream, &lengths, symbols.len()).unwrap(), symbols);
+    }
+
+    #[test]
+    fn short_lengths_are_stored_two_to_a_byte_and_long_ones_one() {
+        let short = [3u8, 0, 15, 1, 2];
+        assert_eq!(pack_lengths(&short), vec![0x30, 0xf1, 0x20]);
+        assert_eq!(unpack_lengths(&pack_lengths(&short), 5).unwrap(), short);
+        let long = [16u8, 1, 2];
+        assert_eq!(pack_lengths(&long), long);
+        assert_eq!(unpack_lengths(&long, 3).unwrap(), long);
+        assert_eq!(unpack_lengths(&[7], 1).unwrap(), vec![7], "one length is one byte");
+        assert!(unpack_lengths(&[0x30, 0xf1, 0x27], 5).unwrap_err().contains("padding"));
+        assert!(unpack_lengths(&[1, 2], 5).unwrap_err().contains("5 code lengths"));
     }
 
     #[test]

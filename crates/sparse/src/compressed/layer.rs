@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::huffman::{code_lengths, coded_bits, decode, encode};
+use super::huffman::{code_lengths, coded_bits, decode, encode, pack_lengths, unpack_lengths};
 use crate::format::compact_array;
 use crate::weights::{Csr, Encoding, Weights};
 
@@ -31,10 +31,11 @@ pub struct LayerCoding {
 pub struct CodedLayer {
     pub coding: LayerCoding,
     pub codebook: Vec<f32>,
-    /// Huffman code length of each index (`codebook + 1` of them), and the coded indices.
+    /// Huffman code length of each index (`codebook + 1` of them) as stored (see
+    /// `pack_lengths`), and the coded indices.
     pub index_lengths: Vec<u8>,
     pub indices: Vec<u8>,
-    /// Huffman code length of each gap (`2^gap_bits`), and the coded gaps.
+    /// Huffman code length of each gap (`2^gap_bits`) as stored, and the coded gaps.
     pub gap_lengths: Vec<u8>,
     pub gaps: Vec<u8>,
 }
@@ -87,10 +88,11 @@ impl CodedLayer {
             let index_counts = counts(&indices, codebook.len() + 1);
             let gap_counts = counts(&gaps, 1 << gap_bits);
             let (index_lengths, gap_lengths) = (code_lengths(&index_counts), code_lengths(&gap_counts));
+            let (index_table, gap_table) = (pack_lengths(&index_lengths), pack_lengths(&gap_lengths));
             let coded = coded_bits(&index_counts, &index_lengths).div_ceil(8) as usize
                 + coded_bits(&gap_counts, &gap_lengths).div_ceil(8) as usize
-                + index_lengths.len()
-                + gap_lengths.len();
+                + index_table.len()
+                + gap_table.len();
             if best.as_ref().is_some_and(|(size, ..)| *size <= coded) {
                 continue;
             }
@@ -99,9 +101,9 @@ impl CodedLayer {
                 coding: LayerCoding { bits, gap_bits, entries: indices.len() },
                 codebook: codebook.clone(),
                 indices: encode(&indices, &index_lengths),
-                index_lengths,
+                index_lengths: index_table,
                 gaps: encode(&gaps, &gap_lengths),
-                gap_lengths,
+                gap_lengths: gap_table,
             };
             best = Some((coded, layer, packed, indices.len() - kept.len()));
         }
@@ -150,17 +152,19 @@ impl CodedLayer {
         if codebook + 1 > 1 << bits {
             return Err(("codebook", format!("has {codebook} values, {bits} bits index at most {}", (1 << bits) - 1)));
         }
-        if self.index_lengths.len() > 1 << bits {
-            return Err(("index_lengths", format!("has {} lengths for {bits}-bit indices", self.index_lengths.len())));
-        }
-        if self.gap_lengths.len() != 1 << gap_bits {
-            return Err((
-                "gap_lengths",
-                format!("has {} lengths, {gap_bits}-bit gaps need {}", self.gap_lengths.len(), 1 << gap_bits),
-            ));
-        }
-        let indices = decode(&self.indices, &self.index_lengths, entries).map_err(|e| ("indices", e))?;
-        let gaps = decode(&self.gaps, &self.gap_lengths, entries).map_err(|e| ("gaps", e))?;
+        // One length for the padding zero and each shared value: no index can point past them.
+        let index_lengths = unpack_lengths(&self.index_lengths, codebook + 1).map_err(|e| {
+            (
+                "index_lengths",
+                format!(
+                    "{e}: one for index 0 and each of the codebook's {codebook} values (an index past the codebook)"
+                ),
+            )
+        })?;
+        let gap_lengths = unpack_lengths(&self.gap_lengths, 1 << gap_bits)
+            .map_err(|e| ("gap_lengths", format!("{e}: {gap_bits}-bit gaps")))?;
+        let indices = decode(&self.indices, &index_lengths, entries).map_err(|e| ("indices", e))?;
+        let gaps = decode(&self.gaps, &gap_lengths, entries).map_err(|e| ("gaps", e))?;
         let mut csr = Csr { rows, cols, row_offsets: vec![0; rows + 1], columns: Vec::new(), values: Vec::new() };
         let mut position = 0usize;
         for (entry, (&index, &gap)) in indices.iter().zip(&gaps).enumerate() {
@@ -228,9 +232,9 @@ mod tests {
             coding: LayerCoding { bits: 2, gap_bits: 2, entries: 4 },
             codebook: vec![-0.5, 0.5],
             indices: encode(&indices, &index_lengths),
-            index_lengths,
+            index_lengths: pack_lengths(&index_lengths),
             gaps: encode(&gaps, &gap_lengths),
-            gap_lengths,
+            gap_lengths: pack_lengths(&gap_lengths),
         };
         let mut expected = vec![0.0; 12];
         (expected[0], expected[9]) = (0.5, -0.5);

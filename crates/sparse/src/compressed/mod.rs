@@ -9,9 +9,9 @@
 //! |---|---|---|
 //! | `NAME.bias` | f16 or f32 | the bias: f16 where every value is a half-precision number |
 //! | `NAME.codebook` | f16 or f32 | the shared values; index `i >= 1` is `codebook[i - 1]`, index 0 a zero |
-//! | `NAME.index_lengths` | u8 | the Huffman code length of each index (0: unused) |
+//! | `NAME.index_lengths` | u8 | the Huffman code length of each index (0: unused), two to a byte where all are under 16 |
 //! | `NAME.indices` | u8 | the coded indices, most significant bit first |
-//! | `NAME.gap_lengths` | u8 | the code length of each gap, `2^gap_bits` of them |
+//! | `NAME.gap_lengths` | u8 | the code length of each gap, `2^gap_bits` of them, stored alike |
 //! | `NAME.gaps` | u8 | the coded gaps |
 //!
 //! Reading decodes every layer once into the weights the sparse engine runs (CSR or dense, as
