@@ -10,7 +10,12 @@ time per method) or `<!-- lines:readme -->` / `<!-- lines:wall-times -->` and `<
 same files), or `<!-- lines:sparse-vs-dense -->` (Zhu & Gupta's large sparse networks against small
 dense ones of as many parameters). `<!-- seeds:CONFIG -->` and `<!-- /seeds -->` hold a sweep's
 points seed by seed (from results/CONFIG/points/), the dense and the final test accuracy of each
-run and their paired difference. Nothing in those blocks is kept by hand.
+run and their paired difference; `<!-- compressed:CONFIG -->` and `<!-- /compressed -->` a Deep
+Compression sweep's points (accuracy at each stage and the compressed file's bytes, from each
+point's summary.json and rounds.csv); `<!-- scratch:CONFIG -->` and `<!-- /scratch -->` a sweep
+over `prune.scratch`, fine-tuned against Scratch-E and Scratch-B seed by seed (the fine-tuned
+network is each run's last pruning round); `<!-- export:CONFIG -->` and `<!-- /export -->` seed
+0's output of `coppice export --format compressed` from results/CONFIG/compressed.txt. Nothing in those blocks is kept by hand.
 Standard library only.
 """
 import csv
@@ -248,6 +253,78 @@ def seeds_table(name):
     return "\n".join(lines)
 
 
+def point_records(name):
+    """Each point of a sweep: its summary.json, with its rounds.csv's rows under "rounds"."""
+    records = []
+    for summary in sorted((ROOT / "results" / name / "points").glob("*/summary.json")):
+        record = json.loads(summary.read_text())
+        record["rounds"] = rows(summary.parent / "rounds.csv")
+        records.append(record)
+    return records
+
+
+def mean_std(values):
+    mean = sum(values) / len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+
+
+def compressed_table(name):
+    """Each seed's accuracy after each stage of Deep Compression and its compressed file."""
+    records = sorted(point_records(name), key=lambda r: r["seed"])
+    header = ["seed", "dense (%)", "pruned (%)", "quantized (%)", "after retraining (%)", "coded weights (B)",
+              "file (B)", "file / dense"]
+    lines = ["| " + " | ".join(header) + " |", "| ---" + " | ---:" * (len(header) - 1) + " |"]
+    columns = []
+    for r in records:
+        pruned = [row for row in r["rounds"] if row["stage"] == "prune"][-1]
+        coded = sum(layer["coded_bytes"] for layer in r["compressed"]["layers"])
+        file, dense = r["compressed"]["bytes"], r["compressed"]["dense_bytes"]
+        values = [r["dense_test_accuracy"] * 100, float(pruned["test_accuracy"]) * 100,
+                  r["quantize"]["test_accuracy_before_retraining"] * 100, r["test_accuracy"] * 100, coded, file,
+                  dense / file]
+        columns.append(values)
+        lines.append(f"| {r['seed']} | " + " | ".join(
+            [f"{v:.2f}" for v in values[:4]] + [f"{coded:,}", f"{file:,}", f"{values[6]:.1f}x"]) + " |")
+    stats = [mean_std([c[i] for c in columns]) for i in range(len(header) - 1)]
+    cells = [pm(m, s, 1.0) for m, s in stats[:4]] + [f"{stats[4][0]:,.0f}", f"{stats[5][0]:,.0f}",
+                                                     f"{stats[6][0]:.1f}x"]
+    lines.append(f"| mean of {len(records)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scratch_table(name):
+    """Fine-tuned against Scratch-E and Scratch-B: the runs of one seed prune the same network the
+    same way, so each difference is paired."""
+    by_seed = {}
+    for r in point_records(name):
+        arm = by_seed.setdefault(r["seed"], {"fine-tuned": r["scratch"]["fine_tuned_test_accuracy"]})
+        # Both budgets' runs of a seed prune and fine-tune alike before their controls part.
+        assert arm["fine-tuned"] == r["scratch"]["fine_tuned_test_accuracy"], (name, r["seed"])
+        arm[r["scratch"]["budget"]] = r["scratch"]["test_accuracy"]
+        arm[r["scratch"]["budget"] + " epochs"] = r["scratch"]["epochs"]
+    header = ["seed", "fine-tuned (%)", "Scratch-E (%)", "Scratch-B (%)", "Scratch-B epochs",
+              "E - fine-tuned (points)", "B - fine-tuned (points)"]
+    lines = ["| " + " | ".join(header) + " |", "| ---" + " | ---:" * (len(header) - 1) + " |"]
+    columns = []
+    for seed, arm in sorted(by_seed.items()):
+        tuned, e, b = (arm["fine-tuned"] * 100, arm["epochs"] * 100, arm["compute"] * 100)
+        columns.append([tuned, e, b, e - tuned, b - tuned])
+        lines.append(f"| {seed} | {tuned:.2f} | {e:.2f} | {b:.2f} | {arm['compute epochs']} "
+                     f"| {e - tuned:+.2f} | {b - tuned:+.2f} |")
+    stats = [mean_std([c[i] for c in columns]) for i in range(5)]
+    cells = [pm(m, s, 1.0) for m, s in stats[:3]] + [""] + [f"{m:+.2f} ± {s:.2f}" for m, s in stats[3:]]
+    lines.append(f"| mean of {len(columns)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def export_block(name):
+    """Seed 0's `coppice export --format compressed` output, as results/CONFIG/compressed.txt
+    keeps it."""
+    text = (ROOT / "results" / name / "compressed.txt").read_text()
+    seed0 = text.split("seed 0: coppice export RUN --format compressed\n")[1].split("seed ")[0]
+    return "```text\n" + seed0.rstrip("\n") + "\n```"
+
+
 def lines_table(name):
     return {"readme": readme_lines, "wall-times": wall_times, "sparse-vs-dense": sparse_vs_dense}[name]()
 
@@ -255,7 +332,8 @@ def lines_table(name):
 def fill(path):
     text = path.read_text()
     kinds = (("results", results_table), ("rounds", rounds_table), ("tradeoff", tradeoff_table),
-             ("lines", lines_table), ("seeds", seeds_table))
+             ("lines", lines_table), ("seeds", seeds_table), ("compressed", compressed_table),
+             ("scratch", scratch_table), ("export", export_block))
     for kind, make in kinds:
         pattern = re.compile(rf"(<!-- {kind}:([\w.-]+) -->\n).*?(<!-- /{kind} -->)", re.S)
 
