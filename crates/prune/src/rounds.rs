@@ -9,7 +9,7 @@ use crate::mask::MaskSet;
 use crate::quantize::{QuantizeConfig, WeightSharing, to_half_precision};
 use crate::records::{History, LayerAttempt, RoundRecord};
 use crate::report::sparsity_report;
-use crate::scratch::{Scratch, scratch_stage};
+use crate::scratch::{Scratch, ScratchRecord};
 use crate::strategy::{Retraining, Strategy};
 use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::{Network, Prunable};
@@ -57,7 +57,7 @@ impl Rounds {
         }
     }
 
-    pub(crate) fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
+    fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
         let batch = self.retrain.config.eval_batch_size;
         Ok(evaluate(net, split.clone(), self.batcher.clone(), batch, &self.retrain.device)?)
     }
@@ -292,4 +292,60 @@ fn quantize_stage(
     });
     observer.on_round(history, &net)?;
     Ok(net)
+}
+
+/// Trains `net`'s architecture from fresh weights; its record, round `round`, goes to `history`
+/// and `observer`. The weights are drawn from a seed of the stage's own, so that they are
+/// neither the dense network's initial weights nor the pruned ones.
+fn scratch_stage(
+    net: &Network,
+    scratch: &Scratch,
+    round: usize,
+    target: Option<f64>,
+    rounds: &Rounds,
+    history: &mut History,
+    observer: &mut dyn RoundObserver,
+) -> Result<Network, PruneError> {
+    let started = Instant::now();
+    let device = &rounds.retrain.device;
+    let seed = rounds.retrain.seed.wrapping_add(0x5c7a_7c40).wrapping_add(round as u64);
+    device.seed(seed);
+    let fresh = net
+        .architecture()
+        .init(device)
+        .map_err(|e| PruneError::Invalid(format!("scratch: cannot rebuild the pruned network: {e}")))?;
+    let dense_flops = history.rounds[0].sparsity.flops_dense;
+    let epochs = scratch.epochs(dense_flops, sparsity_report(&fresh).flops_dense);
+    let initial = Some(rounds.evaluate(&fresh, &rounds.test)?);
+    let setup = TrainSetup {
+        config: TrainConfig { epochs, ..scratch.dense.clone() },
+        device: device.clone(),
+        artifact_dir: rounds.retrain.artifact_dir.join("scratch"),
+        seed,
+        progress: rounds.retrain.progress,
+        label: "scratch".into(),
+        parallel: rounds.retrain.parallel.clone(),
+    };
+    let trained = fit(
+        fresh,
+        rounds.train.clone(),
+        rounds.valid.clone(),
+        rounds.batcher.clone(),
+        &setup,
+        &Callbacks::new(Vec::new()),
+    )?;
+    let test = rounds.evaluate(&trained.net, &rounds.test)?;
+    history.rounds.push(RoundRecord {
+        round,
+        target,
+        sparsity: sparsity_report(&trained.net),
+        test,
+        pruned: initial,
+        seconds: started.elapsed().as_secs_f64(),
+        epochs: trained.epochs,
+        quantized: None,
+        scratch: Some(ScratchRecord { budget: scratch.budget, epochs }),
+    });
+    observer.on_round(history, &trained.net)?;
+    Ok(trained.net)
 }

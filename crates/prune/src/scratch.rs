@@ -3,17 +3,10 @@
 //! fine-tuned from the pruned weights. The driver ([`run_rounds`](crate::run_rounds)) runs it
 //! once after the last round, as a record of its own, so that the same run holds the fine-tuned
 //! network (the last round) and the one trained from scratch (the stage), at the same seed.
+//! The stage itself runs in `rounds.rs`, beside the quantization stage.
 
-use std::time::Instant;
-
-use coppice_models::Network;
-use coppice_train::{Callbacks, TrainConfig, TrainSetup, fit};
+use coppice_train::TrainConfig;
 use serde::{Deserialize, Serialize};
-
-use crate::PruneError;
-use crate::records::{History, RoundRecord};
-use crate::report::sparsity_report;
-use crate::rounds::{RoundObserver, Rounds};
 
 /// How long the pruned architecture trains from scratch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,62 +46,6 @@ impl Scratch {
             }
         }
     }
-}
-
-/// Trains `net`'s architecture from fresh weights; its record, round `round`, goes to `history`
-/// and `observer`. The weights are drawn from a seed of the stage's own, so that they are
-/// neither the dense network's initial weights nor the pruned ones.
-pub(crate) fn scratch_stage(
-    net: &Network,
-    scratch: &Scratch,
-    round: usize,
-    target: Option<f64>,
-    rounds: &Rounds,
-    history: &mut History,
-    observer: &mut dyn RoundObserver,
-) -> Result<Network, PruneError> {
-    let started = Instant::now();
-    let device = &rounds.retrain.device;
-    let seed = rounds.retrain.seed.wrapping_add(0x5c7a_7c40).wrapping_add(round as u64);
-    device.seed(seed);
-    let fresh = net
-        .architecture()
-        .init(device)
-        .map_err(|e| PruneError::Invalid(format!("scratch: cannot rebuild the pruned network: {e}")))?;
-    let dense_flops = history.rounds[0].sparsity.flops_dense;
-    let epochs = scratch.epochs(dense_flops, sparsity_report(&fresh).flops_dense);
-    let initial = Some(rounds.evaluate(&fresh, &rounds.test)?);
-    let setup = TrainSetup {
-        config: TrainConfig { epochs, ..scratch.dense.clone() },
-        device: device.clone(),
-        artifact_dir: rounds.retrain.artifact_dir.join("scratch"),
-        seed,
-        progress: rounds.retrain.progress,
-        label: "scratch".into(),
-        parallel: rounds.retrain.parallel.clone(),
-    };
-    let trained = fit(
-        fresh,
-        rounds.train.clone(),
-        rounds.valid.clone(),
-        rounds.batcher.clone(),
-        &setup,
-        &Callbacks::new(Vec::new()),
-    )?;
-    let test = rounds.evaluate(&trained.net, &rounds.test)?;
-    history.rounds.push(RoundRecord {
-        round,
-        target,
-        sparsity: sparsity_report(&trained.net),
-        test,
-        pruned: initial,
-        seconds: started.elapsed().as_secs_f64(),
-        epochs: trained.epochs,
-        quantized: None,
-        scratch: Some(ScratchRecord { budget: scratch.budget, epochs }),
-    });
-    observer.on_round(history, &trained.net)?;
-    Ok(trained.net)
 }
 
 #[cfg(test)]
