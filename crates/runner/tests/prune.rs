@@ -207,3 +207,31 @@ fn bad_prune_settings_are_named() {
     let out = coppice(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
     assert_clean_failure(&out, &["prune.layers.fc7", "fc1, fc2"]);
 }
+
+/// Liu et al.'s control as users run it: the run's rounds.csv, summary.json and report.md hold
+/// the scratch-trained network beside the fine-tuned one of the same run.
+#[test]
+fn a_scratch_control_run_records_both_networks() {
+    let dir = scratch("scratch-control");
+    let config = config_in(
+        &dir,
+        &format!(
+            "{MLP_CONFIG}[data]\ntrain_limit = 400\ntest_limit = 100\n[train]\nepochs = 1\nbatch_size = 32\n[prune]\nstrategy = \"neuron\"\ncriterion = \"l1\"\ntarget = 0.5\nretrain_epochs = 1\nscratch = \"compute\"\n"
+        ),
+    );
+    let out_dir = dir.join("runs");
+    let out = coppice(&["run", config.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--plain"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = only_run(&out_dir);
+    let rounds = std::fs::read_to_string(run.join("rounds.csv")).unwrap();
+    let stages: Vec<&str> = rounds.lines().skip(1).map(|l| l.rsplit(',').next().unwrap()).collect();
+    assert_eq!(stages, ["dense", "prune", "scratch"]);
+    let summary = read_summary(&run);
+    let scratch = &summary["scratch"];
+    assert_eq!(scratch["budget"], "compute");
+    assert!(scratch["epochs"].as_u64().unwrap() >= 2, "half the hidden units: at least twice the epochs: {scratch}");
+    assert_eq!(scratch["test_accuracy"], summary["test_accuracy"], "the run's model is the scratch-trained one");
+    assert_eq!(summary["rounds"], 1, "rounds counts the pruning rounds only");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("## Trained from scratch") && report.contains("Scratch-B"), "{report}");
+}

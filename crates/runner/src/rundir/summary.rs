@@ -14,7 +14,7 @@ use coppice_train::Evaluation;
 use serde::Serialize;
 
 use super::dir::write_atomic;
-use super::tables::MetricsLog;
+use super::tables::{MetricsLog, stage};
 use crate::config::Config;
 use crate::data::Data;
 use crate::inference::latency::DenseComparison;
@@ -313,17 +313,32 @@ pub fn report_md(config: &Config, summary: &Summary, rounds: &[RoundRecord]) -> 
             q.test_accuracy * 100.0
         );
     }
+    if let Some(s) = &summary.scratch {
+        let name = match s.budget {
+            ScratchBudget::Epochs => "Scratch-E",
+            ScratchBudget::Compute => "Scratch-B",
+        };
+        let _ = writeln!(
+            md,
+            "## Trained from scratch\n\n{name}: the pruned architecture trained from fresh weights for {} epochs, test accuracy {} at initialization, {:.2} % trained, against {:.2} % fine-tuned from the pruned weights (the last pruning round). The saved model and the accuracy above are the scratch-trained network's.\n",
+            s.epochs,
+            s.test_accuracy_at_initialization.map_or("-".into(), |a| format!("{:.2} %", a * 100.0)),
+            s.test_accuracy * 100.0,
+            s.fine_tuned_test_accuracy * 100.0
+        );
+    }
     if let Some(c) = &summary.compressed {
         md.push_str("## Deep Compression\n\n```text\n");
         md.push_str(&c.table());
         md.push_str("```\n\n");
     }
-    md.push_str("## Rounds\n\n| round | sparsity | compression | test accuracy | test loss | seconds |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    md.push_str("## Rounds\n\n| round | stage | sparsity | compression | test accuracy | test loss | seconds |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rounds {
         let _ = writeln!(
             md,
-            "| {} | {:.2} % | {:.2}x | {:.2} % | {:.4} | {:.1} |",
+            "| {} | {} | {:.2} % | {:.2}x | {:.2} % | {:.4} | {:.1} |",
             r.round,
+            stage(r),
             r.sparsity.sparsity * 100.0,
             r.sparsity.compression_ratio,
             r.test.accuracy * 100.0,

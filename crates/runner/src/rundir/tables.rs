@@ -156,7 +156,7 @@ pub fn rounds_csv(rounds: &[RoundRecord]) -> String {
 /// quantization after the last round (whose `pruned_test_accuracy` is then the quantized
 /// network's before its retraining), or the train-from-scratch control (whose
 /// `pruned_test_accuracy` is the pruned architecture's at its fresh initialization).
-fn stage(r: &RoundRecord) -> &'static str {
+pub fn stage(r: &RoundRecord) -> &'static str {
     match (r.round, &r.quantized, &r.scratch) {
         (_, Some(_), _) => "quantize",
         (_, _, Some(_)) => "scratch",
