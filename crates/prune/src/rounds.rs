@@ -13,7 +13,7 @@ use crate::scratch::{Scratch, ScratchRecord};
 use crate::strategy::{Retraining, Strategy};
 use coppice_data::{ImageBatcher, ImageDataset};
 use coppice_models::{Network, Prunable};
-use coppice_train::{Callback, Callbacks, Evaluation, TrainConfig, TrainSetup, evaluate, fit};
+use coppice_train::{Callback, Callbacks, Evaluation, TrainConfig, TrainOutcome, TrainSetup, evaluate, fit};
 
 /// What the rounds train and evaluate on, and how each round retrains.
 pub struct Rounds {
@@ -45,16 +45,33 @@ pub enum Rewind {
 }
 
 impl Rounds {
-    fn retrain_setup(&self, retraining: Retraining) -> TrainSetup {
+    /// The rounds' training setup with `config`, in `folder` under their training folder,
+    /// shuffling from `seed`: what every round and stage trains with.
+    fn setup(&self, config: TrainConfig, folder: &str, seed: u64, label: String) -> TrainSetup {
         TrainSetup {
-            config: self.retrain.config.clone(),
+            config,
             device: self.retrain.device.clone(),
-            artifact_dir: self.retrain.artifact_dir.join(retraining.folder),
-            seed: self.retrain.seed.wrapping_add(retraining.seed_offset),
+            artifact_dir: self.retrain.artifact_dir.join(folder),
+            seed,
             progress: self.retrain.progress,
-            label: retraining.label,
+            label,
             parallel: self.retrain.parallel.clone(),
         }
+    }
+
+    fn retrain_setup(&self, retraining: Retraining) -> TrainSetup {
+        let seed = self.retrain.seed.wrapping_add(retraining.seed_offset);
+        self.setup(self.retrain.config.clone(), &retraining.folder, seed, retraining.label)
+    }
+
+    /// Trains `net` on the rounds' training split, validating on theirs.
+    fn fit(
+        &self,
+        net: Network,
+        setup: &TrainSetup,
+        callbacks: Vec<Box<dyn Callback>>,
+    ) -> Result<TrainOutcome, PruneError> {
+        Ok(fit(net, self.train.clone(), self.valid.clone(), self.batcher.clone(), setup, &Callbacks::new(callbacks))?)
     }
 
     fn evaluate(&self, net: &Network, split: &ImageDataset) -> Result<Evaluation, PruneError> {
@@ -156,15 +173,8 @@ pub fn run_rounds(
             let mut epochs = Vec::new();
             if rounds.retrain.config.epochs > 0 {
                 let setup = rounds.retrain_setup(strategy.retraining(round, attempt));
-                let callbacks = Callbacks::new(strategy.callbacks(&candidate));
-                let trained = fit(
-                    candidate,
-                    rounds.train.clone(),
-                    rounds.valid.clone(),
-                    rounds.batcher.clone(),
-                    &setup,
-                    &callbacks,
-                )?;
+                let callbacks = strategy.callbacks(&candidate);
+                let trained = rounds.fit(candidate, &setup, callbacks)?;
                 candidate = trained.net;
                 epochs = trained.epochs;
             }
@@ -249,29 +259,15 @@ fn quantize_stage(
     let mut epochs = Vec::new();
     if config.retrain_epochs > 0 {
         let pruning = &rounds.retrain.config;
-        let setup = TrainSetup {
-            config: TrainConfig {
-                epochs: config.retrain_epochs,
-                lr: pruning.lr * config.retrain_lr_scale,
-                lr_min: pruning.lr_min * config.retrain_lr_scale,
-                ..pruning.clone()
-            },
-            device: device.clone(),
-            artifact_dir: rounds.retrain.artifact_dir.join("quantize"),
-            seed: rounds.retrain.seed.wrapping_add(round as u64),
-            progress: rounds.retrain.progress,
-            label: "quantize".into(),
-            parallel: rounds.retrain.parallel.clone(),
+        let retraining = TrainConfig {
+            epochs: config.retrain_epochs,
+            lr: pruning.lr * config.retrain_lr_scale,
+            lr_min: pruning.lr_min * config.retrain_lr_scale,
+            ..pruning.clone()
         };
-        let callbacks: Vec<Box<dyn Callback>> = vec![Box::new(masks), Box::new(sharing)];
-        let trained = fit(
-            net,
-            rounds.train.clone(),
-            rounds.valid.clone(),
-            rounds.batcher.clone(),
-            &setup,
-            &Callbacks::new(callbacks),
-        )?;
+        let setup =
+            rounds.setup(retraining, "quantize", rounds.retrain.seed.wrapping_add(round as u64), "quantize".into());
+        let trained = rounds.fit(net, &setup, vec![Box::new(masks), Box::new(sharing)])?;
         net = trained.net;
         epochs = trained.epochs;
     }
@@ -317,23 +313,8 @@ fn scratch_stage(
     let dense_flops = history.rounds[0].sparsity.flops_dense;
     let epochs = scratch.epochs(dense_flops, sparsity_report(&fresh).flops_dense);
     let initial = Some(rounds.evaluate(&fresh, &rounds.test)?);
-    let setup = TrainSetup {
-        config: TrainConfig { epochs, ..scratch.dense.clone() },
-        device: device.clone(),
-        artifact_dir: rounds.retrain.artifact_dir.join("scratch"),
-        seed,
-        progress: rounds.retrain.progress,
-        label: "scratch".into(),
-        parallel: rounds.retrain.parallel.clone(),
-    };
-    let trained = fit(
-        fresh,
-        rounds.train.clone(),
-        rounds.valid.clone(),
-        rounds.batcher.clone(),
-        &setup,
-        &Callbacks::new(Vec::new()),
-    )?;
+    let setup = rounds.setup(TrainConfig { epochs, ..scratch.dense.clone() }, "scratch", seed, "scratch".into());
+    let trained = rounds.fit(fresh, &setup, Vec::new())?;
     let test = rounds.evaluate(&trained.net, &rounds.test)?;
     history.rounds.push(RoundRecord {
         round,

@@ -3,33 +3,15 @@
 use std::collections::BTreeMap;
 
 use burn::prelude::*;
-use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
 use coppice_models::{InputShape, Network, Prunable, presets};
 use coppice_prune::*;
-use coppice_train::{Progress, TrainConfig, TrainSetup};
+use coppice_train::TrainConfig;
+
+mod common;
+use common::{quiet_setup, synthetic_rounds};
 
 fn rounds(tag: &str) -> Rounds {
-    let all = synthetic_images(384, 4, 1, 6, 6, 7);
-    let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
-    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
-    Rounds {
-        retrain: TrainSetup {
-            config: TrainConfig { epochs: 1, batch_size: 16, lr: 0.02, ..TrainConfig::default() },
-            device: Device::flex(),
-            artifact_dir: std::env::temp_dir().join(format!("coppice-layerwise-{}-{tag}", std::process::id())),
-            seed: 3,
-            progress: Progress::Quiet,
-            label: tag.into(),
-            parallel: None,
-        },
-        train: ImageDataset::new(train),
-        valid: ImageDataset::new(test.clone()),
-        test: ImageDataset::new(test),
-        batcher,
-        rewind: Rewind::None,
-        quantize: None,
-        scratch: None,
-    }
+    synthetic_rounds(quiet_setup(tag, TrainConfig { epochs: 1, batch_size: 16, lr: 0.02, ..TrainConfig::default() }, 3))
 }
 
 fn net() -> Network {

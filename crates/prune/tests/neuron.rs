@@ -5,10 +5,10 @@ use burn::prelude::*;
 use coppice_data::{ImageBatch, ImageBatcher, ImageDataset, Normalization, synthetic_images};
 use coppice_models::{Classifier, InputShape, Network, Prunable, UnitGroup, edit_param, presets};
 use coppice_prune::*;
-use coppice_train::{Progress, TrainConfig, TrainSetup};
+use coppice_train::TrainConfig;
 
 mod common;
-use common::seeded;
+use common::{quiet_setup, seeded, synthetic_rounds};
 
 fn device() -> Device {
     Device::flex()
@@ -229,27 +229,8 @@ fn data_driven_criteria_need_data_and_floors_must_be_met() {
 
 #[test]
 fn neuron_rounds_shrink_the_network_and_retrain_it() {
-    let all = synthetic_images(384, 4, 1, 6, 6, 7);
-    let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
-    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
-    let rounds = Rounds {
-        retrain: TrainSetup {
-            config: TrainConfig { epochs: 2, batch_size: 16, lr: 0.02, ..TrainConfig::default() },
-            device: device(),
-            artifact_dir: std::env::temp_dir().join(format!("coppice-neuron-{}", std::process::id())),
-            seed: 3,
-            progress: Progress::Quiet,
-            label: "neuron".into(),
-            parallel: None,
-        },
-        train: ImageDataset::new(train),
-        valid: ImageDataset::new(test.clone()),
-        test: ImageDataset::new(test),
-        batcher,
-        rewind: Rewind::None,
-        quantize: None,
-        scratch: None,
-    };
+    let config = TrainConfig { epochs: 2, batch_size: 16, lr: 0.02, ..TrainConfig::default() };
+    let rounds = synthetic_rounds(quiet_setup("neuron", config, 3));
     let config = NeuronPruning {
         criterion: Criterion::L2,
         allocation: Allocation::Global(0.5),

@@ -4,13 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use burn::prelude::*;
 use burn::tensor::f16;
-use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
 use coppice_models::{InputShape, Network, Prunable, presets};
 use coppice_prune::*;
-use coppice_train::{Callback, OptimizerKind, Progress, TrainConfig, TrainSetup};
+use coppice_train::{Callback, OptimizerKind, TrainConfig};
 
 mod common;
-use common::seeded;
+use common::{quiet_setup, seeded, synthetic_rounds};
 
 fn tiny_net() -> Network {
     let device = Device::flex();
@@ -20,33 +19,9 @@ fn tiny_net() -> Network {
 }
 
 fn rounds(tag: &str, quantize: QuantizeConfig) -> Rounds {
-    let all = synthetic_images(384, 4, 1, 6, 6, 7);
-    let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
-    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
-    Rounds {
-        retrain: TrainSetup {
-            config: TrainConfig {
-                epochs: 1,
-                batch_size: 16,
-                lr: 0.02,
-                optimizer: OptimizerKind::Sgd,
-                ..TrainConfig::default()
-            },
-            device: Device::flex(),
-            artifact_dir: std::env::temp_dir().join(format!("coppice-quantize-{}-{tag}", std::process::id())),
-            seed: 5,
-            progress: Progress::Quiet,
-            label: tag.into(),
-            parallel: None,
-        },
-        train: ImageDataset::new(train),
-        valid: ImageDataset::new(test.clone()),
-        test: ImageDataset::new(test),
-        batcher,
-        rewind: Rewind::None,
-        quantize: Some(quantize),
-        scratch: None,
-    }
+    let config =
+        TrainConfig { epochs: 1, batch_size: 16, lr: 0.02, optimizer: OptimizerKind::Sgd, ..TrainConfig::default() };
+    Rounds { quantize: Some(quantize), ..synthetic_rounds(quiet_setup(tag, config, 5)) }
 }
 
 fn pruner() -> WeightPruner {

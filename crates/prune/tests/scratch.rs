@@ -1,13 +1,12 @@
 //! The train-from-scratch control (Liu et al. 2019) on a tiny MLP and synthetic data.
 
 use burn::prelude::*;
-use coppice_data::{ImageBatcher, ImageDataset, Normalization, synthetic_images};
 use coppice_models::{InputShape, Network, Prunable, presets};
 use coppice_prune::*;
-use coppice_train::{Progress, TrainConfig, TrainSetup};
+use coppice_train::TrainConfig;
 
 mod common;
-use common::seeded;
+use common::{quiet_setup, seeded, synthetic_rounds};
 
 fn device() -> Device {
     Device::flex()
@@ -20,28 +19,9 @@ fn mlp() -> Network {
 }
 
 fn rounds(budget: ScratchBudget) -> Rounds {
-    let all = synthetic_images(384, 4, 1, 6, 6, 7);
-    let (train, test) = (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()));
-    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     let dense = TrainConfig { epochs: 2, batch_size: 16, lr: 0.05, ..TrainConfig::default() };
-    Rounds {
-        retrain: TrainSetup {
-            config: TrainConfig { epochs: 1, lr: 0.01, ..dense.clone() },
-            device: device(),
-            artifact_dir: std::env::temp_dir().join(format!("coppice-scratch-{}-{budget:?}", std::process::id())),
-            seed: 3,
-            progress: Progress::Quiet,
-            label: "scratch".into(),
-            parallel: None,
-        },
-        train: ImageDataset::new(train),
-        valid: ImageDataset::new(test.clone()),
-        test: ImageDataset::new(test),
-        batcher,
-        rewind: Rewind::None,
-        quantize: None,
-        scratch: Some(Scratch { budget, dense }),
-    }
+    let retrain = quiet_setup(&format!("scratch-{budget:?}"), TrainConfig { epochs: 1, lr: 0.01, ..dense.clone() }, 3);
+    Rounds { scratch: Some(Scratch { budget, dense }), ..synthetic_rounds(retrain) }
 }
 
 fn pruner() -> NeuronPruner {

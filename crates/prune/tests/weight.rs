@@ -4,18 +4,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
-use coppice_data::{ImageBatcher, ImageDataset, ImageSet, Normalization, synthetic_images};
+use coppice_data::{ImageBatcher, ImageDataset, Normalization};
 use coppice_models::{InputShape, Network, Prunable, presets};
 use coppice_prune::*;
-use coppice_train::{Callback, Callbacks, OptimizerKind, Progress, TrainConfig, TrainSetup, fit};
+use coppice_train::{Callback, Callbacks, OptimizerKind, TrainConfig, TrainSetup, fit};
 
 mod common;
-use common::seeded;
-
-fn data() -> (ImageSet, ImageSet) {
-    let all = synthetic_images(384, 4, 1, 6, 6, 7);
-    (all.subset(&(0..320).collect::<Vec<_>>()), all.subset(&(320..384).collect::<Vec<_>>()))
-}
+use common::{quiet_setup, seeded, synthetic_rounds, synthetic_split};
 
 fn tiny_net() -> Network {
     let device = Device::flex();
@@ -25,30 +20,11 @@ fn tiny_net() -> Network {
 }
 
 fn setup(tag: &str, epochs: usize, optimizer: OptimizerKind) -> TrainSetup {
-    TrainSetup {
-        config: TrainConfig { epochs, batch_size: 16, lr: 0.02, optimizer, ..TrainConfig::default() },
-        device: Device::flex(),
-        artifact_dir: std::env::temp_dir().join(format!("coppice-prune-{}-{tag}", std::process::id())),
-        seed: 5,
-        progress: Progress::Quiet,
-        label: tag.into(),
-        parallel: None,
-    }
+    quiet_setup(tag, TrainConfig { epochs, batch_size: 16, lr: 0.02, optimizer, ..TrainConfig::default() }, 5)
 }
 
 fn rounds(tag: &str, epochs: usize, optimizer: OptimizerKind, rewind: Rewind) -> Rounds {
-    let (train, test) = data();
-    let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
-    Rounds {
-        retrain: setup(tag, epochs, optimizer),
-        train: ImageDataset::new(train),
-        valid: ImageDataset::new(test.clone()),
-        test: ImageDataset::new(test),
-        batcher,
-        rewind,
-        quantize: None,
-        scratch: None,
-    }
+    Rounds { rewind, ..synthetic_rounds(setup(tag, epochs, optimizer)) }
 }
 
 fn pruner(allocation: Allocation, schedule: Schedule) -> WeightPruner {
@@ -158,7 +134,7 @@ fn agp_raises_sparsity_by_the_formula_during_training() {
     let strategy = pruner(per_layer(target, &[]), schedule);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let callbacks = Callbacks::new(vec![Box::new(strategy.clone()), Box::new(Observer { seen: seen.clone() })]);
-    let (train, test) = data();
+    let (train, test) = synthetic_split();
     let batcher = ImageBatcher::for_set(&train, Normalization::uniform(0.5, 0.5));
     // 320 samples / 16 = 20 steps per epoch, 2 epochs = 40 steps.
     fit(
