@@ -16,6 +16,15 @@ fn device() -> Device {
     device
 }
 
+/// Held for a whole test: every test seeds and draws from the one generator the flex device
+/// shares, so tests running at once would interleave their draws and each run would check other
+/// inputs (a rare draw put a bias gradient past the tolerance). One at a time, each test checks
+/// the same values on every run.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
 }
@@ -62,18 +71,21 @@ fn conv_layer(
 
 #[test]
 fn valid_convolutions_like_lenet5_match_burn() {
+    let _turn = one_at_a_time();
     check_conv(conv_layer([1, 4], [5, 5], |c| c), [3, 1, 12, 12]);
     check_conv(conv_layer([4, 6], [5, 5], |c| c), [3, 4, 8, 8]);
 }
 
 #[test]
 fn padded_convolutions_like_vgg_match_burn() {
+    let _turn = one_at_a_time();
     check_conv(conv_layer([3, 5], [3, 3], |c| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))), [2, 3, 7, 6]);
     check_conv(conv_layer([2, 3], [3, 3], |c| c.with_padding(PaddingConfig2d::Same)), [2, 2, 5, 5]);
 }
 
 #[test]
 fn asymmetric_padding_strides_and_dilation_match_burn() {
+    let _turn = one_at_a_time();
     let layer = conv_layer([2, 3], [3, 2], |c| {
         c.with_stride([2, 3]).with_dilation([2, 1]).with_padding(PaddingConfig2d::Explicit(2, 0, 1, 3))
     });
@@ -83,11 +95,13 @@ fn asymmetric_padding_strides_and_dilation_match_burn() {
 
 #[test]
 fn one_sample_and_no_bias_match_burn() {
+    let _turn = one_at_a_time();
     check_conv(conv_layer([3, 4], [3, 3], |c| c.with_bias(false)), [1, 3, 6, 6]);
 }
 
 #[test]
 fn fewer_filters_than_channels_take_the_tap_path_and_match_burn() {
+    let _turn = one_at_a_time();
     let padded = |c: Conv2dConfig| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
     check_conv(conv_layer([6, 2], [3, 3], padded), [3, 6, 7, 5]);
     check_conv(conv_layer([6, 2], [3, 3], |c| padded(c).with_bias(false)), [1, 6, 9, 9]);
@@ -103,6 +117,7 @@ fn fewer_filters_than_channels_take_the_tap_path_and_match_burn() {
 /// gradient holds.
 #[test]
 fn padded_stride_one_convolutions_by_taps_on_the_padded_image_match_burn() {
+    let _turn = one_at_a_time();
     check_conv(conv_layer([3, 8], [1, 1], |c| c.with_bias(false)), [3, 3, 5, 4]);
     check_conv(conv_layer([4, 6], [3, 3], |c| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))), [11, 4, 6, 5]);
     // Wider and uneven padding, a non-square kernel, padding beyond what any tap reads.
@@ -114,6 +129,7 @@ fn padded_stride_one_convolutions_by_taps_on_the_padded_image_match_burn() {
 
 #[test]
 fn a_weight_gradient_summed_over_several_blocks_of_samples_matches_burn() {
+    let _turn = one_at_a_time();
     // 18 patch rows x 900 positions per sample: blocks of 16 samples, so 40 samples are 3 blocks.
     check_conv(conv_layer([2, 3], [3, 3], |c| c.with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))), [40, 2, 30, 30]);
 }
@@ -137,6 +153,7 @@ fn check_linear(layer: Linear, batch: usize, with_relu: bool) {
 
 #[test]
 fn linear_layers_with_and_without_relu_match_burn() {
+    let _turn = one_at_a_time();
     check_linear(LinearConfig::new(30, 20).init(&device()), 7, true);
     check_linear(LinearConfig::new(30, 20).init(&device()), 7, false);
     check_linear(LinearConfig::new(12, 5).with_bias(false).init(&device()), 1, true);
@@ -146,6 +163,7 @@ fn linear_layers_with_and_without_relu_match_burn() {
 
 #[test]
 fn input_that_needs_no_gradient_gets_none_and_the_parameters_still_do() {
+    let _turn = one_at_a_time();
     let device = device();
     let layer = conv_layer([1, 2], [3, 3], |c| c);
     let x = random([2, 1, 5, 5], &device);
@@ -156,6 +174,7 @@ fn input_that_needs_no_gradient_gets_none_and_the_parameters_still_do() {
 
 #[test]
 fn without_autodiff_the_layers_run_the_same_kernels() {
+    let _turn = one_at_a_time();
     let device = Device::flex();
     let layer = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
     let x = random([2, 2, 6, 6], &device);
@@ -168,6 +187,7 @@ fn without_autodiff_the_layers_run_the_same_kernels() {
 #[allow(deprecated)]
 #[test]
 fn other_backends_take_burns_own_operations() {
+    let _turn = one_at_a_time();
     let device = Device::ndarray().autodiff();
     let layer = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
     let x = random([2, 2, 6, 6], &device).require_grad();
@@ -197,6 +217,7 @@ fn check_pool_on(pool: MaxPool2d, x: Tensor<4>) {
 
 #[test]
 fn max_pools_match_burn() {
+    let _turn = one_at_a_time();
     check_pool(MaxPool2dConfig::new([2, 2]).init(), [3, 4, 24, 24]);
     check_pool(MaxPool2dConfig::new([2, 2]).init(), [2, 3, 7, 5]);
     // Overlapping windows send several gradients to one input.
@@ -215,6 +236,7 @@ fn nans<const D: usize>(t: Tensor<D>) -> Vec<bool> {
 /// `nan_propagates_*` tests hold it to the same).
 #[test]
 fn a_nan_in_the_input_propagates_as_in_burn() {
+    let _turn = one_at_a_time();
     let device = Device::flex();
     let mut values: Vec<f32> = (0..2 * 6 * 6).map(|i| (i as f32 * 0.37).sin()).collect();
     values[36 + 2 * 6 + 3] = f32::NAN;
